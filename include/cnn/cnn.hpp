@@ -1,0 +1,5 @@
+#pragma once
+// Everything a user needs: #include <cnn/cnn.hpp>
+#include "cnn/error.hpp"
+#include "cnn/tensor.hpp"
+#include "cnn/types.hpp"

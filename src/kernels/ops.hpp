@@ -1,0 +1,248 @@
+#pragma once
+// Every op, declared once for both backends.
+//
+//   ops::cpu::<op>   reference implementation in src/kernels/cpu/<op>.cpp, templated on the
+//                    scalar type (float for training, double for gradient checks)
+//   ops::cuda::<op>  hand-written kernels in src/kernels/cuda/<op>.cu, float32, queued on the
+//                    context's stream (no synchronisation), pointers in device memory
+//
+// Conventions shared by both:
+//   - images are NCHW, conv weights are [c_out, c_in, k_h, k_w] (PyTorch's OIHW), dense
+//     weights are [out, in]; all row-major and contiguous.
+//   - forward ops overwrite their output; backward ops overwrite their gradients (no
+//     accumulation), so a caller never has to zero them first.
+//   - losses write one loss value per row and the gradient of the MEAN over the batch
+//     (already divided by rows).
+//   - a nullable pointer (bias, velocity) is documented as such; every other pointer is
+//     required and must hold the element counts given by the shape.
+#include <cstdint>
+
+#include "cnn/types.hpp"
+
+namespace cnn::ops {
+
+// ---- Shapes --------------------------------------------------------------------
+
+// One spatial axis of a sliding window: output size and padding before the first element.
+struct WindowAxis {
+  int out = 0;
+  int pad_before = 0;
+};
+// TensorFlow's rule; throws cnn::Error naming `what` when the window does not fit.
+WindowAxis window_axis(int in, int kernel, int stride, Padding padding, const char* what);
+
+struct Conv2DShape {
+  int n = 0, c_in = 0, h_in = 0, w_in = 0;
+  int c_out = 0, k_h = 0, k_w = 0;
+  int stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_left = 0;  // bottom/right padding is whatever the output size implies
+  int h_out = 0, w_out = 0;
+
+  int64_t x_size() const { return int64_t(n) * c_in * h_in * w_in; }
+  int64_t w_size() const { return int64_t(c_out) * c_in * k_h * k_w; }
+  int64_t y_size() const { return int64_t(n) * c_out * h_out * w_out; }
+  // Validates every argument; an error names the op and the offending values.
+  static Conv2DShape make(int n, int c_in, int h_in, int w_in, int c_out, int k_h, int k_w,
+                          int stride_h, int stride_w, Padding padding);
+};
+
+struct Pool2DShape {
+  int n = 0, c = 0, h_in = 0, w_in = 0;
+  int k_h = 0, k_w = 0;
+  int stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_left = 0;
+  int h_out = 0, w_out = 0;
+
+  int64_t x_size() const { return int64_t(n) * c * h_in * w_in; }
+  int64_t y_size() const { return int64_t(n) * c * h_out * w_out; }
+  static Pool2DShape make(int n, int c, int h_in, int w_in, int k_h, int k_w, int stride_h,
+                          int stride_w, Padding padding);
+};
+
+// An elementwise activation and its parameter (LeakyReLU's slope). Softmax is not
+// elementwise and has its own ops below.
+struct ActivationSpec {
+  Activation kind = Activation::Linear;
+  float alpha = kDefaultLeakyAlpha;
+};
+
+// Which targets a loss or metric reads.
+enum class TargetKind {
+  Labels,        // int32 class index per row
+  Distribution,  // [rows, cols] one-hot or probabilities; accuracy compares argmaxes
+  Binary,        // [rows, cols] of 0/1 targets; accuracy thresholds each element at 0.5
+};
+
+struct SgdConfig {
+  float lr = 0.01f;
+  float momentum = 0.0f;      // PyTorch form: v = m v + g; p -= lr v  (or lr (g + m v) with Nesterov)
+  bool nesterov = false;
+  float weight_decay = 0.0f;  // L2: g += wd p, or decoupled: p -= lr wd p
+  bool decoupled_weight_decay = false;
+};
+
+struct AdamConfig {
+  float lr = 0.001f;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;  // Keras's epsilon
+  float weight_decay = 0.0f;
+  bool decoupled_weight_decay = true;  // AdamW
+  int64_t step = 1;                    // 1-based step count for bias correction
+};
+
+// ---- CPU reference --------------------------------------------------------------
+namespace cpu {
+
+// Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; M x N output, inner K.
+// The one matrix product every CPU op uses (src/kernels/cpu/gemm.cpp).
+template <class T>
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+          const T* B, int ldb, T beta, T* C, int ldc);
+
+// y = act(conv(x, w) + bias); bias may be null.
+template <class T>
+void conv2d_forward(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act,
+                    T* y);
+// dx from dy (the gradient after the activation has been undone).
+template <class T>
+void conv2d_backward_input(const Conv2DShape& s, const T* dy, const T* w, T* dx);
+// dw and (when not null) dbias from x and dy.
+template <class T>
+void conv2d_backward_params(const Conv2DShape& s, const T* x, const T* dy, T* dw, T* dbias);
+
+// y[n, out] = act(x[n, in] . w[out, in] + bias[out]); bias may be null.
+template <class T>
+void dense_forward(int n, int in, int out, const T* x, const T* w, const T* bias, ActivationSpec act,
+                   T* y);
+template <class T>
+void dense_backward_input(int n, int in, int out, const T* dy, const T* w, T* dx);
+template <class T>
+void dense_backward_params(int n, int in, int out, const T* x, const T* dy, T* dw, T* dbias);
+
+// Max pooling over the window's in-bounds elements ('same' padding never wins). Ties: the
+// first maximum in row-major window order takes the whole gradient.
+template <class T>
+void maxpool2d_forward(const Pool2DShape& s, const T* x, T* y);
+template <class T>
+void maxpool2d_backward(const Pool2DShape& s, const T* x, const T* dy, T* dx);
+// Average over the window's in-bounds elements (padding is not counted, as in TensorFlow).
+template <class T>
+void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y);
+template <class T>
+void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx);
+
+// Elementwise activation (not softmax). backward reads x (pre-activation) and y (output):
+// ReLU/LeakyReLU/Sigmoid/Tanh need only y, GELU needs x; pass both.
+template <class T>
+void activation_forward(ActivationSpec act, int64_t count, const T* x, T* y);
+template <class T>
+void activation_backward(ActivationSpec act, int64_t count, const T* x, const T* y, const T* dy, T* dx);
+
+// Row-wise softmax over `cols`, stable (subtracts the row max).
+template <class T>
+void softmax_forward(int rows, int cols, const T* x, T* y);
+template <class T>
+void softmax_backward(int rows, int cols, const T* y, const T* dy, T* dx);
+
+// Losses: row_loss[rows] and the gradient of mean(row_loss) with respect to the input.
+// `labels` is used for TargetKind::Labels, `targets` otherwise (the other may be null).
+// Fused softmax + cross-entropy on logits; gradient (p - y_smoothed) / rows. Targets are
+// smoothed as y (1 - smoothing) + smoothing / cols.
+template <class T>
+void softmax_cross_entropy(int rows, int cols, const T* logits, TargetKind kind, const int32_t* labels,
+                           const T* targets, T smoothing, T* row_loss, T* dlogits);
+// Cross-entropy on probabilities (clipped to [1e-7, 1 - 1e-7] as Keras does).
+template <class T>
+void cross_entropy(int rows, int cols, const T* probs, TargetKind kind, const int32_t* labels,
+                   const T* targets, T smoothing, T* row_loss, T* dprobs);
+// Mean squared error, averaged over cols within a row (Keras).
+template <class T>
+void mse_loss(int rows, int cols, const T* pred, const T* targets, T* row_loss, T* dpred);
+// Binary cross-entropy on probabilities (clipped) or, stably, on logits; mean over cols.
+template <class T>
+void binary_cross_entropy(int rows, int cols, const T* probs, const T* targets, T* row_loss, T* dprobs);
+template <class T>
+void binary_cross_entropy_logits(int rows, int cols, const T* logits, const T* targets, T* row_loss,
+                                 T* dlogits);
+
+// accum[0] += sum of row_loss; accum[1] += number of correct predictions (rows, or
+// elements for TargetKind::Binary, where scores are probabilities or logits per `scores_are_logits`).
+template <class T>
+void accumulate_metrics(int rows, int cols, const T* row_loss, const T* scores, TargetKind kind,
+                        const int32_t* labels, const T* targets, bool scores_are_logits, double* accum);
+
+// In-place optimizer updates over a flat parameter buffer. velocity may be null when
+// momentum is 0.
+template <class T>
+void sgd_update(int64_t count, T* param, const T* grad, T* velocity, const SgdConfig& cfg);
+template <class T>
+void adam_update(int64_t count, T* param, const T* grad, T* m, T* v, const AdamConfig& cfg);
+
+}  // namespace cpu
+}  // namespace cnn::ops
+
+// ---- CUDA ----------------------------------------------------------------------
+// A per-model execution context: one stream, one cuBLAS handle, device scratch. Its
+// definition (src/kernels/cuda/context.cuh) is the only place that names CUDA types.
+namespace cnn::cuda {
+struct Context;
+Context* create_context();  // throws cnn::Error when no GPU is usable
+void destroy_context(Context* ctx);
+void synchronize(Context& ctx);  // waits for the context's stream; reports any kernel error
+}  // namespace cnn::cuda
+
+namespace cnn::ops::cuda {
+using Ctx = ::cnn::cuda::Context;
+
+void conv2d_forward(Ctx& c, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+                    ActivationSpec act, float* y);
+void conv2d_backward_input(Ctx& c, const Conv2DShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_params(Ctx& c, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                            float* dbias);
+
+void dense_forward(Ctx& c, int n, int in, int out, const float* x, const float* w, const float* bias,
+                   ActivationSpec act, float* y);
+void dense_backward_input(Ctx& c, int n, int in, int out, const float* dy, const float* w, float* dx);
+void dense_backward_params(Ctx& c, int n, int in, int out, const float* x, const float* dy, float* dw,
+                           float* dbias);
+
+void maxpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
+void maxpool2d_backward(Ctx& c, const Pool2DShape& s, const float* x, const float* dy, float* dx);
+void avgpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
+void avgpool2d_backward(Ctx& c, const Pool2DShape& s, const float* dy, float* dx);
+
+void activation_forward(Ctx& c, ActivationSpec act, int64_t count, const float* x, float* y);
+void activation_backward(Ctx& c, ActivationSpec act, int64_t count, const float* x, const float* y,
+                         const float* dy, float* dx);
+void softmax_forward(Ctx& c, int rows, int cols, const float* x, float* y);
+void softmax_backward(Ctx& c, int rows, int cols, const float* y, const float* dy, float* dx);
+
+void softmax_cross_entropy(Ctx& c, int rows, int cols, const float* logits, TargetKind kind,
+                           const int32_t* labels, const float* targets, float smoothing, float* row_loss,
+                           float* dlogits);
+void cross_entropy(Ctx& c, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
+                   const float* targets, float smoothing, float* row_loss, float* dprobs);
+void mse_loss(Ctx& c, int rows, int cols, const float* pred, const float* targets, float* row_loss,
+              float* dpred);
+void binary_cross_entropy(Ctx& c, int rows, int cols, const float* probs, const float* targets,
+                          float* row_loss, float* dprobs);
+void binary_cross_entropy_logits(Ctx& c, int rows, int cols, const float* logits, const float* targets,
+                                 float* row_loss, float* dlogits);
+// accum is device memory (2 doubles), read back by the host once per progress update.
+void accumulate_metrics(Ctx& c, int rows, int cols, const float* row_loss, const float* scores,
+                        TargetKind kind, const int32_t* labels, const float* targets,
+                        bool scores_are_logits, double* accum);
+
+void sgd_update(Ctx& c, int64_t count, float* param, const float* grad, float* velocity,
+                const SgdConfig& cfg);
+void adam_update(Ctx& c, int64_t count, float* param, const float* grad, float* m, float* v,
+                 const AdamConfig& cfg);
+
+}  // namespace cnn::ops::cuda
+
+// In layer code: CNN_ON_CUDA(ops::cuda::op(...)) compiles to the call in a CUDA build and
+// to a clear "built without CUDA" error in a CPU-only build.
+#if CNN_WITH_CUDA
+#define CNN_ON_CUDA(call) call
+#else
+#define CNN_ON_CUDA(call) ::cnn::fail("CUDA device requested, but ", ::cnn::cuda_unavailable_reason())
+#endif
