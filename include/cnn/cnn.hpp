@@ -3,3 +3,7 @@
 #include "cnn/error.hpp"
 #include "cnn/tensor.hpp"
 #include "cnn/types.hpp"
+#include "cnn/data.hpp"
+#include "cnn/layers.hpp"
+#include "cnn/callbacks.hpp"
+#include "cnn/model.hpp"

@@ -25,6 +25,12 @@ Activation parse_activation(std::string_view name);
 // Keras's LeakyReLU default slope.
 inline constexpr float kDefaultLeakyAlpha = 0.3f;
 
+// An elementwise activation and its parameter (LeakyReLU's slope, >= 0).
+struct ActivationSpec {
+  Activation kind = Activation::Linear;
+  float alpha = kDefaultLeakyAlpha;
+};
+
 // True when the CUDA backend was compiled in (it may still find no GPU at run time).
 bool built_with_cuda();
 // True when the CUDA backend is compiled in and at least one GPU is usable.

@@ -59,12 +59,9 @@ struct Pool2DShape {
                           int stride_w, Padding padding);
 };
 
-// An elementwise activation and its parameter (LeakyReLU's slope). Softmax is not
-// elementwise and has its own ops below.
-struct ActivationSpec {
-  Activation kind = Activation::Linear;
-  float alpha = kDefaultLeakyAlpha;
-};
+// An elementwise activation and its parameter (cnn/types.hpp). Softmax is not elementwise
+// and has its own ops below.
+using ActivationSpec = ::cnn::ActivationSpec;
 
 // Which targets a loss or metric reads.
 enum class TargetKind {

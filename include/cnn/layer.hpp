@@ -1,0 +1,136 @@
+#pragma once
+// Layer: the unit a Sequential model stacks. A layer knows its shapes, its parameters'
+// shapes and initialisers, and how to run forward and backward on raw buffers; the model
+// owns every buffer (parameters and gradients in one flat array each, activations in an
+// arena planned at compile) and hands each layer its slice.
+//
+// The compute entry points exist for float (CPU or CUDA, as Exec says) and for double (CPU
+// only, for gradient checks of whole models); concrete layers implement both with one
+// template through CNN_LAYER_COMPUTE (see layers/*.cpp).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "cnn/rng.hpp"
+#include "cnn/tensor.hpp"
+#include "cnn/types.hpp"
+
+namespace cnn {
+
+namespace cuda {
+struct Context;
+}
+
+enum class Initializer { GlorotUniform, HeUniform, Zeros, Ones };
+std::string to_string(Initializer init);
+Initializer parse_initializer(const std::string& name);  // "glorot_uniform", "he_uniform", "zeros", "ones"
+
+struct ParamSpec {
+  std::string name;  // "weight", "bias"
+  Shape shape;
+  Initializer init = Initializer::Zeros;
+  int64_t fan_in = 1, fan_out = 1;  // for the scaled initialisers
+  bool trainable = true;
+};
+
+// Where a layer's compute runs for this call.
+struct Exec {
+  Device device = Device::CPU;
+  cuda::Context* cuda = nullptr;  // set when device == CUDA
+  bool training = false;
+  bool on_cuda() const { return device == Device::CUDA; }
+};
+
+// The buffers of one call. Shapes are [n, per-sample shape]; `params`/`grads` point at this
+// layer's slice of the model's flat buffers (its ParamSpecs in order, contiguous).
+template <class T>
+struct LayerBuffers {
+  int n = 0;
+  const T* x = nullptr;  // input
+  T* y = nullptr;        // output (forward writes it; backward reads it)
+  const T* params = nullptr;
+  T* grads = nullptr;  // backward overwrites the layer's parameter gradients
+  T* dy = nullptr;     // backward: gradient w.r.t. y; the layer may overwrite it
+  T* dx = nullptr;     // backward: gradient w.r.t. x to write, or null when not needed
+};
+
+class Layer {
+ public:
+  virtual ~Layer();
+
+  virtual std::string type() const = 0;  // Keras class name: "Conv2D"
+  // Per-sample input shape -> per-sample output shape. Validates and fixes internal shapes;
+  // throws cnn::Error naming the problem (the model adds the layer's index and type).
+  virtual Shape build(const Shape& input_shape) = 0;
+  virtual std::vector<ParamSpec> param_specs() const { return {}; }
+  // The layer's configuration as in models/*.json ({"type": ..., ...}).
+  virtual nlohmann::json config() const = 0;
+  virtual std::shared_ptr<Layer> clone() const = 0;
+
+  virtual void forward(const Exec& e, const LayerBuffers<float>& b) = 0;
+  virtual void forward(const Exec& e, const LayerBuffers<double>& b) = 0;
+  virtual void backward(const Exec& e, const LayerBuffers<float>& b) = 0;
+  virtual void backward(const Exec& e, const LayerBuffers<double>& b) = 0;
+
+  // The activation applied to the output (Linear for layers without one).
+  virtual Activation activation() const { return Activation::Linear; }
+  // Called by the model when it fuses this (last) layer's softmax or sigmoid into the loss:
+  // from then on the layer outputs logits.
+  virtual void emit_logits(bool on) { (void)on; }
+
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return output_shape_; }
+  int64_t param_count() const;
+  bool trainable = true;  // false freezes every parameter of the layer
+  std::string name;       // optional user label; shown by summary()
+
+ protected:
+  // {"type": type(), plus "trainable"/"name" when not default}: the start of every config().
+  nlohmann::json common_config() const;
+  Shape input_shape_, output_shape_;  // per sample, set by build()
+};
+
+// Scratch memory a layer keeps between forward and backward (e.g. pre-activations). It
+// grows to the largest batch seen and is reused, so a training step allocates nothing.
+class LayerScratch {
+ public:
+  LayerScratch() = default;
+  LayerScratch(const LayerScratch&) {}  // copies of a layer start with their own scratch
+  LayerScratch& operator=(const LayerScratch&) { return *this; }
+  template <class T>
+  T* get(int64_t count, Device device);
+
+ private:
+  struct Block {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    Device device = Device::CPU;
+    ~Block();
+  };
+  std::unique_ptr<Block> float_, double_;
+};
+
+#define CNN_LAYER_COMPUTE_DECLS                                               \
+  void forward(const Exec& e, const LayerBuffers<float>& b) override;        \
+  void forward(const Exec& e, const LayerBuffers<double>& b) override;       \
+  void backward(const Exec& e, const LayerBuffers<float>& b) override;       \
+  void backward(const Exec& e, const LayerBuffers<double>& b) override;
+
+// Holds any layer by value so models can be written as Sequential({Conv2D(...), Dense(...)}).
+class AnyLayer {
+ public:
+  template <class L, class = std::enable_if_t<std::is_base_of_v<Layer, std::decay_t<L>>>>
+  AnyLayer(L&& layer) : ptr_(std::make_shared<std::decay_t<L>>(std::forward<L>(layer))) {}
+  AnyLayer(std::shared_ptr<Layer> layer) : ptr_(std::move(layer)) {}
+  const std::shared_ptr<Layer>& get() const { return ptr_; }
+
+ private:
+  std::shared_ptr<Layer> ptr_;
+};
+
+// Builds a layer from its JSON configuration; unknown types raise cnn::Error listing the known ones.
+std::shared_ptr<Layer> layer_from_config(const nlohmann::json& config);
+
+}  // namespace cnn

@@ -1,0 +1,144 @@
+#pragma once
+// Sequential: a stack of layers with Keras's compile / fit / evaluate / predict / summary /
+// save / load.
+//
+//   cnn::Sequential model({
+//       cnn::Conv2D(6, 5, 1, "valid", "relu"), cnn::AveragePooling2D(2, 2),
+//       cnn::Conv2D(16, 5, 1, "valid", "relu"), cnn::AveragePooling2D(2, 2),
+//       cnn::Flatten(), cnn::Dense(120, "relu"), cnn::Dense(84, "relu"), cnn::Dense(10, "softmax")});
+//   model.compile("sgd", "cce", 0.01, {1, 32, 32});
+//   model.fit(x, y, 30);
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "cnn/callbacks.hpp"
+#include "cnn/layer.hpp"
+#include "cnn/tensor.hpp"
+
+namespace cnn {
+
+struct CompileOptions {
+  std::string optimizer = "sgd";  // "sgd" | "adam"
+  // "cce"/"categorical_crossentropy", "scce"/"sparse_categorical_crossentropy",
+  // "mse"/"mean_squared_error", "bce"/"binary_crossentropy"
+  std::string loss = "cce";
+  float learning_rate = 0.01f;
+  Shape input_shape;  // per sample, e.g. {1, 32, 32}
+  float momentum = 0.0f;  // SGD
+  bool nesterov = false;  // SGD
+  float beta1 = 0.9f, beta2 = 0.999f, epsilon = 1e-7f;  // Adam
+  float weight_decay = 0.0f;
+  bool decoupled_weight_decay = false;  // true: AdamW-style p -= lr wd p; false: L2 added to the gradient
+  float label_smoothing = 0.0f;         // CE losses
+  bool from_logits = false;  // the last layer outputs logits (linear) for a CE/BCE loss
+  uint64_t seed = 42;        // initial weights
+  Device device = Device::CPU;
+};
+
+struct ValidationData {
+  Tensor x, y;
+};
+
+struct FitOptions {
+  int epochs = 1;
+  int batch_size = 32;
+  bool shuffle = true;
+  float validation_split = 0.0f;  // the LAST fraction of x/y, taken before shuffling (Keras)
+  std::optional<ValidationData> validation_data;
+  int verbose = 1;  // 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
+  uint64_t seed = 1;  // shuffling
+  std::vector<CallbackPtr> callbacks;
+  int initial_epoch = 0;
+};
+
+struct History {
+  std::vector<double> loss, accuracy, val_loss, val_accuracy, seconds, learning_rate;
+  int epochs() const { return static_cast<int>(loss.size()); }
+};
+
+struct EvaluateOptions {
+  int batch_size = 256;
+  bool per_class = false;  // also per-class accuracy and the confusion matrix
+};
+
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+  std::vector<double> per_class_accuracy;        // [classes], with per_class
+  std::vector<std::vector<int64_t>> confusion;   // [true][predicted], with per_class
+};
+
+class Sequential {
+ public:
+  Sequential();
+  Sequential(std::initializer_list<AnyLayer> layers);
+  ~Sequential();
+  Sequential(Sequential&&) noexcept;
+  Sequential& operator=(Sequential&&) noexcept;
+  Sequential(const Sequential&) = delete;
+  Sequential& operator=(const Sequential&) = delete;
+
+  void add(AnyLayer layer);
+
+  // Infers every output shape and allocates and initialises the parameters. An impossible
+  // architecture fails here with an error naming the layer (index, type) and the shapes.
+  void compile(const std::string& optimizer, const std::string& loss, float learning_rate, Shape input_shape);
+  void compile(const CompileOptions& options);
+  bool compiled() const;
+
+  // Moves parameters, optimizer state and all buffers to `device`.
+  void to(Device device);
+  Device device() const;
+
+  History fit(const Tensor& x, const Tensor& y, int epochs);
+  History fit(const Tensor& x, const Tensor& y, const FitOptions& options);
+  Evaluation evaluate(const Tensor& x, const Tensor& y, const EvaluateOptions& options = {});
+  Tensor predict(const Tensor& x, int batch_size = 256);  // probabilities, on the CPU
+  // One optimizer step on one batch; returns the batch's mean loss.
+  double train_on_batch(const Tensor& x, const Tensor& y);
+
+  void summary(std::ostream& out) const;
+  void summary() const;  // to stdout
+  std::string summary_string() const;
+
+  // One file with architecture and weights (safetensors layout; see docs/FORMATS.md).
+  // Written to a temporary file, flushed, then renamed over `path`.
+  void save(const std::string& path) const;
+  static Sequential load(const std::string& path);
+  // Architecture (+ compile settings) as in models/*.json, and back.
+  nlohmann::json to_json() const;
+  static Sequential from_json(const nlohmann::json& model);
+  static Sequential from_json_file(const std::string& path);
+
+  size_t size() const;
+  Layer& layer(size_t index);
+  const Layer& layer(size_t index) const;
+  const CompileOptions& compile_options() const;
+  // Overrides used by fit (for the CLI): learning rate and optimizer hyper-parameters.
+  void set_learning_rate(float lr);
+  float learning_rate() const;
+
+  int64_t count_params() const;      // all parameters
+  int64_t trainable_params() const;  // of trainable layers
+  // Named CPU copies of every parameter: "layers.<i>.<type>.weight" etc.
+  std::vector<std::pair<std::string, Tensor>> weights() const;
+  void set_weights(const std::vector<std::pair<std::string, Tensor>>& weights);
+  // The flat parameter buffer (device-resident), in layer order.
+  Tensor parameters() const;
+
+  bool stop_training = false;  // set by a callback to end fit after the current epoch
+
+  struct State;  // the runtime (buffers, optimizer state), in src/host/model_state.hpp
+  State& state();
+
+ private:
+  std::vector<std::shared_ptr<Layer>> layers_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace cnn

@@ -1,0 +1,95 @@
+// Conv2D: y = act(conv(x, W) + b). Weight [filters, in_channels, k_h, k_w], bias [filters].
+#include <nlohmann/json.hpp>
+
+#include "cnn/layers.hpp"
+#include "layers/layer_impl.hpp"
+
+namespace cnn {
+
+Conv2D::Conv2D(int filters, Size2 kernel_size, Size2 strides, std::string padding, std::string activation)
+    : Conv2D(Conv2DOptions{filters, kernel_size, strides, std::move(padding), std::move(activation)}) {}
+
+Conv2D::Conv2D(Conv2DOptions options) : opt_(std::move(options)) {
+  CNN_CHECK(opt_.filters > 0, "Conv2D: filters must be positive, got ", opt_.filters);
+  CNN_CHECK(opt_.kernel_size.h > 0 && opt_.kernel_size.w > 0, "Conv2D: kernel_size must be positive, got ",
+            opt_.kernel_size.h, "x", opt_.kernel_size.w);
+  CNN_CHECK(opt_.strides.h > 0 && opt_.strides.w > 0, "Conv2D: strides must be positive, got ", opt_.strides.h, "x",
+            opt_.strides.w);
+  padding_ = parse_padding(opt_.padding);
+  act_ = {parse_activation(opt_.activation), opt_.alpha};
+  CNN_CHECK(act_.kind != Activation::Softmax,
+            "Conv2D: activation 'softmax' is not supported on convolutions; use Flatten() then "
+            "Dense(units, \"softmax\")");
+  CNN_CHECK(opt_.alpha >= 0, "Conv2D: leaky_relu alpha must be >= 0, got ", opt_.alpha);
+  parse_initializer(opt_.kernel_initializer);
+}
+
+Shape Conv2D::build(const Shape& in) {
+  CNN_CHECK(in.size() == 3, "Conv2D: input must be [channels, height, width], got ", shape_str(in));
+  const auto s = ops::Conv2DShape::make(1, int(in[0]), int(in[1]), int(in[2]), opt_.filters, opt_.kernel_size.h,
+                                        opt_.kernel_size.w, opt_.strides.h, opt_.strides.w, padding_);
+  input_shape_ = in;
+  output_shape_ = {opt_.filters, s.h_out, s.w_out};
+  return output_shape_;
+}
+
+std::vector<ParamSpec> Conv2D::param_specs() const {
+  const int64_t c_in = input_shape_.empty() ? 0 : input_shape_[0];
+  const int64_t area = int64_t(opt_.kernel_size.h) * opt_.kernel_size.w;
+  std::vector<ParamSpec> specs{{"weight",
+                                {opt_.filters, c_in, opt_.kernel_size.h, opt_.kernel_size.w},
+                                parse_initializer(opt_.kernel_initializer),
+                                c_in * area,
+                                opt_.filters * area,
+                                true}};
+  if (opt_.use_bias) specs.push_back({"bias", {opt_.filters}, Initializer::Zeros, 1, 1, true});
+  return specs;
+}
+
+nlohmann::json Conv2D::config() const {
+  auto c = common_config();
+  c["filters"] = opt_.filters;
+  c["kernel_size"] = {opt_.kernel_size.h, opt_.kernel_size.w};
+  c["strides"] = {opt_.strides.h, opt_.strides.w};
+  c["padding"] = to_string(padding_);
+  c["activation"] = to_string(act_.kind);
+  if (act_.kind == Activation::LeakyReLU) c["alpha"] = opt_.alpha;
+  c["use_bias"] = opt_.use_bias;
+  c["kernel_initializer"] = opt_.kernel_initializer;
+  return c;
+}
+
+template <class T>
+void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
+  const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
+                                        opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
+                                        opt_.strides.w, padding_);
+  const T* bias = opt_.use_bias ? b.params + s.w_size() : nullptr;
+  const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
+  if (gradient_needs_input(act.kind)) {
+    T* z = pre_activation_.get<T>(s.y_size(), e.device);
+    CNN_RUN_OP(e, T, conv2d_forward, s, b.x, b.params, bias, ActivationSpec{}, z);
+    CNN_RUN_OP(e, T, activation_forward, act, s.y_size(), z, b.y);
+  } else {
+    CNN_RUN_OP(e, T, conv2d_forward, s, b.x, b.params, bias, act, b.y);
+  }
+}
+
+template <class T>
+void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
+  const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
+                                        opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
+                                        opt_.strides.w, padding_);
+  const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
+  if (act.kind != Activation::Linear) {
+    const T* z = gradient_needs_input(act.kind) ? pre_activation_.get<T>(s.y_size(), e.device) : nullptr;
+    CNN_RUN_OP(e, T, activation_backward, act, s.y_size(), z, b.y, b.dy, b.dy);
+  }
+  if (b.dx) CNN_RUN_OP(e, T, conv2d_backward_input, s, b.dy, b.params, b.dx);
+  if (trainable)
+    CNN_RUN_OP(e, T, conv2d_backward_params, s, b.x, b.dy, b.grads, opt_.use_bias ? b.grads + s.w_size() : nullptr);
+}
+
+CNN_LAYER_COMPUTE_DEFS(Conv2D)
+
+}  // namespace cnn

@@ -1,0 +1,79 @@
+// Dense: y = act(x W^T + b). Weight [units, in_features], bias [units].
+#include <nlohmann/json.hpp>
+
+#include "cnn/layers.hpp"
+#include "layers/layer_impl.hpp"
+
+namespace cnn {
+
+Dense::Dense(int units, std::string activation) : Dense(DenseOptions{units, std::move(activation)}) {}
+
+Dense::Dense(DenseOptions options) : opt_(std::move(options)) {
+  CNN_CHECK(opt_.units > 0, "Dense: units must be positive, got ", opt_.units);
+  act_ = {parse_activation(opt_.activation), opt_.alpha};
+  CNN_CHECK(opt_.alpha >= 0, "Dense: leaky_relu alpha must be >= 0, got ", opt_.alpha);
+  parse_initializer(opt_.kernel_initializer);
+}
+
+Shape Dense::build(const Shape& in) {
+  CNN_CHECK(in.size() == 1, "Dense: input must be flat [features], got ", shape_str(in),
+            "; add Flatten() before it");
+  in_ = int(in[0]);
+  input_shape_ = in;
+  output_shape_ = {opt_.units};
+  return output_shape_;
+}
+
+std::vector<ParamSpec> Dense::param_specs() const {
+  std::vector<ParamSpec> specs{{"weight", {opt_.units, in_}, parse_initializer(opt_.kernel_initializer), in_,
+                                opt_.units, true}};
+  if (opt_.use_bias) specs.push_back({"bias", {opt_.units}, Initializer::Zeros, 1, 1, true});
+  return specs;
+}
+
+nlohmann::json Dense::config() const {
+  auto c = common_config();
+  c["units"] = opt_.units;
+  c["activation"] = to_string(act_.kind);
+  if (act_.kind == Activation::LeakyReLU) c["alpha"] = opt_.alpha;
+  c["use_bias"] = opt_.use_bias;
+  c["kernel_initializer"] = opt_.kernel_initializer;
+  return c;
+}
+
+template <class T>
+void Dense::forward_t(const Exec& e, const LayerBuffers<T>& b) {
+  const T* bias = opt_.use_bias ? b.params + int64_t(opt_.units) * in_ : nullptr;
+  const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
+  const int64_t count = int64_t(b.n) * opt_.units;
+  if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
+    T* z = pre_activation_.get<T>(count, e.device);
+    CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, z);
+    apply_activation<T>(e, act, b.n, opt_.units, z, b.y);
+  } else {
+    CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, act, b.y);
+  }
+}
+
+template <class T>
+void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
+  const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
+  const int64_t count = int64_t(b.n) * opt_.units;
+  T* dz = b.dy;
+  if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
+    // The pre-activation scratch is free once read; softmax's gradient lands in it.
+    T* z = pre_activation_.get<T>(count, e.device);
+    undo_activation<T>(e, act, b.n, opt_.units, z, b.y, b.dy, act.kind == Activation::Softmax ? z : b.dy);
+    if (act.kind == Activation::Softmax) dz = z;
+  } else if (act.kind != Activation::Linear) {
+    undo_activation<T>(e, act, b.n, opt_.units, nullptr, b.y, b.dy, b.dy);
+  }
+  if (b.dx) CNN_RUN_OP(e, T, dense_backward_input, b.n, in_, opt_.units, dz, b.params, b.dx);
+  if (trainable)
+    CNN_RUN_OP(e, T, dense_backward_params, b.n, in_, opt_.units, b.x, dz, b.grads,
+               opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
+}
+
+CNN_LAYER_COMPUTE_DEFS(Dense)
+
+}  // namespace cnn

@@ -1,0 +1,31 @@
+// Flatten: [C, H, W] -> [C*H*W]. The data is already in that order; it is copied so every
+// layer owns its output buffer.
+#include <nlohmann/json.hpp>
+
+#include "cnn/layers.hpp"
+#include "layers/layer_impl.hpp"
+
+namespace cnn {
+
+Shape Flatten::build(const Shape& in) {
+  CNN_CHECK(!in.empty(), "Flatten: empty input shape");
+  input_shape_ = in;
+  output_shape_ = {shape_numel(in)};
+  return output_shape_;
+}
+
+nlohmann::json Flatten::config() const { return common_config(); }
+
+template <class T>
+void Flatten::forward_t(const Exec& e, const LayerBuffers<T>& b) {
+  CNN_RUN_OP(e, T, activation_forward, ActivationSpec{}, b.n * output_shape_[0], b.x, b.y);
+}
+
+template <class T>
+void Flatten::backward_t(const Exec& e, const LayerBuffers<T>& b) {
+  if (b.dx) CNN_RUN_OP(e, T, activation_forward, ActivationSpec{}, b.n * output_shape_[0], b.dy, b.dx);
+}
+
+CNN_LAYER_COMPUTE_DEFS(Flatten)
+
+}  // namespace cnn

@@ -1,0 +1,145 @@
+#include "cnn/layer.hpp"
+
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "cnn/error.hpp"
+#include "cnn/layers.hpp"
+#include "kernels/device_memory.hpp"
+
+namespace cnn {
+
+Layer::~Layer() = default;
+
+int64_t Layer::param_count() const {
+  int64_t n = 0;
+  for (const auto& p : param_specs()) n += shape_numel(p.shape);
+  return n;
+}
+
+nlohmann::json Layer::common_config() const {
+  nlohmann::json c = {{"type", type()}};
+  if (!trainable) c["trainable"] = false;
+  if (!name.empty()) c["name"] = name;
+  return c;
+}
+
+std::string to_string(Initializer init) {
+  switch (init) {
+    case Initializer::GlorotUniform: return "glorot_uniform";
+    case Initializer::HeUniform: return "he_uniform";
+    case Initializer::Zeros: return "zeros";
+    case Initializer::Ones: return "ones";
+  }
+  return "?";
+}
+
+Initializer parse_initializer(const std::string& name) {
+  if (name == "glorot_uniform") return Initializer::GlorotUniform;
+  if (name == "he_uniform") return Initializer::HeUniform;
+  if (name == "zeros") return Initializer::Zeros;
+  if (name == "ones") return Initializer::Ones;
+  fail("unknown initializer '", name, "'; valid initializers: glorot_uniform, he_uniform, zeros, ones");
+}
+
+LayerScratch::Block::~Block() { memory::release(ptr, device); }
+
+template <class T>
+T* LayerScratch::get(int64_t count, Device device) {
+  auto& block = std::is_same_v<T, float> ? float_ : double_;
+  const size_t bytes = size_t(count) * sizeof(T);
+  if (!block || block->bytes < bytes || block->device != device) {
+    block.reset();
+    block = std::make_unique<Block>();
+    block->ptr = memory::allocate(bytes, device);
+    block->bytes = bytes;
+    block->device = device;
+  }
+  return static_cast<T*>(block->ptr);
+}
+template float* LayerScratch::get<float>(int64_t, Device);
+template double* LayerScratch::get<double>(int64_t, Device);
+
+std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
+  CNN_CHECK(c.is_object() && c.contains("type") && c["type"].is_string(),
+            "layer config must be an object with a \"type\" string, got: ", c.dump());
+  const std::string type = c["type"].get<std::string>();
+  static const std::map<std::string, std::set<std::string>> known_keys = {
+      {"Conv2D", {"filters", "kernel_size", "strides", "padding", "activation", "alpha", "use_bias", "kernel_initializer"}},
+      {"Dense", {"units", "activation", "alpha", "use_bias", "kernel_initializer"}},
+      {"Flatten", {}},
+      {"MaxPooling2D", {"pool_size", "strides", "padding"}},
+      {"AveragePooling2D", {"pool_size", "strides", "padding"}},
+      {"Activation", {"activation", "alpha"}},
+  };
+  if (auto it = known_keys.find(type); it != known_keys.end()) {
+    for (const auto& item : c.items()) {
+      const std::string& key = item.key();
+      if (key == "type" || key == "trainable" || key == "name" || it->second.count(key)) continue;
+      std::string valid;
+      for (const auto& k : it->second) valid += (valid.empty() ? "" : ", ") + k;
+      fail(type, ": unknown option \"", key, "\"; valid options: ", valid.empty() ? "(none)" : valid,
+           ", trainable, name");
+    }
+  }
+  auto size2 = [&](const char* key, Size2 fallback) -> Size2 {
+    if (!c.contains(key) || c[key].is_null()) return fallback;
+    const auto& v = c[key];
+    if (v.is_number_integer()) return Size2(v.get<int>());
+    CNN_CHECK(v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer(), type,
+              ": \"", key, "\" must be an integer or [height, width], got ", v.dump());
+    return Size2(v[0].get<int>(), v[1].get<int>());
+  };
+  auto str = [&](const char* key, const std::string& fallback) {
+    if (!c.contains(key)) return fallback;
+    CNN_CHECK(c[key].is_string(), type, ": \"", key, "\" must be a string, got ", c[key].dump());
+    return c[key].get<std::string>();
+  };
+  auto integer = [&](const char* key) {
+    CNN_CHECK(c.contains(key) && c[key].is_number_integer(), type, ": \"", key, "\" must be an integer");
+    return c[key].get<int>();
+  };
+  auto number = [&](const char* key, float fallback) {
+    if (!c.contains(key)) return fallback;
+    CNN_CHECK(c[key].is_number(), type, ": \"", key, "\" must be a number");
+    return c[key].get<float>();
+  };
+  auto boolean = [&](const char* key, bool fallback) {
+    if (!c.contains(key)) return fallback;
+    CNN_CHECK(c[key].is_boolean(), type, ": \"", key, "\" must be true or false");
+    return c[key].get<bool>();
+  };
+
+  std::shared_ptr<Layer> layer;
+  if (type == "Conv2D") {
+    layer = std::make_shared<Conv2D>(Conv2DOptions{integer("filters"), size2("kernel_size", 3), size2("strides", 1),
+                                                   str("padding", "valid"), str("activation", "linear"),
+                                                   number("alpha", kDefaultLeakyAlpha), boolean("use_bias", true),
+                                                   str("kernel_initializer", "glorot_uniform")});
+  } else if (type == "Dense") {
+    layer = std::make_shared<Dense>(DenseOptions{integer("units"), str("activation", "linear"),
+                                                 number("alpha", kDefaultLeakyAlpha), boolean("use_bias", true),
+                                                 str("kernel_initializer", "glorot_uniform")});
+  } else if (type == "Flatten") {
+    layer = std::make_shared<Flatten>();
+  } else if (type == "MaxPooling2D" || type == "AveragePooling2D") {
+    const Size2 pool = size2("pool_size", 2);
+    Pooling2DOptions o{pool, c.contains("strides") && !c["strides"].is_null() ? std::optional<Size2>(size2("strides", pool))
+                                                                              : std::nullopt,
+                       str("padding", "valid")};
+    if (type == "MaxPooling2D") layer = std::make_shared<MaxPooling2D>(o);
+    else layer = std::make_shared<AveragePooling2D>(o);
+  } else if (type == "Activation") {
+    layer = std::make_shared<ActivationLayer>(str("activation", "linear"), number("alpha", kDefaultLeakyAlpha));
+  } else {
+    fail("unknown layer type '", type,
+         "'; valid types: Conv2D, Dense, Flatten, MaxPooling2D, AveragePooling2D, Activation");
+  }
+  layer->trainable = boolean("trainable", true);
+  layer->name = str("name", "");
+  return layer;
+}
+
+}  // namespace cnn

@@ -1,0 +1,53 @@
+#pragma once
+// The runtime behind Sequential: compiled shapes, the flat parameter/gradient/optimizer
+// buffers, the activation arena planned for the largest batch, and the loss plan.
+#include <memory>
+#include <vector>
+
+#include "buffer.hpp"
+#include "cnn/model.hpp"
+#include "kernels/ops.hpp"
+
+namespace cnn {
+
+enum class LossKind { CategoricalCE, SparseCategoricalCE, MSE, BinaryCE };
+LossKind parse_loss(const std::string& name);
+std::string canonical_loss_name(LossKind kind);
+
+struct Sequential::State {
+  bool compiled = false;
+  CompileOptions opt;
+
+  // Loss plan: with `fused`, the last layer emits logits and the loss applies softmax or
+  // sigmoid itself (stable, gradient p - y); predict() applies it to the logits.
+  LossKind loss = LossKind::CategoricalCE;
+  bool fused = false;
+  Activation output_activation = Activation::Linear;  // applied by predict() when fused
+
+  Shape input_shape;
+  int64_t input_size = 0;                 // per sample
+  std::vector<int64_t> out_size;          // per sample, per layer
+  std::vector<int64_t> param_offset;      // per layer, into the flat buffers
+  int64_t param_total = 0;
+  std::vector<std::pair<int64_t, int64_t>> trainable_segments;  // [begin, end) of trainable params
+  std::vector<bool> need_dx;              // per layer: some trainable layer lies below it
+
+  Device device = Device::CPU;
+  std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA
+  Tensor params, grads, opt_m, opt_v;   // [param_total] each (opt_m/opt_v per optimizer)
+  int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
+
+  // Arena for the largest batch planned so far.
+  int planned_batch = 0;
+  Buffer<float> input, acts, grad_a, grad_b, row_loss, targets;
+  Buffer<int32_t> labels;
+  Buffer<double> metrics;  // [0] summed loss, [1] correct predictions
+  std::vector<int64_t> act_offset;  // per layer, into acts
+
+  Exec exec(bool training) const { return Exec{device, cuda.get(), training}; }
+  float* act(size_t i) { return acts.data() + act_offset[i]; }
+  int64_t output_size() const { return out_size.back(); }
+  ops::TargetKind target_kind() const;
+};
+
+}  // namespace cnn

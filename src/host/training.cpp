@@ -1,0 +1,430 @@
+// Sequential's loops: fit, evaluate, predict, train_on_batch. One training step:
+//   batch rows -> input buffer -> forward through the layers -> loss (writes dL/d output and
+//   accumulates loss/accuracy on the device) -> backward -> optimizer over the flat buffers.
+// Metrics stay on the device and are read only at progress updates and epoch ends.
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "cnn/error.hpp"
+#include "cnn/model.hpp"
+#include "layers/layer_impl.hpp"
+#include "model_state.hpp"
+#include "progress.hpp"
+
+namespace cnn {
+namespace {
+
+using State = Sequential::State;
+using Layers = std::vector<std::shared_ptr<Layer>>;
+
+double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// The targets of a whole data set, validated once, on the host.
+struct Targets {
+  ops::TargetKind kind = ops::TargetKind::Labels;
+  std::vector<int32_t> labels;  // kind == Labels
+  Tensor dense;                 // [N, cols] on the CPU otherwise
+  int64_t cols = 0;
+  int64_t rows = 0;
+};
+
+void check_inputs(const State& s, const Tensor& x, const char* what) {
+  CNN_CHECK(s.compiled, what, ": compile the model first");
+  CNN_CHECK(!x.empty(), what, ": x is empty");
+  Shape expected{-1};
+  expected.insert(expected.end(), s.input_shape.begin(), s.input_shape.end());
+  bool ok = x.rank() == int(expected.size());
+  for (int i = 1; ok && i < x.rank(); ++i) ok = x.dim(i) == expected[size_t(i)];
+  CNN_CHECK(ok, what, ": x has shape ", shape_str(x.shape()), " but the model expects [N, ",
+            shape_str(s.input_shape).substr(1));
+}
+
+Targets prepare_targets(const State& s, const Tensor& y, int64_t rows, const char* what) {
+  CNN_CHECK(!y.empty(), what, ": y is empty");
+  CNN_CHECK(y.dim(0) == rows, what, ": y has ", y.dim(0), " rows but x has ", rows);
+  const int64_t K = s.output_size();
+  Targets t;
+  t.rows = rows;
+  t.cols = K;
+  t.kind = s.target_kind();
+  const Tensor host = y.to(Device::CPU);
+  const bool label_shaped = y.rank() == 1 || (y.rank() == 2 && y.dim(1) == 1);
+  // Integer labels: required by scce, also accepted by cce (same loss as one-hot rows).
+  if (t.kind == ops::TargetKind::Labels || (s.loss == LossKind::CategoricalCE && label_shaped && K > 1)) {
+    CNN_CHECK(label_shaped, what, ": loss '", s.opt.loss, "' needs integer class labels [N], got y of shape ",
+              shape_str(y.shape()));
+    t.kind = ops::TargetKind::Labels;
+    t.labels.resize(size_t(rows));
+    for (int64_t i = 0; i < rows; ++i) {
+      const float v = host.data()[i];
+      CNN_CHECK(std::isfinite(v) && v == std::floor(v) && v >= 0 && v < float(K), what, ": label ", v, " at row ", i,
+                " is not a class index in [0, ", K, ")");
+      t.labels[size_t(i)] = int32_t(v);
+    }
+    return t;
+  }
+  const bool matches = (y.rank() == 2 && y.dim(1) == K) || (K == 1 && y.rank() == 1);
+  CNN_CHECK(matches, what, ": loss '", s.opt.loss, "' needs targets of shape [", rows, ", ", K,
+            "] (one row per sample, one value per output unit), got ", shape_str(y.shape()));
+  for (int64_t i = 0; i < host.numel(); ++i)
+    CNN_CHECK(std::isfinite(host.data()[i]), what, ": target at flat index ", i, " is not finite");
+  t.dense = host.reshape({rows, K});
+  return t;
+}
+
+void ensure_arena(State& s, const Layers& layers, int batch) {
+  if (batch <= s.planned_batch) return;
+  const Device d = s.device;
+  const size_t B = size_t(batch);
+  s.act_offset.clear();
+  int64_t total = 0, widest = s.input_size;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    s.act_offset.push_back(total * batch);
+    total += s.out_size[i];
+    widest = std::max(widest, s.out_size[i]);
+  }
+  s.input.reset(B * size_t(s.input_size), d);
+  s.acts.reset(B * size_t(total), d);
+  s.grad_a.reset(B * size_t(widest), d);
+  s.grad_b.reset(B * size_t(widest), d);
+  s.row_loss.reset(B, d);
+  s.targets.reset(B * size_t(s.output_size()), d);
+  s.labels.reset(B, d);
+  s.metrics.reset(2, d);
+  s.planned_batch = batch;
+}
+
+// Copies the given rows of x and of the targets into the device buffers.
+void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n) {
+  const int64_t in = s.input_size;
+  thread_local std::vector<float> staging;
+  float* dst = s.input.data();
+  if (s.device != Device::CPU) {
+    staging.resize(size_t(n * in));
+    dst = staging.data();
+  }
+  for (int i = 0; i < n; ++i) std::copy_n(x.data() + rows[i] * in, in, dst + int64_t(i) * in);
+  if (s.device != Device::CPU) memory::copy(s.input.data(), s.device, dst, Device::CPU, size_t(n * in) * sizeof(float));
+
+  if (t.kind == ops::TargetKind::Labels) {
+    thread_local std::vector<int32_t> labels;
+    labels.resize(size_t(n));
+    for (int i = 0; i < n; ++i) labels[size_t(i)] = t.labels[size_t(rows[i])];
+    memory::copy(s.labels.data(), s.device, labels.data(), Device::CPU, size_t(n) * sizeof(int32_t));
+  } else {
+    const int64_t k = t.cols;
+    thread_local std::vector<float> dense;
+    dense.resize(size_t(n * k));
+    for (int i = 0; i < n; ++i) std::copy_n(t.dense.data() + rows[i] * k, k, dense.data() + int64_t(i) * k);
+    memory::copy(s.targets.data(), s.device, dense.data(), Device::CPU, dense.size() * sizeof(float));
+  }
+}
+
+void forward(State& s, const Layers& layers, int n, bool training) {
+  const Exec e = s.exec(training);
+  const float* x = s.input.data();
+  const float* p = s.params.empty() ? nullptr : s.params.data();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerBuffers<float> b;
+    b.n = n;
+    b.x = x;
+    b.y = s.act(i);
+    b.params = p ? p + s.param_offset[i] : nullptr;
+    layers[i]->forward(e, b);
+    x = b.y;
+  }
+}
+
+// Loss of the batch's outputs: row losses, dL/d(output) into grad_a, metrics accumulated.
+void loss_and_gradient(State& s, const Layers& layers, ops::TargetKind kind, int n) {
+  const Exec e = s.exec(true);
+  const int K = int(s.output_size());
+  const float* out = s.act(layers.size() - 1);
+  const int32_t* labels = s.labels.data();
+  const float* targets = s.targets.data();
+  const float smoothing = s.opt.label_smoothing;
+  float* g = s.grad_a.data();
+  switch (s.loss) {
+    case LossKind::CategoricalCE:
+    case LossKind::SparseCategoricalCE:
+      if (s.fused) CNN_RUN_OP(e, float, softmax_cross_entropy, n, K, out, kind, labels, targets, smoothing, s.row_loss.data(), g);
+      else CNN_RUN_OP(e, float, cross_entropy, n, K, out, kind, labels, targets, smoothing, s.row_loss.data(), g);
+      break;
+    case LossKind::MSE: CNN_RUN_OP(e, float, mse_loss, n, K, out, targets, s.row_loss.data(), g); break;
+    case LossKind::BinaryCE:
+      if (s.fused) CNN_RUN_OP(e, float, binary_cross_entropy_logits, n, K, out, targets, s.row_loss.data(), g);
+      else CNN_RUN_OP(e, float, binary_cross_entropy, n, K, out, targets, s.row_loss.data(), g);
+      break;
+  }
+  const bool logits = s.fused && s.loss == LossKind::BinaryCE;
+  CNN_RUN_OP(e, float, accumulate_metrics, n, K, s.row_loss.data(), out, kind, labels, targets, logits, s.metrics.data());
+}
+
+void backward(State& s, const Layers& layers, int n) {
+  const Exec e = s.exec(true);
+  float* dy = s.grad_a.data();
+  float* dx = s.grad_b.data();
+  const float* p = s.params.empty() ? nullptr : s.params.data();
+  float* g = s.grads.empty() ? nullptr : s.grads.data();
+  for (size_t i = layers.size(); i-- > 0;) {
+    Layer& l = *layers[i];
+    if (!l.trainable && !s.need_dx[i]) break;  // nothing below needs a gradient
+    LayerBuffers<float> b;
+    b.n = n;
+    b.x = i ? s.act(i - 1) : s.input.data();
+    b.y = s.act(i);
+    b.params = p ? p + s.param_offset[i] : nullptr;
+    b.grads = g ? g + s.param_offset[i] : nullptr;
+    b.dy = dy;
+    b.dx = s.need_dx[i] ? dx : nullptr;
+    l.backward(e, b);
+    std::swap(dy, dx);
+  }
+}
+
+void optimizer_step(State& s) {
+  const Exec e = s.exec(true);
+  const CompileOptions& o = s.opt;
+  ++s.step;
+  for (const auto& [begin, end] : s.trainable_segments) {
+    float* p = s.params.data() + begin;
+    const float* g = s.grads.data() + begin;
+    if (o.optimizer == "adam") {
+      const ops::AdamConfig cfg{o.learning_rate, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay,
+                                s.step};
+      CNN_RUN_OP(e, float, adam_update, end - begin, p, g, s.opt_m.data() + begin, s.opt_v.data() + begin, cfg);
+    } else {
+      const ops::SgdConfig cfg{o.learning_rate, o.momentum, o.nesterov, o.weight_decay, o.decoupled_weight_decay};
+      float* v = s.opt_m.empty() ? nullptr : s.opt_m.data() + begin;
+      CNN_RUN_OP(e, float, sgd_update, end - begin, p, g, v, cfg);
+    }
+  }
+}
+
+struct Totals {
+  double loss_sum = 0, correct = 0;
+};
+Totals read_metrics(State& s) {
+  double host[2];
+  memory::copy(host, Device::CPU, s.metrics.data(), s.device, sizeof host);
+  return {host[0], host[1]};
+}
+
+// Accuracy's denominator: rows, or every element for per-element (binary) targets.
+double accuracy_units(const State& s, ops::TargetKind kind, int64_t rows) {
+  return kind == ops::TargetKind::Binary ? double(rows) * double(s.output_size()) : double(rows);
+}
+
+void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n) {
+  forward(s, layers, n, true);
+  loss_and_gradient(s, layers, kind, n);
+  backward(s, layers, n);
+  optimizer_step(s);
+}
+
+Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const Targets& t, const EvaluateOptions& o) {
+  CNN_CHECK(o.batch_size > 0, "evaluate: batch_size must be positive, got ", o.batch_size);
+  const int64_t N = x.dim(0);
+  const int bs = int(std::min<int64_t>(o.batch_size, N));
+  ensure_arena(s, layers, bs);
+  s.metrics.zero();
+  const int K = int(s.output_size());
+  Evaluation ev;
+  if (o.per_class) ev.confusion.assign(size_t(K), std::vector<int64_t>(size_t(K), 0));
+  std::vector<int64_t> rows(static_cast<size_t>(bs));
+  std::vector<float> out;
+  for (int64_t begin = 0; begin < N; begin += bs) {
+    const int n = int(std::min<int64_t>(bs, N - begin));
+    std::iota(rows.begin(), rows.begin() + n, begin);
+    load_batch(s, x, t, rows.data(), n);
+    forward(s, layers, n, false);
+    loss_and_gradient(s, layers, t.kind, n);
+    if (o.per_class) {
+      out.resize(size_t(n) * K);
+      memory::copy(out.data(), Device::CPU, s.act(layers.size() - 1), s.device, out.size() * sizeof(float));
+      for (int i = 0; i < n; ++i) {
+        const float* r = out.data() + int64_t(i) * K;
+        const int pred = int(std::max_element(r, r + K) - r);
+        int truth;
+        if (t.kind == ops::TargetKind::Labels) {
+          truth = t.labels[size_t(begin + i)];
+        } else {
+          const float* tr = t.dense.data() + (begin + i) * K;
+          truth = int(std::max_element(tr, tr + K) - tr);
+        }
+        ev.confusion[size_t(truth)][size_t(pred)]++;
+      }
+    }
+  }
+  const Totals tot = read_metrics(s);
+  ev.loss = tot.loss_sum / double(N);
+  ev.accuracy = tot.correct / accuracy_units(s, t.kind, N);
+  if (o.per_class) {
+    for (int c = 0; c < K; ++c) {
+      int64_t total = 0;
+      for (int64_t v : ev.confusion[size_t(c)]) total += v;
+      ev.per_class_accuracy.push_back(total ? double(ev.confusion[size_t(c)][size_t(c)]) / double(total)
+                                            : std::numeric_limits<double>::quiet_NaN());
+    }
+  }
+  return ev;
+}
+
+}  // namespace
+
+History Sequential::fit(const Tensor& x, const Tensor& y, int epochs) {
+  FitOptions o;
+  o.epochs = epochs;
+  return fit(x, y, o);
+}
+
+History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& o) {
+  State& s = *state_;
+  check_inputs(s, x_in, "fit");
+  CNN_CHECK(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
+  CNN_CHECK(o.batch_size > 0, "fit: batch_size must be positive, got ", o.batch_size);
+  CNN_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split must be in [0, 1), got ",
+            o.validation_split);
+  CNN_CHECK(!(o.validation_split > 0 && o.validation_data), "fit: give validation_split or validation_data, not both");
+  CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
+            " must be in [0, epochs]");
+  const Tensor x_all = x_in.to(Device::CPU);
+  CNN_CHECK(y_in.dim(0) == x_all.dim(0), "fit: y has ", y_in.dim(0), " rows but x has ", x_all.dim(0));
+
+  // Keras's split: the last fraction, before shuffling.
+  const int64_t N_all = x_all.dim(0);
+  const int64_t n_val = int64_t(double(N_all) * o.validation_split);
+  CNN_CHECK(o.validation_split == 0 || (n_val > 0 && n_val < N_all), "fit: validation_split ", o.validation_split,
+            " of ", N_all, " samples leaves an empty training or validation set");
+  const Tensor x = n_val ? x_all.slice(0, N_all - n_val) : x_all;
+  const Tensor y = n_val ? y_in.to(Device::CPU).slice(0, N_all - n_val) : y_in;
+  const Targets targets = prepare_targets(s, y, x.dim(0), "fit");
+
+  std::optional<Tensor> x_val;
+  std::optional<Targets> t_val;
+  if (n_val) {
+    x_val = x_all.slice(N_all - n_val, N_all);
+    t_val = prepare_targets(s, y_in.to(Device::CPU).slice(N_all - n_val, N_all), n_val, "fit (validation_split)");
+  } else if (o.validation_data) {
+    check_inputs(s, o.validation_data->x, "fit (validation_data)");
+    x_val = o.validation_data->x.to(Device::CPU);
+    t_val = prepare_targets(s, o.validation_data->y, x_val->dim(0), "fit (validation_data)");
+  }
+
+  const int64_t N = x.dim(0);
+  const int bs = int(std::min<int64_t>(o.batch_size, N));
+  const int steps = int((N + bs - 1) / bs);
+  ensure_arena(s, layers_, bs);
+  Rng rng(o.seed);
+  std::vector<int64_t> order(static_cast<size_t>(N));
+  std::iota(order.begin(), order.end(), 0);
+  bool batch_logs = false;
+  for (const auto& cb : o.callbacks) batch_logs = batch_logs || (cb && cb->wants_batch_logs());
+
+  History history;
+  stop_training = false;
+  for (const auto& cb : o.callbacks) cb->on_train_begin(*this);
+  for (int epoch = o.initial_epoch; epoch < o.epochs && !stop_training; ++epoch) {
+    for (const auto& cb : o.callbacks) cb->on_epoch_begin(*this, epoch);
+    if (o.verbose > 0) std::printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+    ProgressBar bar(steps, o.verbose);
+    if (o.shuffle)
+      for (int64_t i = N - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.below(uint64_t(i + 1)))]);
+    s.metrics.zero();
+    const double start = now_seconds();
+    int64_t seen = 0;
+    for (int step = 0; step < steps; ++step) {
+      const int n = int(std::min<int64_t>(bs, N - int64_t(step) * bs));
+      load_batch(s, x, targets, order.data() + int64_t(step) * bs, n);
+      run_train_step(s, layers_, targets.kind, n);
+      seen += n;
+      const double elapsed = now_seconds() - start;
+      const bool draw = bar.due(step + 1, elapsed);
+      if (draw || batch_logs) {
+        const Totals tot = read_metrics(s);
+        const BatchLogs logs{step, tot.loss_sum / double(seen), tot.correct / accuracy_units(s, targets.kind, seen)};
+        if (draw) bar.update(step + 1, elapsed, {{"loss", logs.loss}, {"accuracy", logs.accuracy}});
+        for (const auto& cb : o.callbacks) cb->on_batch_end(*this, logs);
+      }
+    }
+    const Totals tot = read_metrics(s);
+    EpochLogs logs;
+    logs.epoch = epoch;
+    logs.loss = tot.loss_sum / double(N);
+    logs.accuracy = tot.correct / accuracy_units(s, targets.kind, N);
+    logs.learning_rate = s.opt.learning_rate;
+    CNN_CHECK(std::isfinite(logs.loss), "fit: the training loss became ", logs.loss, " in epoch ", epoch + 1,
+              "; lower the learning rate or check the data for NaN/Inf");
+    if (x_val) {
+      const Evaluation ev = evaluate_impl(s, layers_, *x_val, *t_val, {});
+      logs.val_loss = ev.loss;
+      logs.val_accuracy = ev.accuracy;
+    }
+    logs.seconds = now_seconds() - start;
+    bar.finish(logs.seconds, {{"loss", logs.loss},
+                              {"accuracy", logs.accuracy},
+                              {"val_loss", logs.val_loss},
+                              {"val_accuracy", logs.val_accuracy}});
+    history.loss.push_back(logs.loss);
+    history.accuracy.push_back(logs.accuracy);
+    history.val_loss.push_back(logs.val_loss);
+    history.val_accuracy.push_back(logs.val_accuracy);
+    history.seconds.push_back(logs.seconds);
+    history.learning_rate.push_back(logs.learning_rate);
+    for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
+  }
+  for (const auto& cb : o.callbacks) cb->on_train_end(*this);
+  return history;
+}
+
+Evaluation Sequential::evaluate(const Tensor& x_in, const Tensor& y, const EvaluateOptions& o) {
+  State& s = *state_;
+  check_inputs(s, x_in, "evaluate");
+  const Tensor x = x_in.to(Device::CPU);
+  const Targets t = prepare_targets(s, y, x.dim(0), "evaluate");
+  return evaluate_impl(s, layers_, x, t, o);
+}
+
+Tensor Sequential::predict(const Tensor& x_in, int batch_size) {
+  State& s = *state_;
+  check_inputs(s, x_in, "predict");
+  CNN_CHECK(batch_size > 0, "predict: batch_size must be positive, got ", batch_size);
+  const Tensor x = x_in.to(Device::CPU);
+  const int64_t N = x.dim(0), K = s.output_size();
+  const int bs = int(std::min<int64_t>(batch_size, N));
+  ensure_arena(s, layers_, bs);
+  Tensor out({N, K});
+  for (int64_t begin = 0; begin < N; begin += bs) {
+    const int n = int(std::min<int64_t>(bs, N - begin));
+    memory::copy(s.input.data(), s.device, x.data() + begin * s.input_size, Device::CPU,
+                 size_t(n * s.input_size) * sizeof(float));
+    forward(s, layers_, n, false);
+    memory::copy(out.data() + begin * K, Device::CPU, s.act(layers_.size() - 1), s.device, size_t(n * K) * sizeof(float));
+  }
+  if (s.output_activation == Activation::Softmax)
+    ops::cpu::softmax_forward<float>(int(N), int(K), out.data(), out.data());
+  else if (s.output_activation == Activation::Sigmoid)
+    ops::cpu::activation_forward<float>({Activation::Sigmoid}, N * K, out.data(), out.data());
+  return out;
+}
+
+double Sequential::train_on_batch(const Tensor& x_in, const Tensor& y) {
+  State& s = *state_;
+  check_inputs(s, x_in, "train_on_batch");
+  const Tensor x = x_in.to(Device::CPU);
+  const Targets t = prepare_targets(s, y, x.dim(0), "train_on_batch");
+  const int n = int(x.dim(0));
+  ensure_arena(s, layers_, n);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  s.metrics.zero();
+  load_batch(s, x, t, rows.data(), n);
+  run_train_step(s, layers_, t.kind, n);
+  return read_metrics(s).loss_sum / double(n);
+}
+
+}  // namespace cnn

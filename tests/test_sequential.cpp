@@ -1,0 +1,164 @@
+// Sequential: the seed's LeNet-5 listing, compile-time errors, training, determinism,
+// save/load, callbacks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cnn/cnn.hpp"
+#include "test_data_util.hpp"
+
+namespace cnn {
+namespace {
+
+// The seed's listing, with only C++ syntax changes.
+Sequential seed_lenet5() {
+  return Sequential({
+      Conv2D(6, 5, 1, "valid", "relu"),
+      AveragePooling2D(2, 2),
+      Conv2D(16, 5, 1, "valid", "relu"),
+      AveragePooling2D(2, 2),
+      Flatten(),
+      Dense(120, "relu"),
+      Dense(84, "relu"),
+      Dense(10, "softmax"),
+  });
+}
+
+TEST(Sequential, SeedLeNet5CompilesAndReportsKerasParameterCounts) {
+  Sequential model = seed_lenet5();
+  model.compile("sgd", "cce", 0.01, {1, 32, 32});
+  EXPECT_EQ(model.count_params(), 156 + 2416 + 48120 + 10164 + 850);
+  EXPECT_EQ(model.layer(0).output_shape(), (Shape{6, 28, 28}));
+  EXPECT_EQ(model.layer(3).output_shape(), (Shape{16, 5, 5}));
+  EXPECT_EQ(model.layer(4).output_shape(), (Shape{400}));
+  const std::string table = model.summary_string();
+  EXPECT_NE(table.find("conv2d (Conv2D)"), std::string::npos) << table;
+  EXPECT_NE(table.find("conv2d_1 (Conv2D)"), std::string::npos) << table;
+  EXPECT_NE(table.find("average_pooling2d (AveragePooling2D)"), std::string::npos) << table;
+  EXPECT_NE(table.find("(None, 6, 28, 28)"), std::string::npos) << table;
+  EXPECT_NE(table.find("Total params: 61,706"), std::string::npos) << table;
+  EXPECT_NE(table.find("Trainable params: 61,706"), std::string::npos) << table;
+}
+
+TEST(Sequential, SeedLeNet5TrainsWithTheSeedsFitCall) {
+  const auto data = test::make_quadrant_data(120, 1, 32, 32, 7);
+  Sequential model = seed_lenet5();
+  model.compile("sgd", "cce", 0.01, {1, 32, 32});
+  History h = model.fit(data.x, to_categorical(data.y, 10), 2);  // the seed's fit(x, y, epochs)
+  ASSERT_EQ(h.epochs(), 2);
+  EXPECT_TRUE(std::isfinite(h.loss[1]));
+}
+
+TEST(Sequential, ImpossibleArchitectureFailsAtCompileNamingTheLayer) {
+  Sequential model({Conv2D(6, 5), MaxPooling2D(2), Conv2D(16, 5), Flatten(), Dense(10, "softmax")});
+  try {
+    model.compile("sgd", "cce", 0.01, {1, 8, 8});
+    FAIL() << "compile accepted a 5x5 kernel on a 2x2 input";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("layer 2 (Conv2D)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[6, 2, 2]"), std::string::npos) << msg;
+  }
+}
+
+TEST(Sequential, BadNamesAndOptionsRaiseErrorsListingTheValidOnes) {
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([] { Conv2D(6, 5, 1, "valid", "rellu"); }).find("valid activations: linear, relu"), std::string::npos);
+  EXPECT_NE(message([] { Conv2D(6, 5, 1, "full", "relu"); }).find("valid paddings: valid, same"), std::string::npos);
+  EXPECT_NE(message([] { Conv2D(6, 5, 0); }).find("strides must be positive"), std::string::npos);
+  EXPECT_NE(message([] { Dense(0); }).find("units must be positive"), std::string::npos);
+  EXPECT_NE(message([] { MaxPooling2D(2, 2, "middle"); }).find("valid paddings"), std::string::npos);
+  Sequential m({Flatten(), Dense(3, "softmax")});
+  EXPECT_NE(message([&] { m.compile("sgdd", "cce", 0.1f, {4}); }).find("valid optimizers: sgd, adam"), std::string::npos);
+  EXPECT_NE(message([&] { m.compile("sgd", "hinge", 0.1f, {4}); }).find("valid losses: cce"), std::string::npos);
+  EXPECT_NE(message([&] { m.compile("sgd", "cce", -1.0f, {4}); }).find("learning_rate must be > 0"), std::string::npos);
+  EXPECT_NE(message([&] { m.compile("sgd", "cce", 0.1f, {0, 3}); }).find("dimension <= 0"), std::string::npos);
+  Sequential linear_ce({Flatten(), Dense(3)});
+  EXPECT_NE(message([&] { linear_ce.compile("sgd", "cce", 0.1f, {4}); }).find("from_logits"), std::string::npos);
+}
+
+TEST(Sequential, FitRejectsMismatchedDataWithClearMessages) {
+  Sequential m({Flatten(), Dense(3, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {2, 2});
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const Tensor x({5, 2, 2});
+  EXPECT_NE(message([&] { m.fit(Tensor({5, 3, 2}), Tensor({5}), 1); }).find("expects [N, 2, 2]"), std::string::npos);
+  EXPECT_NE(message([&] { m.fit(x, Tensor({4}), 1); }).find("y has 4 rows but x has 5"), std::string::npos);
+  EXPECT_NE(message([&] { m.fit(x, Tensor::full({5}, 3.0f), 1); }).find("label 3 at row 0"), std::string::npos);
+  EXPECT_NE(message([&] { m.fit(x, Tensor::full({5}, 0.5f), 1); }).find("not a class index"), std::string::npos);
+}
+
+TEST(Sequential, LearnsASmallDataSetToAStatedAccuracy) {
+  const auto train = test::make_quadrant_data(400, 3, 16, 16, 1);
+  Sequential model({Conv2D(8, 3, 1, "same", "relu"), MaxPooling2D(2), Conv2D(8, 3, 1, "valid", "relu"),
+                    Flatten(), Dense(16, "relu"), Dense(4, "softmax")});
+  CompileOptions o;
+  o.optimizer = "adam";
+  o.loss = "scce";
+  o.learning_rate = 0.01f;
+  o.input_shape = {3, 16, 16};
+  model.compile(o);
+  FitOptions f;
+  f.epochs = 8;
+  f.batch_size = 32;
+  f.verbose = 0;
+  f.validation_split = 0.25f;
+  History h = model.fit(train.x, train.y, f);
+  EXPECT_GE(h.val_accuracy.back(), 0.95) << "val accuracy " << h.val_accuracy.back();
+  EXPECT_LT(h.loss.back(), h.loss.front());
+}
+
+TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
+  const auto data = test::make_quadrant_data(64, 1, 12, 12, 3);
+  auto run = [&] {
+    Sequential m({Conv2D(4, 3, 2, "same", "tanh"), Flatten(), Dense(4, "softmax")});
+    CompileOptions o;
+    o.loss = "scce";
+    o.momentum = 0.9f;
+    o.input_shape = {1, 12, 12};
+    m.compile(o);
+    FitOptions f;
+    f.epochs = 2;
+    f.batch_size = 8;
+    f.verbose = 0;
+    m.fit(data.x, data.y, f);
+    return m.parameters().to_vector();
+  };
+  EXPECT_EQ(run(), run());
+}
+
+TEST(Sequential, SaveLoadPredictIsBitIdentical) {
+  const auto data = test::make_quadrant_data(32, 3, 8, 8, 5);
+  Sequential m({Conv2D(4, 3, 1, "same", "leaky_relu"), AveragePooling2D(2), Flatten(), Dense(4, "softmax")});
+  m.compile("adam", "scce", 0.01f, {3, 8, 8});
+  FitOptions f;
+  f.epochs = 1;
+  f.verbose = 0;
+  m.fit(data.x, data.y, f);
+  const std::string path = testing::TempDir() + "/model.safetensors";
+  m.save(path);
+  Sequential loaded = Sequential::load(path);
+  EXPECT_EQ(loaded.to_json().dump(), m.to_json().dump());
+  EXPECT_EQ(loaded.predict(data.x).to_vector(), m.predict(data.x).to_vector());
+}
+
+}  // namespace
+}  // namespace cnn
