@@ -132,6 +132,8 @@ class Sequential {
   Tensor parameters() const;
 
   bool stop_training = false;  // set by a callback to end fit after the current epoch
+  // Optional names of the output classes; saved with the model and used by `cnn predict`.
+  std::vector<std::string> class_names;
 
   struct State;  // the runtime (buffers, optimizer state), in src/host/model_state.hpp
   State& state();

@@ -1,6 +1,7 @@
 // Sequential: building, compiling (shape inference, parameter layout, initialisation, loss
 // plan), devices, summary and weight access. Training loops live in training.cpp, files in
 // serialize.cpp.
+#include <array>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -50,7 +51,7 @@ Sequential::Sequential(std::initializer_list<AnyLayer> layers) : Sequential() {
   for (const auto& l : layers) add(l);
 }
 Sequential::~Sequential() = default;
-Sequential::Sequential(Sequential&&) noexcept = default;
+Sequential::Sequential(Sequential&&) noexcept = default;  // NOLINT
 Sequential& Sequential::operator=(Sequential&&) noexcept = default;
 
 void Sequential::add(AnyLayer layer) {
@@ -305,17 +306,14 @@ void Sequential::summary(std::ostream& out) const {
     }
     return r;
   };
-  const std::string rule(65, '_'), double_rule(65, '=');
-  out << "Model: \"sequential\"\n" << rule << "\n";
-  out << std::left << std::setw(29) << " Layer (type)" << std::setw(26) << "Output Shape" << "Param #\n";
-  out << double_rule << "\n";
+  // Rows first, so the columns can be as wide as their widest entry.
+  std::vector<std::array<std::string, 3>> rows;
   std::map<std::string, int> seen;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& l = *layers_[i];
-    std::string kind;
-    for (char c : l.type()) {  // Keras names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d
-      if (std::isupper(static_cast<unsigned char>(c)) && !kind.empty() && !std::isdigit(static_cast<unsigned char>(kind.back())) &&
-          kind.back() != '_' && std::islower(static_cast<unsigned char>(kind.back())))
+  for (const auto& lp : layers_) {
+    const Layer& l = *lp;
+    std::string kind;  // Keras names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d
+    for (char c : l.type()) {
+      if (std::isupper(static_cast<unsigned char>(c)) && !kind.empty() && std::islower(static_cast<unsigned char>(kind.back())))
         kind += '_';
       kind += char(std::tolower(static_cast<unsigned char>(c)));
     }
@@ -323,10 +321,21 @@ void Sequential::summary(std::ostream& out) const {
     const std::string name = !l.name.empty() ? l.name : (k ? kind + "_" + std::to_string(k) : kind);
     std::string shape = "(None";
     for (int64_t d : l.output_shape()) shape += ", " + std::to_string(d);
-    shape += ")";
-    out << " " << std::setw(28) << (name + " (" + l.type() + ")") << std::setw(26) << shape
-        << with_commas(l.param_count()) << "\n";
-    if (i + 1 < layers_.size()) out << "\n";
+    rows.push_back({name + " (" + l.type() + ")", shape + ")", with_commas(l.param_count())});
+  }
+  size_t w0 = 28, w1 = 25;
+  for (const auto& r : rows) {
+    w0 = std::max(w0, r[0].size() + 2);
+    w1 = std::max(w1, r[1].size() + 2);
+  }
+  const size_t width = 1 + w0 + w1 + 10;
+  const std::string rule(width, '_'), double_rule(width, '=');
+  out << "Model: \"sequential\"\n" << rule << "\n";
+  out << std::left << " " << std::setw(int(w0)) << "Layer (type)" << std::setw(int(w1)) << "Output Shape" << "Param #\n";
+  out << double_rule << "\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    out << " " << std::setw(int(w0)) << rows[i][0] << std::setw(int(w1)) << rows[i][1] << rows[i][2] << "\n";
+    if (i + 1 < rows.size()) out << "\n";
   }
   out << double_rule << "\n";
   out << "Total params: " << with_commas(count_params()) << "\n";

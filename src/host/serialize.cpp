@@ -56,18 +56,20 @@ nlohmann::json Sequential::to_json() const {
   } else {
     j["layers"] = layers;
   }
+  if (!class_names.empty()) j["class_names"] = class_names;
   return j;
 }
 
 Sequential Sequential::from_json(const nlohmann::json& j) {
   CNN_CHECK(j.is_object(), "model JSON must be an object, got ", j.type_name());
   for (const auto& item : j.items()) {
-    static const char* known[] = {"format", "format_version", "name", "description", "input_shape",
-                                  "layers", "compile",        "training"};
+    static const char* known[] = {"format", "format_version", "name",     "description", "input_shape",
+                                  "layers", "compile",        "training", "class_names"};
     bool ok = false;
     for (const char* k : known) ok = ok || item.key() == k;
     CNN_CHECK(ok, "model JSON: unknown key \"", item.key(),
-              "\"; valid keys: name, description, input_shape, layers, compile, training, format, format_version");
+              "\"; valid keys: name, description, input_shape, layers, compile, training, class_names, format, "
+              "format_version");
   }
   if (j.contains("format_version")) {
     CNN_CHECK(j["format_version"].is_number_integer() && j["format_version"].get<int>() <= kFormatVersion,
@@ -84,6 +86,14 @@ Sequential Sequential::from_json(const nlohmann::json& j) {
       model.add(layer_from_config(j["layers"][i]));
     } catch (const Error& e) {
       fail("model JSON: layer ", i, ": ", e.what());
+    }
+  }
+  if (j.contains("class_names")) {
+    const auto& names = j["class_names"];
+    CNN_CHECK(names.is_array() && names.size() <= 100000, "model JSON: \"class_names\" must be an array of strings");
+    for (const auto& n : names) {
+      CNN_CHECK(n.is_string(), "model JSON: \"class_names\" must be an array of strings");
+      model.class_names.push_back(n.get<std::string>());
     }
   }
   if (!j.contains("input_shape")) return model;

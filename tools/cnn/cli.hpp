@@ -1,0 +1,33 @@
+#pragma once
+// Shared pieces of the `cnn` command: loading models and data sets the way every
+// subcommand does, and the error type for bad arguments (exit code 2).
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cnn/cnn.hpp"
+
+namespace cnn::cli {
+
+// A bad combination of arguments that CLI11 cannot see: printed with the usage, exit 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A model from a JSON description (models/*.json) or a saved .safetensors file.
+Sequential load_model(const std::string& path);
+bool is_saved_model(const std::string& path);
+
+// The data set in `dir` (CIFAR-10 binary, MNIST IDX, or a folder of class folders), shaped for
+// `input_shape` (channels 1 makes CIFAR grayscale). An empty dir searches for CIFAR-10.
+TrainTest load_data_for(const Shape& input_shape, const std::string& dir, int64_t train_limit, int64_t test_limit);
+
+// Registers each subcommand's options and returns the function that runs it.
+using Runner = std::function<int()>;
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_predict(CLI::App& app);
+Runner add_summary(CLI::App& app);
+Runner add_data_dir(CLI::App& app);
+
+}  // namespace cnn::cli

@@ -1,0 +1,206 @@
+// cnn train / eval / predict / summary
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+
+namespace cnn::cli {
+namespace fs = std::filesystem;
+
+Runner add_train(CLI::App& app) {
+  struct Args {
+    std::string model, data, save, log, device = "cpu", optimizer;
+    int epochs = 0, batch_size = 0, verbose = 1;
+    double lr = 0, validation_split = -1, momentum = -1;
+    uint64_t seed = 0;
+    bool seed_set = false;
+    int64_t limit = 0, test_limit = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("train", "Train a model (JSON description) on a data set, save it, evaluate it");
+  sub->add_option("--model", a->model, "Model description (models/*.json) or a saved model to train further")->required();
+  sub->add_option("--data", a->data, "Data folder (CIFAR-10 binary, MNIST IDX, or image folders); default: search for CIFAR-10");
+  sub->add_option("--epochs", a->epochs, "Epochs (default: the model file's training.epochs, else 10)")->check(CLI::PositiveNumber);
+  sub->add_option("--batch-size", a->batch_size, "Batch size (default: training.batch_size, else 32)")->check(CLI::PositiveNumber);
+  sub->add_option("--lr", a->lr, "Learning rate (default: the model's compile.learning_rate)")->check(CLI::PositiveNumber);
+  sub->add_option("--optimizer", a->optimizer, "sgd or adam (default: the model's)")->check(CLI::IsMember({"sgd", "adam"}));
+  sub->add_option("--momentum", a->momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999999));
+  sub->add_option("--seed", a->seed, "Seed for initial weights and shuffling");
+  sub->add_option("--validation-split", a->validation_split, "Fraction of the training set held out (default 0.1)")
+      ->check(CLI::Range(0.0, 0.99));
+  sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  sub->add_option("--save", a->save, "Where to save the trained model (default: out/<model>.safetensors)");
+  sub->add_option("--log", a->log, "Append per-epoch metrics to this CSV file");
+  sub->add_option("--limit", a->limit, "Use only the first N training images")->check(CLI::PositiveNumber);
+  sub->add_option("--test-limit", a->test_limit, "Use only the first N test images")->check(CLI::PositiveNumber);
+  sub->add_option("--verbose", a->verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
+  return [a, sub] {
+    a->seed_set = sub->count("--seed") > 0;
+    // Training defaults: the model file's "training" section, then the flags.
+    nlohmann::json recipe = nlohmann::json::object();
+    if (!is_saved_model(a->model) && fs::exists(a->model)) {
+      std::ifstream in(a->model);
+      try {
+        recipe = nlohmann::json::parse(in).value("training", nlohmann::json::object());
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    Sequential model = load_model(a->model);
+    CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape, so it cannot be compiled");
+    CompileOptions co = model.compile_options();
+    if (!a->optimizer.empty()) co.optimizer = a->optimizer;
+    if (a->lr > 0) co.learning_rate = float(a->lr);
+    if (a->momentum >= 0) co.momentum = float(a->momentum);
+    if (a->seed_set) co.seed = a->seed;
+    const bool recompile = !a->optimizer.empty() || a->momentum >= 0 || a->seed_set;
+    std::vector<std::pair<std::string, Tensor>> weights;
+    if (recompile && is_saved_model(a->model)) weights = model.weights();
+    if (recompile) model.compile(co);
+    if (!weights.empty()) model.set_weights(weights);
+    if (a->lr > 0) model.set_learning_rate(float(a->lr));
+    model.to(parse_device(a->device));
+
+    const TrainTest data = load_data_for(model.compile_options().input_shape, a->data, a->limit, a->test_limit);
+    CNN_CHECK(data.train.size() > 0, "the data set has no training images");
+    model.class_names = data.train.class_names;
+    CNN_CHECK(int64_t(model.class_names.size()) <= model.layer(model.size() - 1).output_shape()[0],
+              "the data set has ", model.class_names.size(), " classes but the model outputs ",
+              model.layer(model.size() - 1).output_shape()[0]);
+
+    FitOptions fo;
+    fo.epochs = a->epochs ? a->epochs : recipe.value("epochs", 10);
+    fo.batch_size = a->batch_size ? a->batch_size : recipe.value("batch_size", 32);
+    fo.validation_split = float(a->validation_split >= 0 ? a->validation_split : recipe.value("validation_split", 0.1));
+    fo.verbose = a->verbose;
+    fo.seed = a->seed_set ? a->seed : 1;
+    if (!a->log.empty()) fo.callbacks.push_back(csv_logger(a->log, true));
+    const std::string save = !a->save.empty() ? a->save : "out/" + fs::path(a->model).stem().string() + ".safetensors";
+    if (fs::path(save).has_parent_path()) fs::create_directories(fs::path(save).parent_path());
+
+    std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s\n", a->model.c_str(),
+                (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
+                fo.epochs, fo.batch_size, to_string(model.device()).c_str());
+    const auto start = std::chrono::steady_clock::now();
+    const History h = model.fit(data.train.x, data.train.y, fo);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    model.save(save);
+    std::printf("Trained %d epochs in %.1f s (%.1f s per epoch); saved %s\n", h.epochs(), seconds,
+                h.epochs() ? seconds / h.epochs() : 0.0, save.c_str());
+    if (data.test.size() > 0) {
+      const Evaluation ev = model.evaluate(data.test.x, data.test.y);
+      std::printf("Test: loss %.4f, accuracy %.4f (%lld images)\n", ev.loss, ev.accuracy, (long long)data.test.size());
+    }
+    return 0;
+  };
+}
+
+Runner add_eval(CLI::App& app) {
+  struct Args {
+    std::string model, data, device = "cpu";
+    int batch_size = 256;
+    int64_t limit = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("eval", "Evaluate a saved model on a data set's test images");
+  sub->add_option("--model", a->model, "Saved model (.safetensors)")->required();
+  sub->add_option("--data", a->data, "Data folder (default: search for CIFAR-10)");
+  sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
+  sub->add_option("--limit", a->limit, "Use only the first N test images")->check(CLI::PositiveNumber);
+  sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  return [a] {
+    Sequential model = load_model(a->model);
+    CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    model.to(parse_device(a->device));
+    const TrainTest data = load_data_for(model.compile_options().input_shape, a->data, 1, a->limit);
+    CNN_CHECK(data.test.size() > 0, "the data set has no test images");
+    EvaluateOptions eo;
+    eo.batch_size = a->batch_size;
+    eo.per_class = true;
+    const Evaluation ev = model.evaluate(data.test.x, data.test.y, eo);
+    const auto& names = data.test.class_names;
+    std::printf("Test: loss %.4f, accuracy %.4f (%lld images)\n\nPer-class accuracy:\n", ev.loss, ev.accuracy,
+                (long long)data.test.size());
+    for (size_t c = 0; c < ev.per_class_accuracy.size(); ++c)
+      std::printf("  %-12s %.4f\n", c < names.size() ? names[c].c_str() : std::to_string(c).c_str(),
+                  ev.per_class_accuracy[c]);
+    std::printf("\nConfusion matrix (rows: true class, columns: predicted):\n%12s", "");
+    for (size_t c = 0; c < ev.confusion.size(); ++c)
+      std::printf(" %6.6s", c < names.size() ? names[c].c_str() : std::to_string(c).c_str());
+    std::printf("\n");
+    for (size_t r = 0; r < ev.confusion.size(); ++r) {
+      std::printf("  %-10.10s", r < names.size() ? names[r].c_str() : std::to_string(r).c_str());
+      for (int64_t v : ev.confusion[r]) std::printf(" %6lld", (long long)v);
+      std::printf("\n");
+    }
+    return 0;
+  };
+}
+
+Runner add_predict(CLI::App& app) {
+  struct Args {
+    std::string model;
+    std::vector<std::string> images;
+    int top = 3;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("predict", "Classify image files with a saved model (top-k classes)");
+  sub->add_option("--model", a->model, "Saved model (.safetensors)")->required();
+  sub->add_option("--top", a->top, "How many classes to show")->check(CLI::PositiveNumber);
+  sub->add_option("images", a->images, "PNG/JPEG/BMP files")->required()->check(CLI::ExistingFile);
+  return [a] {
+    Sequential model = load_model(a->model);
+    CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    const Shape in = model.compile_options().input_shape;
+    CNN_CHECK(in.size() == 3, "the model's input ", shape_str(in), " is not an image");
+    for (const auto& path : a->images) {
+      const Tensor x = load_image(path, int(in[0]), int(in[1]), int(in[2]));
+      const std::vector<float> p = model.predict(x).to_vector();
+      std::vector<int> order(p.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](int i, int j) { return p[size_t(i)] > p[size_t(j)]; });
+      std::printf("%s:", path.c_str());
+      for (int k = 0; k < std::min<int>(a->top, int(p.size())); ++k) {
+        const int c = order[size_t(k)];
+        const std::string name = size_t(c) < model.class_names.size() ? model.class_names[size_t(c)] : std::to_string(c);
+        std::printf("  %s %.3f", name.c_str(), p[size_t(c)]);
+      }
+      std::printf("\n");
+    }
+    return 0;
+  };
+}
+
+Runner add_summary(CLI::App& app) {
+  auto model_path = std::make_shared<std::string>();
+  auto* sub = app.add_subcommand("summary", "Print a model's layers, output shapes and parameter counts");
+  sub->add_option("--model", *model_path, "Model description (.json) or saved model (.safetensors)")->required();
+  return [model_path] {
+    Sequential model = load_model(*model_path);
+    CNN_CHECK(model.compiled(), "'", *model_path, "' has no input_shape, so shapes cannot be inferred");
+    model.summary();
+    return 0;
+  };
+}
+
+}  // namespace cnn::cli
+
+namespace cnn::cli {
+
+Runner add_data_dir(CLI::App& app) {
+  auto name = std::make_shared<std::string>("cifar-10-batches-bin");
+  auto* sub = app.add_subcommand("data-dir", "Print where a data set is found ($CNN_DATA, ./data, ../shared/data)");
+  sub->add_option("--name", *name, "Data set folder name (cifar-10-batches-bin, mnist)");
+  return [name] {
+    std::printf("%s\n", find_data_dir(*name).c_str());
+    return 0;
+  };
+}
+
+}  // namespace cnn::cli
