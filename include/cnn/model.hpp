@@ -131,6 +131,18 @@ class Sequential {
   // The flat parameter buffer (device-resident), in layer order.
   Tensor parameters() const;
 
+  // Per-layer timing for benchmarks: while on, every layer call is followed by a device
+  // synchronisation and timed (which slows training a little). Rows: each layer, then "loss"
+  // and "optimizer"; milliseconds summed over the calls since the last reset.
+  struct LayerTiming {
+    std::string name;
+    double forward_ms = 0, backward_ms = 0;
+    int64_t calls = 0;
+  };
+  void set_profiling(bool on);
+  std::vector<LayerTiming> layer_timings() const;
+  void reset_timings();
+
   bool stop_training = false;  // set by a callback to end fit after the current epoch
   // Optional names of the output classes; saved with the model and used by `cnn predict`.
   std::vector<std::string> class_names;

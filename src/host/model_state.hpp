@@ -44,6 +44,10 @@ struct Sequential::State {
   Buffer<double> metrics;  // [0] summed loss, [1] correct predictions
   std::vector<int64_t> act_offset;  // per layer, into acts
 
+  // Profiling (set_profiling): per layer, then loss and optimizer.
+  bool profile = false;
+  std::vector<Sequential::LayerTiming> timings;
+
   Exec exec(bool training) const { return Exec{device, cuda.get(), training}; }
   float* act(size_t i) { return acts.data() + act_offset[i]; }
   int64_t output_size() const { return out_size.back(); }

@@ -124,6 +124,19 @@ void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows
   }
 }
 
+// Times `body` into timings[row] when profiling (synchronising the device around it).
+template <class Body>
+void timed(State& s, size_t row, bool is_forward, Body body) {
+  if (!s.profile) return body();
+  memory::synchronize(s.device);
+  const double t0 = now_seconds();
+  body();
+  memory::synchronize(s.device);
+  auto& t = s.timings[row];
+  (is_forward ? t.forward_ms : t.backward_ms) += (now_seconds() - t0) * 1e3;
+  if (is_forward) ++t.calls;
+}
+
 void forward(State& s, const Layers& layers, int n, bool training) {
   const Exec e = s.exec(training);
   const float* x = s.input.data();
@@ -134,7 +147,7 @@ void forward(State& s, const Layers& layers, int n, bool training) {
     b.x = x;
     b.y = s.act(i);
     b.params = p ? p + s.param_offset[i] : nullptr;
-    layers[i]->forward(e, b);
+    timed(s, i, true, [&] { layers[i]->forward(e, b); });
     x = b.y;
   }
 }
@@ -181,7 +194,7 @@ void backward(State& s, const Layers& layers, int n) {
     b.grads = g ? g + s.param_offset[i] : nullptr;
     b.dy = dy;
     b.dx = s.need_dx[i] ? dx : nullptr;
-    l.backward(e, b);
+    timed(s, i, false, [&] { l.backward(e, b); });
     std::swap(dy, dx);
   }
 }
@@ -221,9 +234,9 @@ double accuracy_units(const State& s, ops::TargetKind kind, int64_t rows) {
 
 void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n) {
   forward(s, layers, n, true);
-  loss_and_gradient(s, layers, kind, n);
+  timed(s, layers.size(), true, [&] { loss_and_gradient(s, layers, kind, n); });
   backward(s, layers, n);
-  optimizer_step(s);
+  timed(s, layers.size() + 1, false, [&] { optimizer_step(s); });
 }
 
 Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const Targets& t, const EvaluateOptions& o) {
@@ -275,6 +288,23 @@ Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const 
 }
 
 }  // namespace
+
+void Sequential::set_profiling(bool on) {
+  State& s = *state_;
+  CNN_CHECK(s.compiled, "set_profiling: compile the model first");
+  s.profile = on;
+  if (s.timings.size() != layers_.size() + 2) reset_timings();
+}
+
+void Sequential::reset_timings() {
+  State& s = *state_;
+  s.timings.assign(layers_.size() + 2, {});
+  for (size_t i = 0; i < layers_.size(); ++i) s.timings[i].name = std::to_string(i) + " " + layers_[i]->type();
+  s.timings[layers_.size()].name = "loss";
+  s.timings[layers_.size() + 1].name = "optimizer";
+}
+
+std::vector<Sequential::LayerTiming> Sequential::layer_timings() const { return state_->timings; }
 
 History Sequential::fit(const Tensor& x, const Tensor& y, int epochs) {
   FitOptions o;
