@@ -101,6 +101,9 @@ class Sequential {
   Tensor predict(const Tensor& x, int batch_size = 256);  // probabilities, on the CPU
   // One optimizer step on one batch; returns the batch's mean loss.
   double train_on_batch(const Tensor& x, const Tensor& y);
+  // For benchmarks: copies one batch to the device once, then runs `steps` optimizer steps
+  // on it back to back (no host synchronisation between them) and waits for the device.
+  void train_steps(const Tensor& x, const Tensor& y, int steps);
 
   void summary(std::ostream& out) const;
   void summary() const;  // to stdout

@@ -442,6 +442,21 @@ Tensor Sequential::predict(const Tensor& x_in, int batch_size) {
   return out;
 }
 
+void Sequential::train_steps(const Tensor& x_in, const Tensor& y, int steps) {
+  State& s = *state_;
+  check_inputs(s, x_in, "train_steps");
+  CNN_CHECK(steps >= 0, "train_steps: steps must be >= 0, got ", steps);
+  const Tensor x = x_in.to(Device::CPU);
+  const Targets t = prepare_targets(s, y, x.dim(0), "train_steps");
+  const int n = int(x.dim(0));
+  ensure_arena(s, layers_, n);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  load_batch(s, x, t, rows.data(), n);
+  for (int i = 0; i < steps; ++i) run_train_step(s, layers_, t.kind, n);
+  memory::synchronize(s.device);
+}
+
 double Sequential::train_on_batch(const Tensor& x_in, const Tensor& y) {
   State& s = *state_;
   check_inputs(s, x_in, "train_on_batch");
