@@ -3,6 +3,8 @@
 // dtype, shape and byte range, then the raw little-endian float32 data. The architecture and
 // a format version ride in the header's "__metadata__" (string values, as safetensors asks).
 #include <bit>
+#include <cmath>
+#include <sstream>
 #include <cstring>
 #include <map>
 
@@ -147,13 +149,18 @@ Sequential Sequential::from_json_file(const std::string& path) {
   }
 }
 
-void Sequential::save(const std::string& path) const {
-  CNN_CHECK(state_->compiled, "save: compile the model first");
-  const auto tensors = weights();
+namespace {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// Writes tensors (CPU) in safetensors layout with our metadata, atomically.
+void write_model_file(const std::string& path, const NamedTensors& tensors, const nlohmann::json& architecture,
+                      const nlohmann::json* checkpoint) {
   nlohmann::json header;
   header["__metadata__"] = {{"format", kFormat},
                             {"format_version", std::to_string(kFormatVersion)},
-                            {"architecture", to_json().dump()}};
+                            {"architecture", architecture.dump()}};
+  if (checkpoint) header["__metadata__"]["checkpoint"] = checkpoint->dump();
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     const uint64_t bytes = uint64_t(t.numel()) * sizeof(float);
@@ -171,66 +178,67 @@ void Sequential::save(const std::string& path) const {
   write_file_atomically(path, parts);
 }
 
-Sequential Sequential::load(const std::string& path) {
-  const std::string bytes = read_file(path, size_t(1) << 34, "load");
-  auto bad = [&](const auto&... why) -> Error {
+// A model file read and checked: its header, metadata and the byte range of the data.
+class ModelFile {
+ public:
+  explicit ModelFile(const std::string& path) : path_(path) {
+    bytes_ = read_file(path, size_t(1) << 34, "load");
+    if (bytes_.size() < 8) throw bad("it is ", bytes_.size(), " bytes, shorter than the 8-byte header length");
+    uint64_t header_len;
+    std::memcpy(&header_len, bytes_.data(), 8);
+    if (header_len > kMaxHeaderBytes) throw bad("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes);
+    if (header_len > bytes_.size() - 8)
+      throw bad("header length ", header_len, " runs past the end of the file (", bytes_.size(), " bytes; truncated?)");
+    try {
+      header_ = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + 8 + std::ptrdiff_t(header_len));
+    } catch (const nlohmann::json::parse_error& e) {
+      throw bad("header is not valid JSON (", e.what(), ")");
+    }
+    if (!header_.is_object() || !header_.contains("__metadata__") || !header_["__metadata__"].is_object())
+      throw bad("no \"__metadata__\" object in the header (a safetensors file from another tool?)");
+    const auto& meta = header_["__metadata__"];
+    if (meta.value("format", "") != kFormat) throw bad("__metadata__.format is not \"", kFormat, "\"");
+    if (meta.value("format_version", "") != std::to_string(kFormatVersion))
+      throw bad("format_version ", meta.value("format_version", "?"), " is not supported (this library reads ",
+                kFormatVersion, ")");
+    data_begin_ = 8 + header_len;
+    data_size_ = bytes_.size() - data_begin_;
+  }
+
+  template <class... Why>
+  Error bad(const Why&... why) const {
     std::ostringstream os;
-    os << "load: '" << path << "' is not a valid model file: ";
+    os << "load: '" << path_ << "' is not a valid model file: ";
     (os << ... << why);
     return Error(os.str());
-  };
-  if (bytes.size() < 8) throw bad("it is ", bytes.size(), " bytes, shorter than the 8-byte header length");
-  uint64_t header_len;
-  std::memcpy(&header_len, bytes.data(), 8);
-  if (header_len > kMaxHeaderBytes) throw bad("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes);
-  if (header_len > bytes.size() - 8)
-    throw bad("header length ", header_len, " runs past the end of the file (", bytes.size(), " bytes; truncated?)");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(header_len));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw bad("header is not valid JSON (", e.what(), ")");
   }
-  if (!header.is_object() || !header.contains("__metadata__") || !header["__metadata__"].is_object())
-    throw bad("no \"__metadata__\" object in the header (a safetensors file from another tool?)");
-  const auto& meta = header["__metadata__"];
-  if (meta.value("format", "") != kFormat) throw bad("__metadata__.format is not \"", kFormat, "\"");
-  if (meta.value("format_version", "") != std::to_string(kFormatVersion))
-    throw bad("format_version ", meta.value("format_version", "?"), " is not supported (this library reads ",
-              kFormatVersion, ")");
-  if (!meta.contains("architecture") || !meta["architecture"].is_string())
-    throw bad("__metadata__.architecture is missing");
-  nlohmann::json arch;
-  try {
-    arch = nlohmann::json::parse(meta["architecture"].get<std::string>());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw bad("the architecture is not valid JSON (", e.what(), ")");
-  }
-  Sequential model;
-  try {
-    model = from_json(arch);
-  } catch (const Error& e) {
-    throw bad("architecture: ", e.what());
-  }
-  if (!model.compiled()) throw bad("the architecture has no input_shape");
 
-  const uint64_t data_size = bytes.size() - 8 - header_len;
-  const char* data = bytes.data() + 8 + header_len;
-  std::vector<std::pair<std::string, Tensor>> loaded;
-  for (const auto& [name, expected] : model.weights()) {
-    if (!header.contains(name)) throw bad("tensor '", name, "' is missing");
-    const auto& entry = header[name];
-    if (!entry.is_object() || entry.value("dtype", "") != "F32")
-      throw bad("tensor '", name, "' must have dtype F32");
+  // A JSON document stored as a string in __metadata__ (null when absent).
+  nlohmann::json metadata_json(const char* key) const {
+    const auto& meta = header_["__metadata__"];
+    if (!meta.contains(key)) return nullptr;
+    if (!meta[key].is_string()) throw bad("__metadata__.", key, " must be a string");
+    try {
+      return nlohmann::json::parse(meta[key].get<std::string>());
+    } catch (const nlohmann::json::parse_error& e) {
+      throw bad("__metadata__.", key, " is not valid JSON (", e.what(), ")");
+    }
+  }
+
+  bool has(const std::string& name) const { return header_.contains(name); }
+
+  Tensor tensor(const std::string& name, const Shape& expected) const {
+    if (!header_.contains(name)) throw bad("tensor '", name, "' is missing");
+    const auto& entry = header_[name];
+    if (!entry.is_object() || entry.value("dtype", "") != "F32") throw bad("tensor '", name, "' must have dtype F32");
     Shape shape;
     try {
       shape = entry.at("shape").get<Shape>();
     } catch (const nlohmann::json::exception&) {
       throw bad("tensor '", name, "' has no valid shape");
     }
-    if (shape != expected.shape())
-      throw bad("tensor '", name, "' has shape ", shape_str(shape), " but the architecture needs ",
-                shape_str(expected.shape()));
+    if (shape != expected)
+      throw bad("tensor '", name, "' has shape ", shape_str(shape), " but the architecture needs ", shape_str(expected));
     uint64_t begin = 0, end = 0;
     try {
       begin = entry.at("data_offsets").at(0).get<uint64_t>();
@@ -238,17 +246,116 @@ Sequential Sequential::load(const std::string& path) {
     } catch (const nlohmann::json::exception&) {
       throw bad("tensor '", name, "' has no valid data_offsets");
     }
-    const uint64_t want = uint64_t(expected.numel()) * sizeof(float);
+    const uint64_t want = uint64_t(shape_numel(expected)) * sizeof(float);
     if (end < begin || end - begin != want)
       throw bad("tensor '", name, "' spans ", end - begin, " bytes but its shape needs ", want);
-    if (end > data_size)
-      throw bad("tensor '", name, "' ends at byte ", end, " past the data section (", data_size, " bytes; truncated?)");
-    Tensor t(expected.shape());
-    std::memcpy(t.data(), data + begin, want);
-    loaded.emplace_back(name, std::move(t));
+    if (end > data_size_)
+      throw bad("tensor '", name, "' ends at byte ", end, " past the data section (", data_size_, " bytes; truncated?)");
+    Tensor t(expected);
+    std::memcpy(t.data(), bytes_.data() + data_begin_ + begin, want);
+    return t;
   }
-  model.set_weights(loaded);
-  return model;
+
+  Sequential model() const {
+    const nlohmann::json arch = metadata_json("architecture");
+    if (arch.is_null()) throw bad("__metadata__.architecture is missing");
+    Sequential m;
+    try {
+      m = Sequential::from_json(arch);
+    } catch (const Error& e) {
+      throw bad("architecture: ", e.what());
+    }
+    if (!m.compiled()) throw bad("the architecture has no input_shape");
+    NamedTensors loaded;
+    for (const auto& [name, expected] : m.weights()) loaded.emplace_back(name, tensor(name, expected.shape()));
+    m.set_weights(loaded);
+    return m;
+  }
+
+ private:
+  std::string path_, bytes_;
+  nlohmann::json header_;
+  uint64_t data_begin_ = 0, data_size_ = 0;
+};
+
+nlohmann::json history_json(const History& h) {
+  auto col = [](const std::vector<double>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+    return a;
+  };
+  return {{"loss", col(h.loss)},       {"accuracy", col(h.accuracy)}, {"val_loss", col(h.val_loss)},
+          {"val_accuracy", col(h.val_accuracy)}, {"seconds", col(h.seconds)}, {"learning_rate", col(h.learning_rate)}};
+}
+
+History history_from_json(const nlohmann::json& j) {
+  History h;
+  auto col = [&](const char* key, std::vector<double>& out) {
+    if (!j.contains(key)) return;
+    for (const auto& x : j[key]) out.push_back(x.is_number() ? x.get<double>() : std::nan(""));
+  };
+  col("loss", h.loss);
+  col("accuracy", h.accuracy);
+  col("val_loss", h.val_loss);
+  col("val_accuracy", h.val_accuracy);
+  col("seconds", h.seconds);
+  col("learning_rate", h.learning_rate);
+  return h;
+}
+
+}  // namespace
+
+void Sequential::save(const std::string& path) const {
+  CNN_CHECK(state_->compiled, "save: compile the model first");
+  write_model_file(path, weights(), to_json(), nullptr);
+}
+
+Sequential Sequential::load(const std::string& path) { return ModelFile(path).model(); }
+
+void Sequential::save_checkpoint(const std::string& path, const TrainingProgress& progress) const {
+  const State& s = *state_;
+  CNN_CHECK(s.compiled, "save_checkpoint: compile the model first");
+  NamedTensors tensors = weights();
+  if (!s.opt_m.empty()) tensors.emplace_back("optimizer.m", s.opt_m.to(Device::CPU));
+  if (!s.opt_v.empty()) tensors.emplace_back("optimizer.v", s.opt_v.to(Device::CPU));
+  const nlohmann::json ckpt = {{"epoch", progress.epoch}, {"optimizer_step", s.step}, {"history", history_json(progress.history)}};
+  write_model_file(path, tensors, to_json(), &ckpt);
+}
+
+Sequential Sequential::load_checkpoint(const std::string& path, TrainingProgress* progress) {
+  const ModelFile file(path);
+  Sequential m = file.model();
+  const nlohmann::json ckpt = file.metadata_json("checkpoint");
+  if (ckpt.is_null()) throw file.bad("it is a saved model, not a training checkpoint (no __metadata__.checkpoint)");
+  State& s = *m.state_;
+  try {
+    s.step = ckpt.at("optimizer_step").get<int64_t>();
+    if (progress) {
+      progress->epoch = ckpt.at("epoch").get<int>();
+      progress->history = history_from_json(ckpt.at("history"));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw file.bad("the checkpoint record is incomplete (", e.what(), ")");
+  }
+  if (!s.opt_m.empty()) s.opt_m.copy_from(file.tensor("optimizer.m", s.opt_m.shape()));
+  if (!s.opt_v.empty()) s.opt_v.copy_from(file.tensor("optimizer.v", s.opt_v.shape()));
+  return m;
+}
+
+void Sequential::restore_checkpoint(const std::string& path, TrainingProgress* progress) {
+  Sequential saved = load_checkpoint(path, progress);
+  auto layers_of = [](const nlohmann::json& j) { return j.at("layers").dump() + j.at("input_shape").dump(); };
+  CNN_CHECK(layers_of(saved.to_json()) == layers_of(to_json()), "resume: the checkpoint '", path,
+            "' holds a different architecture than this model");
+  set_weights(saved.weights());
+  State& s = *state_;
+  const State& src = *saved.state_;
+  CNN_CHECK(s.opt_m.empty() == src.opt_m.empty() && s.opt_v.empty() == src.opt_v.empty(), "resume: the checkpoint '",
+            path, "' was written with a different optimizer (", src.opt.optimizer, ") than this model uses (",
+            s.opt.optimizer, ")");
+  if (!s.opt_m.empty()) s.opt_m.copy_from(src.opt_m);
+  if (!s.opt_v.empty()) s.opt_v.copy_from(src.opt_v);
+  s.step = src.step;
 }
 
 }  // namespace cnn

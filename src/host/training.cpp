@@ -349,21 +349,30 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   const int bs = int(std::min<int64_t>(o.batch_size, N));
   const int steps = int((N + bs - 1) / bs);
   ensure_arena(s, layers_, bs);
-  Rng rng(o.seed);
   std::vector<int64_t> order(static_cast<size_t>(N));
-  std::iota(order.begin(), order.end(), 0);
   bool batch_logs = false;
   for (const auto& cb : o.callbacks) batch_logs = batch_logs || (cb && cb->wants_batch_logs());
 
   History history;
+  int first_epoch = o.initial_epoch;
+  if (!o.resume_from.empty()) {
+    TrainingProgress progress;
+    restore_checkpoint(o.resume_from, &progress);
+    history = progress.history;
+    first_epoch = progress.epoch;
+  }
   stop_training = false;
   for (const auto& cb : o.callbacks) cb->on_train_begin(*this);
-  for (int epoch = o.initial_epoch; epoch < o.epochs && !stop_training; ++epoch) {
+  for (int epoch = first_epoch; epoch < o.epochs && !stop_training; ++epoch) {
     for (const auto& cb : o.callbacks) cb->on_epoch_begin(*this, epoch);
     if (o.verbose > 0) std::printf("Epoch %d/%d\n", epoch + 1, o.epochs);
     ProgressBar bar(steps, o.verbose);
-    if (o.shuffle)
+    // Each epoch's order depends only on (seed, epoch), so a resumed run shuffles the same.
+    std::iota(order.begin(), order.end(), 0);
+    if (o.shuffle) {
+      Rng rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch));
       for (int64_t i = N - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.below(uint64_t(i + 1)))]);
+    }
     s.metrics.zero();
     const double start = now_seconds();
     int64_t seen = 0;
@@ -405,6 +414,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     history.val_accuracy.push_back(logs.val_accuracy);
     history.seconds.push_back(logs.seconds);
     history.learning_rate.push_back(logs.learning_rate);
+    if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, {epoch + 1, history});
     for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
   }
   for (const auto& cb : o.callbacks) cb->on_train_end(*this);

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 Runner add_train(CLI::App& app) {
   struct Args {
-    std::string model, data, save, log, device = "cpu", optimizer;
+    std::string model, data, save, log, device = "cpu", optimizer, checkpoint, resume;
     int epochs = 0, batch_size = 0, verbose = 1;
     double lr = 0, validation_split = -1, momentum = -1;
     uint64_t seed = 0;
@@ -25,7 +25,10 @@ Runner add_train(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("train", "Train a model (JSON description) on a data set, save it, evaluate it");
-  sub->add_option("--model", a->model, "Model description (models/*.json) or a saved model to train further")->required();
+  sub->add_option("--model", a->model, "Model description (models/*.json) or a saved model to train further");
+  sub->add_option("--checkpoint", a->checkpoint, "Write a training checkpoint here after every epoch");
+  sub->add_option("--resume", a->resume, "Continue the run saved in this checkpoint (and keep checkpointing to it)")
+      ->check(CLI::ExistingFile);
   sub->add_option("--data", a->data, "Data folder (CIFAR-10 binary, MNIST IDX, or image folders); default: search for CIFAR-10");
   sub->add_option("--epochs", a->epochs, "Epochs (default: the model file's training.epochs, else 10)")->check(CLI::PositiveNumber);
   sub->add_option("--batch-size", a->batch_size, "Batch size (default: training.batch_size, else 32)")->check(CLI::PositiveNumber);
@@ -43,6 +46,9 @@ Runner add_train(CLI::App& app) {
   sub->add_option("--verbose", a->verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
   return [a, sub] {
     a->seed_set = sub->count("--seed") > 0;
+    if (a->model.empty() && a->resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
+    if (a->model.empty()) a->model = a->resume;
+    if (!a->resume.empty() && a->checkpoint.empty()) a->checkpoint = a->resume;
     // Training defaults: the model file's "training" section, then the flags.
     nlohmann::json recipe = nlohmann::json::object();
     if (!is_saved_model(a->model) && fs::exists(a->model)) {
@@ -81,6 +87,8 @@ Runner add_train(CLI::App& app) {
     fo.verbose = a->verbose;
     fo.seed = a->seed_set ? a->seed : 1;
     if (!a->log.empty()) fo.callbacks.push_back(csv_logger(a->log, true));
+    fo.checkpoint_path = a->checkpoint;
+    fo.resume_from = a->resume;
     const std::string save = !a->save.empty() ? a->save : "out/" + fs::path(a->model).stem().string() + ".safetensors";
     if (fs::path(save).has_parent_path()) fs::create_directories(fs::path(save).parent_path());
 
