@@ -7,3 +7,4 @@
 #include "cnn/layers.hpp"
 #include "cnn/callbacks.hpp"
 #include "cnn/model.hpp"
+#include "cnn/check.hpp"

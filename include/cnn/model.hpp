@@ -113,6 +113,9 @@ class Sequential {
   History fit(const Tensor& x, const Tensor& y, const FitOptions& options);
   Evaluation evaluate(const Tensor& x, const Tensor& y, const EvaluateOptions& options = {});
   Tensor predict(const Tensor& x, int batch_size = 256);  // probabilities, on the CPU
+  // Every layer's output for the batch x (inference mode), as CPU tensors [n, layer shape].
+  // The last one is what the last layer computes: logits when softmax is fused into the loss.
+  std::vector<Tensor> layer_outputs(const Tensor& x);
   // One optimizer step on one batch; returns the batch's mean loss.
   double train_on_batch(const Tensor& x, const Tensor& y);
   // For benchmarks: copies one batch to the device once, then runs `steps` optimizer steps
@@ -164,6 +167,10 @@ class Sequential {
   void set_profiling(bool on);
   std::vector<LayerTiming> layer_timings() const;
   void reset_timings();
+
+  // Test hook for the checkers: multiplies layer `layer`'s parameter gradients by `scale` in
+  // every backward pass (scale 1 or layer -1 turns it off). Never needed in normal use.
+  void set_gradient_fault_for_testing(int layer, double scale);
 
   bool stop_training = false;  // set by a callback to end fit after the current epoch
   // Optional names of the output classes; saved with the model and used by `cnn predict`.

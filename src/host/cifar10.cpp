@@ -108,15 +108,17 @@ TrainTest load_cifar10_files(const std::string& dir, const ImageDataOptions& opt
   CNN_CHECK(fs::is_directory(dir, ec), "CIFAR-10: directory '", dir, "' does not exist",
             " (download the data set with tools/get_cifar10.sh)");
   const fs::path root(dir);
+  // The training batches present among data_batch_1..5.bin (a partial copy, e.g. one batch
+  // carried to another machine, trains on what it has); test_batch.bin is required.
   std::vector<fs::path> train_files;
-  for (int i = 1; i <= 5; ++i) train_files.push_back(root / ("data_batch_" + std::to_string(i) + ".bin"));
+  for (int i = 1; i <= 5; ++i) {
+    const fs::path f = root / ("data_batch_" + std::to_string(i) + ".bin");
+    if (fs::is_regular_file(f, ec)) train_files.push_back(f);
+  }
   const std::vector<fs::path> test_files{root / "test_batch.bin"};
-
-  std::vector<fs::path> all = train_files;
-  all.push_back(test_files[0]);
   std::vector<std::string> missing;
-  for (const auto& f : all)
-    if (!fs::is_regular_file(f, ec)) missing.push_back(f.filename().string());
+  if (train_files.empty()) missing.push_back("data_batch_1..5.bin");
+  if (!fs::is_regular_file(test_files[0], ec)) missing.push_back("test_batch.bin");
   if (!missing.empty()) {
     std::ostringstream os;
     os << "CIFAR-10: " << dir << " lacks";
@@ -125,6 +127,8 @@ TrainTest load_cifar10_files(const std::string& dir, const ImageDataOptions& opt
        << " download it with tools/get_cifar10.sh)";
     throw Error(os.str());
   }
+  std::vector<fs::path> all = train_files;
+  all.push_back(test_files[0]);
   // Every file's size is checked, even those a limit leaves unread: a damaged data set shows up
   // at once rather than on the day the limit is lifted.
   const int64_t expected = records_per_file * kRecordBytes;
@@ -137,7 +141,8 @@ TrainTest load_cifar10_files(const std::string& dir, const ImageDataOptions& opt
   }
 
   const auto names = read_class_names(root);
-  const int64_t n_train = apply_limit(options.train_limit, records_per_file * 5, "CIFAR-10: train_limit");
+  const int64_t n_train =
+      apply_limit(options.train_limit, records_per_file * int64_t(train_files.size()), "CIFAR-10: train_limit");
   const int64_t n_test = apply_limit(options.test_limit, records_per_file, "CIFAR-10: test_limit");
   std::vector<uint8_t> buffer;
   TrainTest data;

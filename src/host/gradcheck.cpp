@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <numeric>
 
 #include "cnn/error.hpp"
@@ -29,15 +30,39 @@ std::vector<GradCheckRow> check_gradients(const std::function<double()>& objecti
     }
     GradCheckRow row{target.name, int64_t(indices.size()), 0, 0, -1};
     double diff2 = 0, a2 = 0, n2 = 0;
-    for (int64_t i : indices) {
+    const double f0 = options.accept_subgradients_at_kinks ? objective() : 0.0;
+    // Slopes to the right and to the left of element i.
+    auto slopes = [&](int64_t i, double h) {
       const double saved = v[size_t(i)];
-      v[size_t(i)] = saved + options.step;
+      v[size_t(i)] = saved + h;
       const double plus = objective();
-      v[size_t(i)] = saved - options.step;
+      v[size_t(i)] = saved - h;
       const double minus = objective();
       v[size_t(i)] = saved;
-      const double numeric = (plus - minus) / (2 * options.step);
+      return std::pair<double, double>{(plus - f0) / h, (f0 - minus) / h};
+    };
+    auto central = [&](int64_t i, double h) {
+      const auto [right, left] = slopes(i, h);
+      return std::tuple<double, double, double>{(right + left) / 2, right, left};
+    };
+    auto close = [](double a, double b) { return std::abs(a - b) <= 1e-7 * std::max({std::abs(a), std::abs(b), 1e-3}); };
+    for (int64_t i : indices) {
       const double analytic = (*target.analytic)[size_t(i)];
+      auto [numeric, right, left] = central(i, options.step);
+      for (double shrink : {10.0, 100.0}) {
+        if (!options.retry_smaller_steps || close(analytic, numeric)) break;
+        const auto [retry, r, l] = central(i, options.step / shrink);
+        if (std::abs(analytic - retry) < std::abs(analytic - numeric)) {
+          numeric = retry;
+          right = r;
+          left = l;
+        }
+      }
+      if (options.accept_subgradients_at_kinks && !close(analytic, numeric) && !close(right, left) &&
+          analytic >= std::min(right, left) - 1e-6 && analytic <= std::max(right, left) + 1e-6) {
+        numeric = analytic;
+        ++row.kinks;
+      }
       const double err = std::abs(analytic - numeric);
       if (err > row.max_abs_error || row.worst_index < 0) {
         row.max_abs_error = err;

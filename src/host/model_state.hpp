@@ -44,6 +44,10 @@ struct Sequential::State {
   Buffer<double> metrics;  // [0] summed loss, [1] correct predictions
   std::vector<int64_t> act_offset;  // per layer, into acts
 
+  // set_gradient_fault_for_testing: scale this layer's parameter gradients.
+  int fault_layer = -1;
+  double fault_scale = 1;
+
   // Profiling (set_profiling): per layer, then loss and optimizer.
   bool profile = false;
   std::vector<Sequential::LayerTiming> timings;

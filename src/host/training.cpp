@@ -9,6 +9,7 @@
 #include "cnn/error.hpp"
 #include "cnn/model.hpp"
 #include "layers/layer_impl.hpp"
+#include "model_loss.hpp"
 #include "model_state.hpp"
 #include "progress.hpp"
 
@@ -159,20 +160,7 @@ void loss_and_gradient(State& s, const Layers& layers, ops::TargetKind kind, int
   const float* out = s.act(layers.size() - 1);
   const int32_t* labels = s.labels.data();
   const float* targets = s.targets.data();
-  const float smoothing = s.opt.label_smoothing;
-  float* g = s.grad_a.data();
-  switch (s.loss) {
-    case LossKind::CategoricalCE:
-    case LossKind::SparseCategoricalCE:
-      if (s.fused) CNN_RUN_OP(e, float, softmax_cross_entropy, n, K, out, kind, labels, targets, smoothing, s.row_loss.data(), g);
-      else CNN_RUN_OP(e, float, cross_entropy, n, K, out, kind, labels, targets, smoothing, s.row_loss.data(), g);
-      break;
-    case LossKind::MSE: CNN_RUN_OP(e, float, mse_loss, n, K, out, targets, s.row_loss.data(), g); break;
-    case LossKind::BinaryCE:
-      if (s.fused) CNN_RUN_OP(e, float, binary_cross_entropy_logits, n, K, out, targets, s.row_loss.data(), g);
-      else CNN_RUN_OP(e, float, binary_cross_entropy, n, K, out, targets, s.row_loss.data(), g);
-      break;
-  }
+  model_loss<float>(e, s, kind, n, out, labels, targets, s.row_loss.data(), s.grad_a.data());
   const bool logits = s.fused && s.loss == LossKind::BinaryCE;
   CNN_RUN_OP(e, float, accumulate_metrics, n, K, s.row_loss.data(), out, kind, labels, targets, logits, s.metrics.data());
 }
@@ -465,6 +453,25 @@ void Sequential::train_steps(const Tensor& x_in, const Tensor& y, int steps) {
   load_batch(s, x, t, rows.data(), n);
   for (int i = 0; i < steps; ++i) run_train_step(s, layers_, t.kind, n);
   memory::synchronize(s.device);
+}
+
+std::vector<Tensor> Sequential::layer_outputs(const Tensor& x_in) {
+  State& s = *state_;
+  check_inputs(s, x_in, "layer_outputs");
+  const Tensor x = x_in.to(Device::CPU);
+  const int n = int(x.dim(0));
+  ensure_arena(s, layers_, n);
+  memory::copy(s.input.data(), s.device, x.data(), Device::CPU, size_t(x.numel()) * sizeof(float));
+  forward(s, layers_, n, false);
+  std::vector<Tensor> outs;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Shape shape{n};
+    shape.insert(shape.end(), layers_[i]->output_shape().begin(), layers_[i]->output_shape().end());
+    Tensor t(shape);
+    memory::copy(t.data(), Device::CPU, s.act(i), s.device, size_t(t.numel()) * sizeof(float));
+    outs.push_back(std::move(t));
+  }
+  return outs;
 }
 
 double Sequential::train_on_batch(const Tensor& x_in, const Tensor& y) {

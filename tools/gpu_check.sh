@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with an NVIDIA GPU (no network needed):
+#   1. builds Release for this GPU's architecture,
+#   2. runs every test (GPU ones included),
+#   3. runs the GPU tests again under compute-sanitizer memcheck and racecheck,
+#   4. trains LeNet-5 for 2 epochs on the GPU on whatever CIFAR-10 batches the data folder has
+#      (synthetic data of CIFAR's shape when there are none),
+#   5. compares LeNet-5 and the larger CIFAR net on the GPU with the CPU reference (cnn check),
+# and prints a summary table last. Logs go to $OUT when set, else out/gpu_check/.
+# Debian packages the machine lacks (GoogleTest, nlohmann-json, CLI11, stb, zlib headers) are
+# taken from devdeps/root when present (tools/prepare_device_deps.sh makes it).
+#   bash tools/gpu_check.sh            # everything (about 5 minutes on an H100)
+#   SKIP_SANITIZERS=1 bash tools/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log_dir=${OUT:-out/gpu_check}
+mkdir -p "$log_dir"
+build=build/gpu
+jobs=$(nproc)
+rows=()
+overall=0
+
+# step NAME TIMEOUT_SECONDS COMMAND...: runs it with its output in $log_dir/NAME.log.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS status
+  if timeout "$limit" "$@" >"$log_dir/$name.log" 2>&1; then status=PASS; else
+    local rc=$?
+    status="FAIL (exit $rc)"
+    [ $rc = 124 ] && status="FAIL (timed out after ${limit}s)"
+    overall=1
+  fi
+  rows+=("$(printf '%-28s %-28s %5ss' "$name" "$status" $((SECONDS - t0)))")
+  echo "== $name: $status ($((SECONDS - t0)) s)"
+  [ "${status%% *}" = PASS ] || tail -n 25 "$log_dir/$name.log"
+}
+
+gpu=$(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)
+arch=$(echo "$gpu" | awk -F', ' '{gsub(/\./, "", $2); print $2}')
+[ -n "$arch" ] || { echo "gpu_check: no NVIDIA GPU found (nvidia-smi)"; exit 2; }
+echo "GPU: $gpu"
+prefix=()
+[ -d devdeps/root/usr ] && prefix=(-DCMAKE_PREFIX_PATH="$PWD/devdeps/root/usr")
+
+step configure 300 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNN_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCNN_WERROR=OFF "${prefix[@]}"
+step build 900 cmake --build "$build" -j "$jobs"
+step tests 600 bash -c "cd $build && ctest --output-on-failure -j $jobs --timeout 300"
+gpu_tests=$(find "$build" -name cnn_gpu_tests -type f -perm -u+x | head -1)
+if [ -z "${SKIP_SANITIZERS:-}" ] && [ -n "$gpu_tests" ]; then
+  step memcheck 300 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "$gpu_tests"
+  step racecheck 300 compute-sanitizer --tool racecheck --error-exitcode 1 "$gpu_tests"
+fi
+
+# Data: the CIFAR-10 batches found, else a synthetic set of CIFAR's shape and layout.
+data=$("$build/cnn" data-dir 2>/dev/null) || {
+  data=$log_dir/synthetic-cifar
+  mkdir -p "$data"
+  python3 - "$data" <<'PY'
+import os, random, sys
+random.seed(0)
+for name, n in (("data_batch_1.bin", 10000), ("test_batch.bin", 2000)):
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        for _ in range(n):
+            f.write(bytes([random.randrange(10)]) + os.urandom(3072))
+PY
+  echo "no CIFAR-10 found: training on synthetic data in $data"
+}
+echo "data: $data"
+step train-lenet5-gpu 300 "$build/cnn" train --model models/lenet5.json --data "$data" --epochs 2 --device cuda \
+  --verbose 2 --save "$log_dir/lenet5_gpu.safetensors"
+step check-lenet5 120 "$build/cnn" check --model models/lenet5.json --batch-size 32
+step check-cifar_cnn 120 "$build/cnn" check --model models/cifar_cnn.json --batch-size 16
+
+echo
+echo "Summary ($gpu)"
+printf '%-28s %-28s %6s\n' step result time
+for r in "${rows[@]}"; do echo "$r"; done
+grep -h -E "^Test:|Trained" "$log_dir"/train-lenet5-gpu.log 2>/dev/null
+grep -h -E "tests passed|tests failed" "$log_dir"/tests.log 2>/dev/null
+exit $overall
