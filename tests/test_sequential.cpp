@@ -162,3 +162,49 @@ TEST(Sequential, SaveLoadPredictIsBitIdentical) {
 
 }  // namespace
 }  // namespace cnn
+
+namespace cnn {
+namespace {
+
+std::string fit_error(Sequential& m, const Tensor& x, const Tensor& y, FitOptions f) {
+  try {
+    m.fit(x, y, f);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(NanGuard, ANanInTheDataStopsFitNamingEpochStepAndSource) {
+  auto data = test::make_quadrant_data(64, 1, 8, 8, 2);
+  data.x.at({37, 0, 3, 3}) = std::nanf("");
+  Sequential m({Conv2D(2, 3), Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {1, 8, 8});
+  const std::string ckpt = testing::TempDir() + "/nan_guard.ckpt";
+  FitOptions f;
+  f.epochs = 2;
+  f.batch_size = 16;
+  f.shuffle = false;
+  f.verbose = 0;
+  f.checkpoint_path = ckpt;
+  const std::string msg = fit_error(m, data.x, data.y, f);
+  EXPECT_NE(msg.find("epoch 1, step 3"), std::string::npos) << msg;  // row 37 is in the third batch of 16
+  EXPECT_NE(msg.find("input batch holds NaN/Inf"), std::string::npos) << msg;
+  for (float v : m.parameters().to_vector()) ASSERT_TRUE(std::isfinite(v)) << "a NaN reached the weights";
+}
+
+TEST(NanGuard, DivergenceNamesTheFirstLayerThatWentNonFinite) {
+  const auto data = test::make_quadrant_data(64, 1, 8, 8, 4);
+  Sequential m({Conv2D(4, 3, 1, "valid", "relu"), Flatten(), Dense(16, "relu"), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 1e12f, {1, 8, 8});  // a learning rate that must blow up
+  FitOptions f;
+  f.epochs = 3;
+  f.verbose = 0;
+  const std::string msg = fit_error(m, data.x, data.y, f);
+  EXPECT_NE(msg.find("training diverged in epoch"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("layer "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Lower the learning rate"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace cnn

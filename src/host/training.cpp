@@ -220,10 +220,61 @@ double accuracy_units(const State& s, ops::TargetKind kind, int64_t rows) {
   return kind == ops::TargetKind::Binary ? double(rows) * double(s.output_size()) : double(rows);
 }
 
-void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n) {
+// ---- NaN/Inf guard -----------------------------------------------------------------
+
+template <class T>
+bool all_finite(const T* p, size_t count, Device d) {
+  if (count == 0) return true;
+  std::vector<T> host(count);
+  memory::copy(host.data(), Device::CPU, p, d, count * sizeof(T));
+  for (T v : host)
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// What went non-finite first in the last step, in the order the step computed it: layer
+// outputs (forward), then parameter gradients (backward, last layer first), then parameters.
+std::string first_non_finite(State& s, const Layers& layers, int n, bool backward_ran) {
+  auto name = [&](size_t i) { return "layer " + std::to_string(i) + " (" + layers[i]->type() + ")"; };
+  if (!all_finite(s.input.data(), size_t(n * s.input_size), s.device)) return "the input batch holds NaN/Inf";
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (!all_finite(s.act(i), size_t(n * s.out_size[i]), s.device)) return "the output of " + name(i);
+  if (backward_ran)
+    for (size_t i = layers.size(); i-- > 0;)
+      if (!all_finite(s.grads.data() + s.param_offset[i], size_t(layers[i]->param_count()), s.device))
+        return "the parameter gradient of " + name(i);
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (!all_finite(s.params.data() + s.param_offset[i], size_t(layers[i]->param_count()), s.device))
+      return "the parameters of " + name(i);
+  return "the loss itself (every layer output is finite)";
+}
+
+// Where a training step is, for error messages.
+struct StepPlace {
+  int epoch = 0;     // 0-based
+  int step = 0;      // 0-based within the epoch
+  int checked = 0;   // GPU: the first step not yet covered by an earlier check
+};
+
+[[noreturn]] void non_finite_error(State& s, const Layers& layers, int n, const StepPlace& at, bool backward_ran) {
+  const std::string where = s.device == Device::CPU || at.checked == at.step
+                                ? "step " + std::to_string(at.step + 1)
+                                : "one of steps " + std::to_string(at.checked + 1) + "-" + std::to_string(at.step + 1);
+  fail("fit: training diverged in epoch ", at.epoch + 1, ", ", where, ": ", first_non_finite(s, layers, n, backward_ran),
+       " became NaN/Inf. Lower the learning rate, check the data for NaN/Inf, or add normalisation; the last "
+       "checkpoint written (if any) is from before this epoch");
+}
+
+// One training step. On the CPU the loss and the gradients are checked before the update,
+// so a NaN never reaches the weights and the message names the exact step.
+void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n, const StepPlace* guard = nullptr) {
   forward(s, layers, n, true);
   timed(s, layers.size(), true, [&] { loss_and_gradient(s, layers, kind, n); });
+  const bool check = guard && s.device == Device::CPU;
+  if (check && !all_finite(s.row_loss.data(), size_t(n), s.device)) non_finite_error(s, layers, n, *guard, false);
   backward(s, layers, n);
+  if (check && !s.grads.empty() && !all_finite(s.grads.data(), size_t(s.param_total), s.device))
+    non_finite_error(s, layers, n, *guard, true);
   timed(s, layers.size() + 1, false, [&] { optimizer_step(s); });
 }
 
@@ -364,28 +415,34 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     s.metrics.zero();
     const double start = now_seconds();
     int64_t seen = 0;
+    StepPlace place{epoch, 0, 0};
     for (int step = 0; step < steps; ++step) {
       const int n = int(std::min<int64_t>(bs, N - int64_t(step) * bs));
       load_batch(s, x, targets, order.data() + int64_t(step) * bs, n);
-      run_train_step(s, layers_, targets.kind, n);
+      place.step = step;
+      run_train_step(s, layers_, targets.kind, n, &place);
       seen += n;
       const double elapsed = now_seconds() - start;
       const bool draw = bar.due(step + 1, elapsed);
       if (draw || batch_logs) {
         const Totals tot = read_metrics(s);
+        if (!std::isfinite(tot.loss_sum)) non_finite_error(s, layers_, n, place, true);
+        place.checked = step + 1;
         const BatchLogs logs{step, tot.loss_sum / double(seen), tot.correct / accuracy_units(s, targets.kind, seen)};
         if (draw) bar.update(step + 1, elapsed, {{"loss", logs.loss}, {"accuracy", logs.accuracy}});
         for (const auto& cb : o.callbacks) cb->on_batch_end(*this, logs);
       }
     }
     const Totals tot = read_metrics(s);
+    if (!std::isfinite(tot.loss_sum)) {
+      place.step = steps - 1;
+      non_finite_error(s, layers_, int(std::min<int64_t>(bs, N - int64_t(steps - 1) * bs)), place, true);
+    }
     EpochLogs logs;
     logs.epoch = epoch;
     logs.loss = tot.loss_sum / double(N);
     logs.accuracy = tot.correct / accuracy_units(s, targets.kind, N);
     logs.learning_rate = s.opt.learning_rate;
-    CNN_CHECK(std::isfinite(logs.loss), "fit: the training loss became ", logs.loss, " in epoch ", epoch + 1,
-              "; lower the learning rate or check the data for NaN/Inf");
     if (x_val) {
       const Evaluation ev = evaluate_impl(s, layers_, *x_val, *t_val, {});
       logs.val_loss = ev.loss;
