@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cnn/cnn.hpp"
+#include "cnn/pictures.hpp"
 
 namespace cnn::cli {
 
@@ -29,5 +30,14 @@ Runner add_eval(CLI::App& app);
 Runner add_predict(CLI::App& app);
 Runner add_summary(CLI::App& app);
 Runner add_data_dir(CLI::App& app);
+Runner add_gradcheck(CLI::App& app);
+Runner add_check(CLI::App& app);
+Runner add_bench(CLI::App& app);
+Runner add_show_data(CLI::App& app);  // pictures.cpp
+Runner add_plot(CLI::App& app);
+Runner add_visualize(CLI::App& app);
+
+// Writes a picture as PNG (creating the folder) and prints "Wrote PATH (WxH): what".
+void save_picture(const Image& image, const std::string& path, const std::string& what);
 
 }  // namespace cnn::cli

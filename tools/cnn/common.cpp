@@ -29,7 +29,7 @@ TrainTest load_data_for(const Shape& input_shape, const std::string& dir_arg, in
   opt.test_limit = test_limit;
   opt.grayscale = channels == 1;
   TrainTest data;
-  const std::string dir = dir_arg.empty() ? find_data_dir("cifar-10-batches-bin") : dir_arg;
+  const std::string dir = find_data_dir("cifar-10-batches-bin", dir_arg);  // an explicit dir must exist
   auto has = [&](const char* name) { return fs::exists(fs::path(dir) / name); };
   if (has("data_batch_1.bin") || has("test_batch.bin")) {
     data = load_cifar10(dir, opt);

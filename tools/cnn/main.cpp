@@ -3,7 +3,8 @@
 //   cnn eval --model out/lenet5.safetensors               accuracy, per class, confusion matrix
 //   cnn predict --model out/lenet5.safetensors cat.png    top-3 classes
 //   cnn summary --model models/lenet5.json                Keras-style table
-// Exit codes: 0 success, 1 bad data/model files or a failed run, 2 bad arguments.
+// Exit codes: 0 success, 1 bad data/model files or a failed run, 2 bad arguments,
+// 3 `cnn check` without a GPU.
 #include <cstdio>
 #include <map>
 
@@ -13,9 +14,13 @@ int main(int argc, char** argv) {
   CLI::App app{"CNNFromScratch: train and use convolutional networks on the CPU or an NVIDIA GPU", "cnn"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "cnn 0.1.0");
+  // Bad arguments: the error, then the usage of the subcommand given (or of cnn); exit 2.
+  app.failure_message(
+      [](const CLI::App* a, const CLI::Error& e) { return "cnn: " + std::string(e.what()) + "\n\n" + a->help(); });
   std::map<CLI::App*, cnn::cli::Runner> runners;
-  for (auto add : {cnn::cli::add_train, cnn::cli::add_eval, cnn::cli::add_predict, cnn::cli::add_summary,
-                    cnn::cli::add_data_dir}) {
+  using namespace cnn::cli;
+  for (auto add : {add_train, add_eval, add_predict, add_summary, add_data_dir, add_gradcheck, add_check, add_bench,
+                    add_show_data, add_plot, add_visualize}) {
     const size_t before = app.get_subcommands({}).size();
     auto runner = add(app);
     runners[app.get_subcommands({})[before]] = runner;
@@ -29,7 +34,7 @@ int main(int argc, char** argv) {
   try {
     for (auto* sub : app.get_subcommands()) return runners.at(sub)();
   } catch (const cnn::cli::UsageError& e) {
-    std::fprintf(stderr, "cnn: %s\nRun with --help for usage.\n", e.what());
+    std::fprintf(stderr, "cnn: %s\n\n%s", e.what(), app.help().c_str());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cnn: error: %s\n", e.what());

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -109,10 +110,45 @@ Runner add_train(CLI::App& app) {
   };
 }
 
+// eval --confusion / --mistakes. Class names: the data set's, else the model's, padded with
+// numbers to the model's output count; mistakes tiles are 64 pixels high or more (scale 64 / H).
+namespace {
+void write_eval_pictures(Sequential& model, const Dataset& test, const Evaluation& ev, const std::string& confusion,
+                         const std::string& mistakes, int mistakes_count, int batch_size) {
+  if (confusion.empty() && mistakes.empty()) return;
+  std::vector<std::string> names = test.class_names.empty() ? model.class_names : test.class_names;
+  names.resize(std::max(names.size(), ev.confusion.size()));
+  for (size_t c = 0; c < names.size(); ++c)
+    if (names[c].empty()) names[c] = std::to_string(c);
+  if (!confusion.empty()) {
+    const std::vector<std::string> matrix_names(names.begin(), names.begin() + ptrdiff_t(ev.confusion.size()));
+    save_picture(confusion_matrix_image(ev.confusion, matrix_names), confusion,
+                 "confusion matrix of " + std::to_string(test.size()) + " test images");
+  }
+  if (!mistakes.empty()) {
+    const Tensor p = model.predict(test.x, batch_size);
+    const int64_t n = p.dim(0), k = p.dim(1);
+    const std::vector<float> probs = p.to_vector(), labels = test.y.to_vector();
+    std::vector<int> truth(static_cast<size_t>(n)), predicted(static_cast<size_t>(n));
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = probs.data() + i * k;
+      predicted[size_t(i)] = int(std::max_element(row, row + k) - row);
+      truth[size_t(i)] = int(labels[size_t(i)]);
+      wrong += truth[size_t(i)] != predicted[size_t(i)];
+    }
+    const int scale = std::max(1, 64 / int(test.x.dim(2)));
+    save_picture(mistakes_grid(test.x, truth, predicted, names, mistakes_count, scale), mistakes,
+                 std::to_string(std::min<int64_t>(wrong, mistakes_count)) + " of " + std::to_string(wrong) +
+                     " misclassified test images");
+  }
+}
+}  // namespace
+
 Runner add_eval(CLI::App& app) {
   struct Args {
-    std::string model, data, device = "cpu";
-    int batch_size = 256;
+    std::string model, data, device = "cpu", confusion, mistakes;
+    int batch_size = 256, mistakes_count = 32;
     int64_t limit = 0;
   };
   auto a = std::make_shared<Args>();
@@ -122,6 +158,10 @@ Runner add_eval(CLI::App& app) {
   sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
   sub->add_option("--limit", a->limit, "Use only the first N test images")->check(CLI::PositiveNumber);
   sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  sub->add_option("--confusion", a->confusion, "Also draw the confusion matrix into this PNG file");
+  sub->add_option("--mistakes", a->mistakes, "Also draw misclassified test images into this PNG file");
+  sub->add_option("--mistakes-count", a->mistakes_count, "At most this many images in --mistakes (default 32)")
+      ->check(CLI::PositiveNumber);
   return [a] {
     Sequential model = load_model(a->model);
     CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
@@ -147,6 +187,7 @@ Runner add_eval(CLI::App& app) {
       for (int64_t v : ev.confusion[r]) std::printf(" %6lld", (long long)v);
       std::printf("\n");
     }
+    write_eval_pictures(model, data.test, ev, a->confusion, a->mistakes, a->mistakes_count, a->batch_size);
     return 0;
   };
 }
@@ -208,6 +249,85 @@ Runner add_data_dir(CLI::App& app) {
   return [name] {
     std::printf("%s\n", find_data_dir(*name).c_str());
     return 0;
+  };
+}
+
+}  // namespace cnn::cli
+
+namespace cnn::cli {
+
+Runner add_gradcheck(CLI::App& app) {
+  struct Args {
+    std::string model, layers;
+    int batch_size = 2;
+    int64_t max_elements = 32;
+    uint64_t seed = 1;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("gradcheck", "Check a model's gradients against central differences (double, CPU)");
+  sub->add_option("--model", a->model, "Model description (.json) or saved model")->required();
+  sub->add_option("--layers", a->layers, "Only these layers, e.g. 0,3,5");
+  sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
+  sub->add_option("--max-elements", a->max_elements, "Elements sampled per tensor")->check(CLI::PositiveNumber);
+  sub->add_option("--seed", a->seed, "Seed for the random batch and the sample");
+  return [a] {
+    Sequential model = load_model(a->model);
+    CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    GradcheckOptions o;
+    o.batch_size = a->batch_size;
+    o.max_elements = a->max_elements;
+    o.seed = a->seed;
+    std::stringstream list(a->layers);
+    for (std::string item; std::getline(list, item, ',');) {
+      try {
+        o.layers.push_back(std::stoi(item));
+      } catch (const std::exception&) {
+        throw UsageError("gradcheck: --layers takes comma-separated layer indices, got '" + a->layers + "'");
+      }
+    }
+    const CheckReport r = gradcheck(model, o);
+    std::printf("%s%s\n", r.table().c_str(), r.passed() ? "gradcheck: PASS" : "gradcheck: FAIL");
+    return r.passed() ? 0 : 1;
+  };
+}
+
+Runner add_check(CLI::App& app) {
+  struct Args {
+    std::string model, data;
+    bool random = false;
+    int batch_size = 8;
+    uint64_t seed = 1;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand(
+      "check", "Run one batch forward, backward and one optimizer step on the GPU and on the CPU reference, and "
+               "compare layer by layer (exit 0: all pass, 1: a mismatch, 3: no GPU)");
+  sub->add_option("--model", a->model, "Model description (.json) or saved model")->required();
+  auto* random = sub->add_flag("--random", a->random, "Use a random batch (the default)");
+  sub->add_option("--data", a->data, "Take the batch from this data set's training images")->excludes(random);
+  sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
+  sub->add_option("--seed", a->seed, "Seed for the random batch");
+  return [a] {
+    Sequential model = load_model(a->model);
+    CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    if (!cuda_available()) {
+      std::fprintf(stderr, "cnn check: no GPU to compare against: %s\n", cuda_unavailable_reason().c_str());
+      return 3;
+    }
+    CompareOptions o;
+    o.batch_size = a->batch_size;
+    o.seed = a->seed;
+    Tensor x, y;
+    if (!a->data.empty()) {
+      const TrainTest data = load_data_for(model.compile_options().input_shape, a->data, a->batch_size, 1);
+      x = data.train.x;
+      y = data.train.y;
+      o.x = &x;
+      o.y = &y;
+    }
+    const CheckReport r = compare_devices(model, o);
+    std::printf("%s%s\n", r.table().c_str(), r.passed() ? "check: PASS (GPU matches the CPU reference)" : "check: FAIL");
+    return r.passed() ? 0 : 1;
   };
 }
 
