@@ -208,3 +208,98 @@ TEST(NanGuard, DivergenceNamesTheFirstLayerThatWentNonFinite) {
 
 }  // namespace
 }  // namespace cnn
+
+namespace cnn {
+namespace {
+
+TEST(LRSchedule, FactorsFollowTheDocumentedFormulas) {
+  LRSchedule one;
+  one.kind = "onecycle";
+  one.warmup = 0.25f;
+  one.start_factor = 0.2f;
+  one.end_factor = 0.0f;
+  EXPECT_NEAR(one.factor(0, 0), 0.2, 1e-7);
+  EXPECT_NEAR(one.factor(0.125, 0), 0.6, 1e-7);
+  EXPECT_NEAR(one.factor(0.25, 0), 1.0, 1e-7);
+  EXPECT_NEAR(one.factor(0.625, 0), 0.5, 1e-7);
+  EXPECT_NEAR(one.factor(1, 0), 0.0, 1e-7);
+  LRSchedule cosine;
+  cosine.kind = "cosine";
+  cosine.min_factor = 0.1f;
+  EXPECT_NEAR(cosine.factor(0, 0), 1.0, 1e-7);
+  EXPECT_NEAR(cosine.factor(0.5, 0), 0.55, 1e-7);
+  EXPECT_NEAR(cosine.factor(1, 0), 0.1, 1e-7);
+  LRSchedule step;
+  step.kind = "step";
+  step.step_epochs = 2;
+  step.gamma = 0.5f;
+  EXPECT_EQ(step.factor(0.9, 1), 1.0);
+  EXPECT_EQ(step.factor(0.9, 5), 0.25);
+}
+
+TEST(LRSchedule, FitAppliesItAndRecordsTheRatePerEpoch) {
+  const auto data = test::make_quadrant_data(32, 1, 8, 8, 6);
+  Sequential m({Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {1, 8, 8});
+  FitOptions f;
+  f.epochs = 4;
+  f.verbose = 0;
+  f.lr_schedule.kind = "step";
+  f.lr_schedule.step_epochs = 1;
+  f.lr_schedule.gamma = 0.5f;
+  const History h = m.fit(data.x, data.y, f);
+  EXPECT_EQ(h.learning_rate, (std::vector<double>{double(0.1f), double(0.1f) * 0.5, double(0.1f) * 0.25, double(0.1f) * 0.125}));
+  f.lr_schedule.kind = "sawtooth";
+  EXPECT_NE(fit_error(m, data.x, data.y, f).find("valid schedules: constant, step, cosine, onecycle"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cnn
+
+namespace cnn {
+namespace {
+
+// Records the parameters after every optimizer step.
+struct Recorder : Callback {
+  std::vector<std::vector<float>> steps;
+  void on_step_end(Sequential& m, int64_t) override { steps.push_back(m.parameters().to_vector()); }
+};
+
+TEST(WeightAveraging, EmaAndLookaheadFollowTheirFormulas) {
+  const auto data = test::make_quadrant_data(48, 1, 6, 6, 9);
+  for (const std::string method : {"ema", "lookahead"}) {
+    Sequential m({Flatten(), Dense(4, "softmax")});
+    m.compile("sgd", "scce", 0.5f, {1, 6, 6});
+    const std::vector<float> initial = m.parameters().to_vector();
+    auto recorder = std::make_shared<Recorder>();
+    WeightAveragingOptions w;
+    w.method = method;
+    w.decay = 0.8f;
+    w.every = 2;
+    w.alpha = 0.5f;
+    FitOptions f;
+    f.epochs = 2;
+    f.batch_size = 16;
+    f.verbose = 0;
+    f.callbacks = {recorder, weight_averaging(w)};
+    m.fit(data.x, data.y, f);
+    ASSERT_EQ(recorder->steps.size(), 6u);
+    std::vector<float> expected = initial;
+    if (method == "ema") {
+      for (const auto& p : recorder->steps)
+        for (size_t i = 0; i < p.size(); ++i) expected[i] += 0.2f * (p[i] - expected[i]);
+      const std::vector<float> got = m.parameters().to_vector();
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6) << i;
+    } else {
+      // The recorder sees the fast weights before the reset; the final weights are the slow ones.
+      for (size_t k = 0; k < recorder->steps.size(); ++k)
+        if ((k + 1) % 2 == 0)
+          for (size_t i = 0; i < expected.size(); ++i) expected[i] += 0.5f * (recorder->steps[k][i] - expected[i]);
+      const std::vector<float> got = m.parameters().to_vector();
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6) << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cnn

@@ -34,6 +34,8 @@ class Callback {
   virtual void on_train_begin(Sequential&) {}
   virtual void on_epoch_begin(Sequential&, int /*epoch*/) {}
   virtual void on_batch_end(Sequential&, const BatchLogs&) {}
+  // After every optimizer step, without metrics (so without a GPU synchronisation).
+  virtual void on_step_end(Sequential&, int64_t /*global_step*/) {}
   virtual void on_epoch_end(Sequential&, const EpochLogs&) {}
   virtual void on_train_end(Sequential&) {}
   // Asking for per-batch logs makes the GPU report metrics after every batch (a sync).
@@ -65,5 +67,18 @@ struct LambdaCallbackOptions {
   std::function<void(Sequential&, const BatchLogs&)> on_batch_end;
 };
 CallbackPtr lambda_callback(LambdaCallbackOptions options);
+
+// Weight averaging during training (on the model's device):
+//   ema        avg = decay avg + (1 - decay) w after every step
+//   lookahead  every `every` steps: slow += alpha (fast - slow), then fast = slow
+// With use_average_at_end the averaged weights replace the model's when training ends.
+struct WeightAveragingOptions {
+  std::string method = "ema";
+  float decay = 0.999f;
+  int every = 5;
+  float alpha = 0.5f;
+  bool use_average_at_end = true;
+};
+CallbackPtr weight_averaging(WeightAveragingOptions options = {});
 
 }  // namespace cnn

@@ -32,7 +32,8 @@ struct ParamSpec {
   Shape shape;
   Initializer init = Initializer::Zeros;
   int64_t fan_in = 1, fan_out = 1;  // for the scaled initialisers
-  bool trainable = true;
+  bool trainable = true;  // false: never updated by the optimizer (e.g. running statistics)
+  float lr_scale = 1.0f;  // multiplies the learning rate for this parameter
 };
 
 // Where a layer's compute runs for this call.
@@ -40,6 +41,9 @@ struct Exec {
   Device device = Device::CPU;
   cuda::Context* cuda = nullptr;  // set when device == CUDA
   bool training = false;
+  // Seed for this call's random numbers (dropout masks, augmentation): the model derives it
+  // from the fit seed, the epoch and the step, so runs and resumed runs repeat exactly.
+  uint64_t seed = 0;
   bool on_cuda() const { return device == Device::CUDA; }
 };
 
@@ -50,7 +54,7 @@ struct LayerBuffers {
   int n = 0;
   const T* x = nullptr;  // input
   T* y = nullptr;        // output (forward writes it; backward reads it)
-  const T* params = nullptr;
+  T* params = nullptr;  // mutable: stateful layers (BatchNorm's running statistics) update theirs
   T* grads = nullptr;  // backward overwrites the layer's parameter gradients
   T* dy = nullptr;     // backward: gradient w.r.t. y; the layer may overwrite it
   T* dx = nullptr;     // backward: gradient w.r.t. x to write, or null when not needed

@@ -36,6 +36,7 @@ struct CompileOptions {
   float weight_decay = 0.0f;
   bool decoupled_weight_decay = false;  // true: AdamW-style p -= lr wd p; false: L2 added to the gradient
   float label_smoothing = 0.0f;         // CE losses
+  float bias_lr_scale = 1.0f;           // biases train at this multiple of the learning rate
   bool from_logits = false;  // the last layer outputs logits (linear) for a CE/BCE loss
   uint64_t seed = 42;        // initial weights
   Device device = Device::CPU;
@@ -43,6 +44,32 @@ struct CompileOptions {
 
 struct ValidationData {
   Tensor x, y;
+};
+
+// Learning rate over training, as a multiple of the compiled learning rate, evaluated every
+// step at t = (steps done) / (steps in the whole fit):
+//   constant  1
+//   step      gamma ^ floor(epoch / step_epochs)
+//   cosine    min_factor + (1 - min_factor) (1 + cos(pi t)) / 2
+//   onecycle  linear warm-up from start_factor to 1 over warmup (a fraction of training), then
+//             linear decay to end_factor (airbench's triangular schedule)
+struct LRSchedule {
+  std::string kind = "constant";  // "constant" | "step" | "cosine" | "onecycle"
+  int step_epochs = 10;
+  float gamma = 0.1f;
+  float min_factor = 0.0f;
+  float warmup = 0.2f;
+  float start_factor = 0.2f, end_factor = 0.0f;
+  // The multiplier at fractional progress t in [0, 1], epoch e of `epochs`.
+  double factor(double t, int epoch) const;
+};
+
+// On-the-fly augmentation of training batches (on the model's device), seeded per step.
+struct Augmentation {
+  int translate = 0;           // random shift of up to this many pixels per axis (reflect padding)
+  std::string flip = "none";   // "none" | "random" (per image) | "alternate" (every other epoch per image)
+  int cutout = 0;              // side of a zeroed square at a random place (0: off)
+  bool enabled() const { return translate > 0 || flip != "none" || cutout > 0; }
 };
 
 struct FitOptions {
@@ -55,6 +82,8 @@ struct FitOptions {
   uint64_t seed = 1;  // shuffling
   std::vector<CallbackPtr> callbacks;
   int initial_epoch = 0;
+  LRSchedule lr_schedule;
+  Augmentation augment;
   // After every epoch, write a checkpoint here (weights, optimizer state, epoch, history),
   // atomically: the previous checkpoint survives until the new one is complete.
   std::string checkpoint_path;

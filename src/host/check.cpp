@@ -76,7 +76,7 @@ struct Trace {
 
 // Runs layers [begin, end) forward from `input`, keeping each output in outs[i].
 template <class T>
-void forward_range(Sequential& m, State& s, const Exec& e, int n, size_t begin, const T* input, const T* params,
+void forward_range(Sequential& m, State& s, const Exec& e, int n, size_t begin, const T* input, T* params,
                    std::vector<Buffer<T>>& outs) {
   const T* x = input;
   for (size_t i = begin; i < m.size(); ++i) {
@@ -93,7 +93,7 @@ void forward_range(Sequential& m, State& s, const Exec& e, int n, size_t begin, 
 // Forward, loss and backward of one batch with every intermediate kept; `params` is the
 // flat parameter array on the model's device (for T = double: a CPU copy).
 template <class T>
-Trace<T> traced_step(Sequential& m, State& s, const Batch<T>& batch, const T* params) {
+Trace<T> traced_step(Sequential& m, State& s, const Batch<T>& batch, T* params) {
   const Device d = std::is_same_v<T, double> ? Device::CPU : s.device;
   const Exec e{d, s.cuda.get(), true};
   const int n = batch.n;

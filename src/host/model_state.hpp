@@ -29,13 +29,19 @@ struct Sequential::State {
   std::vector<int64_t> out_size;          // per sample, per layer
   std::vector<int64_t> param_offset;      // per layer, into the flat buffers
   int64_t param_total = 0;
-  std::vector<std::pair<int64_t, int64_t>> trainable_segments;  // [begin, end) of trainable params
+  // Runs of trainable parameters that share a learning-rate scale: one optimizer launch each.
+  struct Segment {
+    int64_t begin = 0, end = 0;
+    float lr_scale = 1.0f;
+  };
+  std::vector<Segment> trainable_segments;
   std::vector<bool> need_dx;              // per layer: some trainable layer lies below it
 
   Device device = Device::CPU;
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA
   Tensor params, grads, opt_m, opt_v;   // [param_total] each (opt_m/opt_v per optimizer)
   int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
+  float lr_factor = 1.0f;               // the LR schedule's multiplier for the current step
 
   // Arena for the largest batch planned so far.
   int planned_batch = 0;

@@ -84,6 +84,8 @@ void validate_compile_options(const CompileOptions& o) {
             o.beta1, ", ", o.beta2);
   CNN_CHECK(o.epsilon > 0, "compile: epsilon must be > 0, got ", o.epsilon);
   CNN_CHECK(o.weight_decay >= 0, "compile: weight_decay must be >= 0, got ", o.weight_decay);
+  CNN_CHECK(std::isfinite(o.bias_lr_scale) && o.bias_lr_scale > 0, "compile: bias_lr_scale must be > 0, got ",
+            o.bias_lr_scale);
   CNN_CHECK(o.label_smoothing >= 0 && o.label_smoothing < 1, "compile: label_smoothing must be in [0, 1), got ",
             o.label_smoothing);
   check_shape(o.input_shape, "compile: input_shape");
@@ -167,13 +169,16 @@ void Sequential::compile(const CompileOptions& o) {
     s.param_offset.push_back(int64_t(host.size()));
     s.need_dx.push_back(trainable_below);
     Rng rng(o.seed * 1000003ull + i);
-    const int64_t begin = int64_t(host.size());
     for (const ParamSpec& p : l.param_specs()) {
       const size_t at = host.size();
       host.resize(at + size_t(shape_numel(p.shape)));
       initialise(p, rng, host.data() + at);
+      if (!l.trainable || !p.trainable) continue;
+      const float scale = p.lr_scale * (p.name == "bias" ? o.bias_lr_scale : 1.0f);
+      auto& segs = s.trainable_segments;
+      if (!segs.empty() && segs.back().end == int64_t(at) && segs.back().lr_scale == scale) segs.back().end = int64_t(host.size());
+      else segs.push_back({int64_t(at), int64_t(host.size()), scale});
     }
-    if (l.trainable && int64_t(host.size()) > begin) s.trainable_segments.push_back({begin, int64_t(host.size())});
     if (l.trainable && l.param_count() > 0) trainable_below = true;
   }
   s.param_total = int64_t(host.size());

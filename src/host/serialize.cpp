@@ -3,10 +3,13 @@
 // dtype, shape and byte range, then the raw little-endian float32 data. The architecture and
 // a format version ride in the header's "__metadata__" (string values, as safetensors asks).
 #include <bit>
+#include <cfloat>
+#include <climits>
 #include <cmath>
 #include <sstream>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -25,17 +28,100 @@ constexpr int kFormatVersion = 1;
 constexpr size_t kMaxLayers = 10000;
 constexpr size_t kMaxJsonBytes = size_t(64) << 20;
 constexpr uint64_t kMaxHeaderBytes = uint64_t(100) << 20;
+// A description is refused before compile allocates anything when it nests deeper than this
+// (our own are 4 deep; the JSON library prints and compares recursively), when a layer would
+// take or give more than kMaxSampleValues values per sample (the kernels index a sample with
+// int), or when its parameters exceed a budget: kMaxDescribedParams for a bare description,
+// which costs nothing to write, and what its data section holds for a model file.
+constexpr int kMaxJsonDepth = 64;
+constexpr int64_t kMaxSampleValues = int64_t{1} << 30;
+constexpr int64_t kMaxDescribedParams = int64_t{1} << 26;  // 67,108,864 (256 MiB of float32)
+
+// A JSON value for an error message, cut short when long.
+std::string brief(const nlohmann::json& j) {
+  std::string s = j.dump();
+  if (s.size() > 200) s = s.substr(0, 200) + "...";
+  return s;
+}
+
+// An integer in [lo, hi] (no rounding, no wrap-around), or nothing.
+std::optional<int64_t> json_int(const nlohmann::json& v, int64_t lo, int64_t hi) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u <= uint64_t(INT64_MAX) && int64_t(u) >= lo && int64_t(u) <= hi) return int64_t(u);
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    if (i >= lo && i <= hi) return i;
+  }
+  return std::nullopt;
+}
+
+// A string member, or "" when absent or not a string.
+std::string json_string(const nlohmann::json& object, const char* key) {
+  if (!object.is_object()) return "";
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// True when j nests deeper than `limit` (worked out without recursion).
+bool nests_deeper_than(const nlohmann::json& j, int limit) {
+  std::vector<std::pair<const nlohmann::json*, int>> todo{{&j, 1}};
+  while (!todo.empty()) {
+    const auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (depth > limit) return true;
+    if (v->is_structured())
+      for (const auto& child : *v) todo.emplace_back(&child, depth + 1);
+  }
+  return false;
+}
 
 Shape json_shape(const nlohmann::json& j, const char* what) {
   CNN_CHECK(j.is_array() && !j.empty() && j.size() <= 4, what, " must be an array of 1 to 4 positive integers, got ",
-            j.dump());
+            brief(j));
   Shape s;
   for (const auto& d : j) {
-    CNN_CHECK(d.is_number_integer() && d.get<int64_t>() > 0, what, " must hold positive integers, got ", j.dump());
-    s.push_back(d.get<int64_t>());
+    const auto v = json_int(d, 1, INT64_MAX);
+    CNN_CHECK(v.has_value(), what, " must hold positive integers, got ", brief(j));
+    s.push_back(*v);
   }
   return s;
 }
+
+int64_t saturating_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n)) return INT64_MAX;
+  return n;
+}
+
+// Works out every layer's shapes and the parameter count, refusing what is too large, before
+// compile allocates anything. Errors compile would report (with the layer and the shapes) are
+// left to it.
+void check_size(Sequential& model, const Shape& input, int64_t max_params, const std::string& budget) {
+  CNN_CHECK(saturating_numel(input) <= kMaxSampleValues, "model JSON: \"input_shape\" ", shape_str(input),
+            " has more than ", kMaxSampleValues, " values per sample");
+  Shape shape = input;
+  int64_t params = 0;
+  for (size_t i = 0; i < model.size(); ++i) {
+    Layer& l = model.layer(i);
+    try {
+      shape = l.build(shape);
+    } catch (const Error&) {
+      return;
+    }
+    CNN_CHECK(saturating_numel(shape) <= kMaxSampleValues, "model JSON: layer ", i, " (", l.type(), ") outputs ",
+              shape_str(shape), " per sample, more than ", kMaxSampleValues, " values");
+    for (const ParamSpec& p : l.param_specs())
+      if (__builtin_add_overflow(params, saturating_numel(p.shape), &params)) params = INT64_MAX;
+    CNN_CHECK(params <= max_params, "model JSON: the layers up to layer ", i, " (", l.type(), ") already hold ",
+              params == INT64_MAX ? std::string("over 2^63") : std::to_string(params), " parameters, more than ",
+              budget, "; refused before allocating them");
+  }
+}
+
+// Sequential::from_json with a parameter budget (see check_size).
+Sequential describe(const nlohmann::json& j, int64_t max_params, const std::string& budget);
 }  // namespace
 
 nlohmann::json Sequential::to_json() const {
@@ -54,6 +140,7 @@ nlohmann::json Sequential::to_json() const {
                     {"beta2", o.beta2},                 {"epsilon", o.epsilon},
                     {"weight_decay", o.weight_decay},   {"decoupled_weight_decay", o.decoupled_weight_decay},
                     {"label_smoothing", o.label_smoothing}, {"from_logits", o.from_logits},
+                    {"bias_lr_scale", o.bias_lr_scale},
                     {"seed", o.seed}};
   } else {
     j["layers"] = layers;
@@ -63,7 +150,15 @@ nlohmann::json Sequential::to_json() const {
 }
 
 Sequential Sequential::from_json(const nlohmann::json& j) {
+  return describe(j, kMaxDescribedParams,
+                  "the " + std::to_string(kMaxDescribedParams) + " a model description may ask for");
+}
+
+namespace {
+Sequential describe(const nlohmann::json& j, int64_t max_params, const std::string& budget) {
   CNN_CHECK(j.is_object(), "model JSON must be an object, got ", j.type_name());
+  CNN_CHECK(!nests_deeper_than(j, kMaxJsonDepth), "model JSON: nested more than ", kMaxJsonDepth,
+            " levels deep (a model description needs 4)");
   for (const auto& item : j.items()) {
     static const char* known[] = {"format", "format_version", "name",     "description", "input_shape",
                                   "layers", "compile",        "training", "class_names"};
@@ -74,9 +169,8 @@ Sequential Sequential::from_json(const nlohmann::json& j) {
               "format_version");
   }
   if (j.contains("format_version")) {
-    CNN_CHECK(j["format_version"].is_number_integer() && j["format_version"].get<int>() <= kFormatVersion,
-              "model JSON: format_version ", j["format_version"].dump(), " is newer than this library reads (",
-              kFormatVersion, ")");
+    CNN_CHECK(json_int(j["format_version"], INT64_MIN, kFormatVersion).has_value(), "model JSON: format_version ",
+              brief(j["format_version"]), " is newer than this library reads (", kFormatVersion, ")");
   }
   CNN_CHECK(j.contains("layers") && j["layers"].is_array() && !j["layers"].empty(),
             "model JSON: \"layers\" must be a non-empty array");
@@ -108,38 +202,50 @@ Sequential Sequential::from_json(const nlohmann::json& j) {
       for (const auto& item : c.items()) {
         const std::string& k = item.key();
         const auto& v = item.value();
+        // Numbers must fit: a float option a finite float, the seed a non-negative integer.
+        auto real = [&] {
+          CNN_CHECK(!v.is_number() || std::fabs(v.get<double>()) <= FLT_MAX, "model JSON: compile option \"", k,
+                    "\" must be a finite number, got ", brief(v));
+          return v.get<float>();
+        };
         if (k == "optimizer") o.optimizer = v.get<std::string>();
         else if (k == "loss") o.loss = v.get<std::string>();
-        else if (k == "learning_rate") o.learning_rate = v.get<float>();
-        else if (k == "momentum") o.momentum = v.get<float>();
+        else if (k == "learning_rate") o.learning_rate = real();
+        else if (k == "momentum") o.momentum = real();
         else if (k == "nesterov") o.nesterov = v.get<bool>();
-        else if (k == "beta1") o.beta1 = v.get<float>();
-        else if (k == "beta2") o.beta2 = v.get<float>();
-        else if (k == "epsilon") o.epsilon = v.get<float>();
-        else if (k == "weight_decay") o.weight_decay = v.get<float>();
+        else if (k == "beta1") o.beta1 = real();
+        else if (k == "beta2") o.beta2 = real();
+        else if (k == "epsilon") o.epsilon = real();
+        else if (k == "weight_decay") o.weight_decay = real();
         else if (k == "decoupled_weight_decay") o.decoupled_weight_decay = v.get<bool>();
-        else if (k == "label_smoothing") o.label_smoothing = v.get<float>();
+        else if (k == "label_smoothing") o.label_smoothing = real();
         else if (k == "from_logits") o.from_logits = v.get<bool>();
-        else if (k == "seed") o.seed = v.get<uint64_t>();
-        else
+        else if (k == "bias_lr_scale") o.bias_lr_scale = real();
+        else if (k == "seed") {
+          CNN_CHECK(v.is_number_unsigned() || !v.is_number(), "model JSON: compile option \"seed\" must be a ",
+                    "non-negative integer, got ", brief(v));
+          o.seed = v.get<uint64_t>();
+        } else
           fail("model JSON: unknown compile option \"", k,
                "\"; valid options: optimizer, loss, learning_rate, momentum, nesterov, beta1, beta2, epsilon, "
-               "weight_decay, decoupled_weight_decay, label_smoothing, from_logits, seed");
+               "weight_decay, decoupled_weight_decay, label_smoothing, from_logits, bias_lr_scale, seed");
       }
     } catch (const nlohmann::json::exception& e) {
       fail("model JSON: \"compile\" has a value of the wrong type: ", e.what());
     }
   }
+  check_size(model, o.input_shape, max_params, budget);
   model.compile(o);
   return model;
 }
+}  // namespace
 
 Sequential Sequential::from_json_file(const std::string& path) {
   const std::string text = read_file(path, kMaxJsonBytes, "model JSON");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
     fail("model JSON '", path, "' is not valid JSON: ", e.what());
   }
   try {
@@ -191,16 +297,16 @@ class ModelFile {
       throw bad("header length ", header_len, " runs past the end of the file (", bytes_.size(), " bytes; truncated?)");
     try {
       header_ = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + 8 + std::ptrdiff_t(header_len));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
       throw bad("header is not valid JSON (", e.what(), ")");
     }
     if (!header_.is_object() || !header_.contains("__metadata__") || !header_["__metadata__"].is_object())
       throw bad("no \"__metadata__\" object in the header (a safetensors file from another tool?)");
     const auto& meta = header_["__metadata__"];
-    if (meta.value("format", "") != kFormat) throw bad("__metadata__.format is not \"", kFormat, "\"");
-    if (meta.value("format_version", "") != std::to_string(kFormatVersion))
-      throw bad("format_version ", meta.value("format_version", "?"), " is not supported (this library reads ",
-                kFormatVersion, ")");
+    if (json_string(meta, "format") != kFormat) throw bad("__metadata__.format is not \"", kFormat, "\"");
+    if (json_string(meta, "format_version") != std::to_string(kFormatVersion))
+      throw bad("format_version ", meta.contains("format_version") ? json_string(meta, "format_version") : "(none)",
+                " is not supported (this library reads ", kFormatVersion, ")");
     data_begin_ = 8 + header_len;
     data_size_ = bytes_.size() - data_begin_;
   }
@@ -220,7 +326,7 @@ class ModelFile {
     if (!meta[key].is_string()) throw bad("__metadata__.", key, " must be a string");
     try {
       return nlohmann::json::parse(meta[key].get<std::string>());
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw bad("__metadata__.", key, " is not valid JSON (", e.what(), ")");
     }
   }
@@ -230,22 +336,22 @@ class ModelFile {
   Tensor tensor(const std::string& name, const Shape& expected) const {
     if (!header_.contains(name)) throw bad("tensor '", name, "' is missing");
     const auto& entry = header_[name];
-    if (!entry.is_object() || entry.value("dtype", "") != "F32") throw bad("tensor '", name, "' must have dtype F32");
+    if (json_string(entry, "dtype") != "F32") throw bad("tensor '", name, "' must have dtype F32");
     Shape shape;
-    try {
-      shape = entry.at("shape").get<Shape>();
-    } catch (const nlohmann::json::exception&) {
-      throw bad("tensor '", name, "' has no valid shape");
+    const auto shape_it = entry.find("shape");
+    if (shape_it == entry.end() || !shape_it->is_array()) throw bad("tensor '", name, "' has no valid shape");
+    for (const auto& d : *shape_it) {
+      const auto v = json_int(d, 0, INT64_MAX);
+      if (!v) throw bad("tensor '", name, "' has no valid shape");
+      shape.push_back(*v);
     }
     if (shape != expected)
       throw bad("tensor '", name, "' has shape ", shape_str(shape), " but the architecture needs ", shape_str(expected));
-    uint64_t begin = 0, end = 0;
-    try {
-      begin = entry.at("data_offsets").at(0).get<uint64_t>();
-      end = entry.at("data_offsets").at(1).get<uint64_t>();
-    } catch (const nlohmann::json::exception&) {
+    const auto offsets = entry.find("data_offsets");
+    if (offsets == entry.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
+        !(*offsets)[1].is_number_unsigned())
       throw bad("tensor '", name, "' has no valid data_offsets");
-    }
+    const uint64_t begin = (*offsets)[0].get<uint64_t>(), end = (*offsets)[1].get<uint64_t>();
     const uint64_t want = uint64_t(shape_numel(expected)) * sizeof(float);
     if (end < begin || end - begin != want)
       throw bad("tensor '", name, "' spans ", end - begin, " bytes but its shape needs ", want);
@@ -259,9 +365,12 @@ class ModelFile {
   Sequential model() const {
     const nlohmann::json arch = metadata_json("architecture");
     if (arch.is_null()) throw bad("__metadata__.architecture is missing");
+    // The weights must be in the file, so its data section bounds what compile may allocate.
     Sequential m;
     try {
-      m = Sequential::from_json(arch);
+      m = describe(arch, int64_t(data_size_ / sizeof(float)),
+                   "the " + std::to_string(data_size_ / sizeof(float)) + " the file's " + std::to_string(data_size_) +
+                       "-byte data section holds");
     } catch (const Error& e) {
       throw bad("architecture: ", e.what());
     }
@@ -288,11 +397,15 @@ nlohmann::json history_json(const History& h) {
           {"val_accuracy", col(h.val_accuracy)}, {"seconds", col(h.seconds)}, {"learning_rate", col(h.learning_rate)}};
 }
 
-History history_from_json(const nlohmann::json& j) {
+// A checkpoint's history; nothing when it is not an object of arrays.
+std::optional<History> history_from_json(const nlohmann::json& j) {
   History h;
+  if (!j.is_object()) return std::nullopt;
+  bool ok = true;
   auto col = [&](const char* key, std::vector<double>& out) {
     if (!j.contains(key)) return;
-    for (const auto& x : j[key]) out.push_back(x.is_number() ? x.get<double>() : std::nan(""));
+    if (!j[key].is_array()) ok = false;
+    else for (const auto& x : j[key]) out.push_back(x.is_number() ? x.get<double>() : std::nan(""));
   };
   col("loss", h.loss);
   col("accuracy", h.accuracy);
@@ -300,6 +413,7 @@ History history_from_json(const nlohmann::json& j) {
   col("val_accuracy", h.val_accuracy);
   col("seconds", h.seconds);
   col("learning_rate", h.learning_rate);
+  if (!ok) return std::nullopt;
   return h;
 }
 
@@ -329,10 +443,17 @@ Sequential Sequential::load_checkpoint(const std::string& path, TrainingProgress
   if (ckpt.is_null()) throw file.bad("it is a saved model, not a training checkpoint (no __metadata__.checkpoint)");
   State& s = *m.state_;
   try {
-    s.step = ckpt.at("optimizer_step").get<int64_t>();
+    const auto step = json_int(ckpt.at("optimizer_step"), 0, INT64_MAX);
+    const auto epoch = json_int(ckpt.at("epoch"), 0, INT_MAX);
+    if (!step || !epoch)
+      throw file.bad("the checkpoint's epoch ", brief(ckpt.at("epoch")), " and optimizer_step ",
+                     brief(ckpt.at("optimizer_step")), " must be non-negative integers");
+    const auto history = history_from_json(ckpt.at("history"));
+    if (!history) throw file.bad("the checkpoint's history must be an object of arrays");
+    s.step = *step;
     if (progress) {
-      progress->epoch = ckpt.at("epoch").get<int>();
-      progress->history = history_from_json(ckpt.at("history"));
+      progress->epoch = int(*epoch);
+      progress->history = *history;
     }
   } catch (const nlohmann::json::exception& e) {
     throw file.bad("the checkpoint record is incomplete (", e.what(), ")");

@@ -141,7 +141,7 @@ void timed(State& s, size_t row, bool is_forward, Body body) {
 void forward(State& s, const Layers& layers, int n, bool training) {
   const Exec e = s.exec(training);
   const float* x = s.input.data();
-  const float* p = s.params.empty() ? nullptr : s.params.data();
+  float* p = s.params.empty() ? nullptr : s.params.data();
   for (size_t i = 0; i < layers.size(); ++i) {
     LayerBuffers<float> b;
     b.n = n;
@@ -169,7 +169,7 @@ void backward(State& s, const Layers& layers, int n) {
   const Exec e = s.exec(true);
   float* dy = s.grad_a.data();
   float* dx = s.grad_b.data();
-  const float* p = s.params.empty() ? nullptr : s.params.data();
+  float* p = s.params.empty() ? nullptr : s.params.data();
   float* g = s.grads.empty() ? nullptr : s.grads.data();
   for (size_t i = layers.size(); i-- > 0;) {
     Layer& l = *layers[i];
@@ -191,17 +191,18 @@ void optimizer_step(State& s) {
   const Exec e = s.exec(true);
   const CompileOptions& o = s.opt;
   ++s.step;
-  for (const auto& [begin, end] : s.trainable_segments) {
+  for (const auto& seg : s.trainable_segments) {
+    const int64_t begin = seg.begin, count = seg.end - seg.begin;
     float* p = s.params.data() + begin;
     const float* g = s.grads.data() + begin;
+    const float lr = o.learning_rate * s.lr_factor * seg.lr_scale;
     if (o.optimizer == "adam") {
-      const ops::AdamConfig cfg{o.learning_rate, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay,
-                                s.step};
-      CNN_RUN_OP(e, float, adam_update, end - begin, p, g, s.opt_m.data() + begin, s.opt_v.data() + begin, cfg);
+      const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay, s.step};
+      CNN_RUN_OP(e, float, adam_update, count, p, g, s.opt_m.data() + begin, s.opt_v.data() + begin, cfg);
     } else {
-      const ops::SgdConfig cfg{o.learning_rate, o.momentum, o.nesterov, o.weight_decay, o.decoupled_weight_decay};
+      const ops::SgdConfig cfg{lr, o.momentum, o.nesterov, o.weight_decay, o.decoupled_weight_decay};
       float* v = s.opt_m.empty() ? nullptr : s.opt_m.data() + begin;
-      CNN_RUN_OP(e, float, sgd_update, end - begin, p, g, v, cfg);
+      CNN_RUN_OP(e, float, sgd_update, count, p, g, v, cfg);
     }
   }
 }
@@ -326,7 +327,27 @@ Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const 
   return ev;
 }
 
+void check_schedule(const LRSchedule& l) {
+  CNN_CHECK(l.kind == "constant" || l.kind == "step" || l.kind == "cosine" || l.kind == "onecycle",
+            "fit: unknown lr_schedule '", l.kind, "'; valid schedules: constant, step, cosine, onecycle");
+  CNN_CHECK(l.step_epochs > 0, "fit: lr_schedule.step_epochs must be positive, got ", l.step_epochs);
+  CNN_CHECK(l.warmup >= 0 && l.warmup < 1, "fit: lr_schedule.warmup must be in [0, 1), got ", l.warmup);
+  for (float f : {l.gamma, l.min_factor, l.start_factor, l.end_factor})
+    CNN_CHECK(std::isfinite(f) && f >= 0, "fit: lr_schedule factors must be finite and >= 0");
+}
+
 }  // namespace
+
+double LRSchedule::factor(double t, int epoch) const {
+  t = std::clamp(t, 0.0, 1.0);
+  if (kind == "step") return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
+  if (kind == "cosine") return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+  if (kind == "onecycle") {
+    if (t < warmup) return start_factor + (1.0 - start_factor) * t / warmup;
+    return 1.0 + (end_factor - 1.0) * (t - warmup) / (1.0 - warmup);
+  }
+  return 1.0;
+}
 
 void Sequential::set_profiling(bool on) {
   State& s = *state_;
@@ -359,6 +380,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   CNN_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split must be in [0, 1), got ",
             o.validation_split);
   CNN_CHECK(!(o.validation_split > 0 && o.validation_data), "fit: give validation_split or validation_data, not both");
+  check_schedule(o.lr_schedule);
   CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
             " must be in [0, epochs]");
   const Tensor x_all = x_in.to(Device::CPU);
@@ -420,7 +442,9 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       const int n = int(std::min<int64_t>(bs, N - int64_t(step) * bs));
       load_batch(s, x, targets, order.data() + int64_t(step) * bs, n);
       place.step = step;
+      s.lr_factor = float(o.lr_schedule.factor(double(int64_t(epoch) * steps + step) / (double(o.epochs) * steps), epoch));
       run_train_step(s, layers_, targets.kind, n, &place);
+      for (const auto& cb : o.callbacks) cb->on_step_end(*this, s.step);
       seen += n;
       const double elapsed = now_seconds() - start;
       const bool draw = bar.due(step + 1, elapsed);
@@ -442,7 +466,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     logs.epoch = epoch;
     logs.loss = tot.loss_sum / double(N);
     logs.accuracy = tot.correct / accuracy_units(s, targets.kind, N);
-    logs.learning_rate = s.opt.learning_rate;
+    logs.learning_rate = double(s.opt.learning_rate) * s.lr_factor;
     if (x_val) {
       const Evaluation ev = evaluate_impl(s, layers_, *x_val, *t_val, {});
       logs.val_loss = ev.loss;
@@ -462,6 +486,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, {epoch + 1, history});
     for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
   }
+  s.lr_factor = 1.0f;
   for (const auto& cb : o.callbacks) cb->on_train_end(*this);
   return history;
 }
