@@ -254,3 +254,138 @@ TEST(LossGrad, BinaryCrossEntropyOnProbabilitiesAndLogits) {
 
 }  // namespace
 }  // namespace cnn
+
+// ---- Batch normalisation, dropout, global pooling, scale ------------------------------------
+namespace cnn {
+namespace {
+using test::expect_gradients_match;
+using test::random_vector;
+using test::weighted_sum;
+namespace cpu = ops::cpu;
+
+struct NormCase {
+  int n, c, hw;
+  bool gamma, beta;
+};
+
+class BatchNormGrad : public ::testing::TestWithParam<NormCase> {};
+
+// Training mode: the gradient through the batch statistics, for x, gamma and beta.
+TEST_P(BatchNormGrad, TrainingModeMatchesFiniteDifferences) {
+  const NormCase k = GetParam();
+  const size_t count = size_t(k.n) * k.c * k.hw;
+  Rng rng(61);
+  auto x = random_vector(count, rng, -2, 3);
+  auto gamma = random_vector(size_t(k.c), rng, 0.5, 1.5), beta = random_vector(size_t(k.c), rng);
+  const auto r = random_vector(count, rng);
+  std::vector<double> y(count), mean(size_t(k.c)), invstd(size_t(k.c)), rm(size_t(k.c), 0.0), rv(size_t(k.c), 1.0);
+  auto objective = [&] {
+    cpu::batchnorm_forward_training<double>(k.n, k.c, k.hw, x.data(), k.gamma ? gamma.data() : nullptr,
+                                            k.beta ? beta.data() : nullptr, 1e-5, 0.1, rm.data(), rv.data(),
+                                            mean.data(), invstd.data(), y.data());
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<double> dx(count), dgamma(size_t(k.c)), dbeta(size_t(k.c));
+  cpu::batchnorm_backward_training<double>(k.n, k.c, k.hw, x.data(), r.data(), k.gamma ? gamma.data() : nullptr,
+                                           mean.data(), invstd.data(), dx.data(), dgamma.data(), dbeta.data());
+  std::vector<GradTarget> targets{{"x", &x, &dx}};
+  if (k.gamma) targets.push_back({"gamma", &gamma, &dgamma});
+  if (k.beta) targets.push_back({"beta", &beta, &dbeta});
+  expect_gradients_match(check_gradients(objective, targets));
+}
+
+// Inference mode: the running statistics are constants.
+TEST_P(BatchNormGrad, InferenceModeMatchesFiniteDifferences) {
+  const NormCase k = GetParam();
+  const size_t count = size_t(k.n) * k.c * k.hw;
+  Rng rng(62);
+  auto x = random_vector(count, rng, -2, 3);
+  auto gamma = random_vector(size_t(k.c), rng, 0.5, 1.5), beta = random_vector(size_t(k.c), rng);
+  const auto rm = random_vector(size_t(k.c), rng), rv = random_vector(size_t(k.c), rng, 0.2, 2);
+  const auto r = random_vector(count, rng);
+  std::vector<double> y(count);
+  auto objective = [&] {
+    cpu::batchnorm_forward_inference<double>(k.n, k.c, k.hw, x.data(), k.gamma ? gamma.data() : nullptr,
+                                             k.beta ? beta.data() : nullptr, rm.data(), rv.data(), 1e-3, y.data());
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<double> dx(count), dgamma(size_t(k.c)), dbeta(size_t(k.c));
+  cpu::batchnorm_backward_inference<double>(k.n, k.c, k.hw, x.data(), r.data(), k.gamma ? gamma.data() : nullptr,
+                                            rm.data(), rv.data(), 1e-3, dx.data(), dgamma.data(), dbeta.data());
+  std::vector<GradTarget> targets{{"x", &x, &dx}};
+  if (k.gamma) targets.push_back({"gamma", &gamma, &dgamma});
+  if (k.beta) targets.push_back({"beta", &beta, &dbeta});
+  expect_gradients_match(check_gradients(objective, targets));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormGrad,
+                         ::testing::Values(NormCase{3, 2, 15, true, true},    // NCHW, 5x3 planes
+                                           NormCase{5, 4, 1, true, true},     // [N, F]
+                                           NormCase{1, 3, 7, true, false},    // batch 1: statistics over the plane
+                                           NormCase{3, 1, 1, false, true},    // three values per channel
+                                           NormCase{4, 3, 4, false, false}),  // no affine at all
+                         [](const auto& info) {
+                           const NormCase& k = info.param;
+                           return std::to_string(k.n) + "x" + std::to_string(k.c) + "x" + std::to_string(k.hw) +
+                                  (k.gamma ? "_gamma" : "") + (k.beta ? "_beta" : "");
+                         });
+
+TEST(DropoutGrad, MatchesFiniteDifferencesForAFixedSeed) {
+  const int64_t count = 301;
+  Rng rng(63);
+  auto x = random_vector(size_t(count), rng);
+  const auto r = random_vector(size_t(count), rng);
+  for (float rate : {0.0f, 0.25f, 0.5f, 0.9f}) {
+    std::vector<double> y(x.size()), dx(x.size());
+    auto objective = [&] {
+      cpu::dropout_forward<double>(count, rate, 1234, x.data(), y.data());
+      return weighted_sum(y, r);
+    };
+    objective();
+    cpu::dropout_backward<double>(count, rate, 1234, r.data(), dx.data());
+    SCOPED_TRACE("rate " + std::to_string(rate));
+    expect_gradients_match(check_gradients(objective, {{"x", &x, &dx}}));
+  }
+}
+
+TEST(GlobalPoolGrad, AverageAndMaxMatchFiniteDifferences) {
+  struct Shape3 {
+    int n, c, hw;
+  };
+  for (const auto& [n, c, hw] : {Shape3{3, 2, 12}, Shape3{1, 3, 1}, Shape3{2, 2, 49}}) {
+    Rng rng(64);
+    auto x = random_vector(size_t(n * c * hw), rng);
+    const auto r = random_vector(size_t(n * c), rng);
+    std::vector<double> y(size_t(n * c)), dx(x.size());
+    auto avg = [&] {
+      cpu::global_avgpool_forward<double>(n, c, hw, x.data(), y.data());
+      return weighted_sum(y, r);
+    };
+    cpu::global_avgpool_backward<double>(n, c, hw, r.data(), dx.data());
+    expect_gradients_match(check_gradients(avg, {{"avg x", &x, &dx}}));
+    auto max = [&] {
+      cpu::global_maxpool_forward<double>(n, c, hw, x.data(), y.data());
+      return weighted_sum(y, r);
+    };
+    cpu::global_maxpool_backward<double>(n, c, hw, x.data(), r.data(), dx.data());
+    expect_gradients_match(check_gradients(max, {{"max x", &x, &dx}}));
+  }
+}
+
+TEST(ScaleGrad, MatchesFiniteDifferences) {
+  Rng rng(65);
+  auto x = random_vector(37, rng);
+  const auto r = random_vector(37, rng);
+  std::vector<double> y(x.size()), dx(x.size());
+  auto objective = [&] {
+    cpu::scale<double>(37, 1.0 / 9, x.data(), y.data());
+    return weighted_sum(y, r);
+  };
+  cpu::scale<double>(37, 1.0 / 9, r.data(), dx.data());
+  expect_gradients_match(check_gradients(objective, {{"x", &x, &dx}}));
+}
+
+}  // namespace
+}  // namespace cnn

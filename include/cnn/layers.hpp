@@ -1,6 +1,7 @@
 #pragma once
 // The layers, written as in Keras: Conv2D(6, 5, 1, "valid", "relu"), Dense(10, "softmax"),
-// Flatten(), AveragePooling2D(2, 2), MaxPooling2D(2, 2); options structs (C++20 designated
+// Flatten(), AveragePooling2D(2, 2), MaxPooling2D(2, 2), BatchNormalization(), Dropout(0.5),
+// GlobalAveragePooling2D(), GlobalMaxPooling2D(); options structs (C++20 designated
 // initialisers) for the rest: Conv2D({.filters = 32, .kernel_size = {3, 5}, .padding = "same"}).
 // Weight layouts (also in saved files): Conv2D weight [filters, in_channels, k_h, k_w],
 // Dense weight [units, in_features], biases [filters] / [units].
@@ -62,6 +63,9 @@ struct DenseOptions {
   float alpha = kDefaultLeakyAlpha;
   bool use_bias = true;
   std::string kernel_initializer = "glorot_uniform";
+  // Output scale: y = act(scale * (x W^T + b)) (airbench's last layer: no bias, scale 1/9).
+  // Finite and non-zero; config key "scale" (written only when not 1).
+  float scale = 1.0f;
 };
 
 class Dense : public Layer {
@@ -175,6 +179,107 @@ class LeakyReLU : public ActivationLayer {
 class Softmax : public ActivationLayer {
  public:
   Softmax() : ActivationLayer("softmax") {}
+};
+
+// ---- Normalisation, regularisation, global pooling ---------------------------------------
+
+struct BatchNormOptions {
+  // Running statistics' update, in PyTorch's convention (the weight of the NEW batch):
+  //   running = (1 - momentum) running + momentum batch        (default 0.1, as PyTorch)
+  // Keras's `momentum` is the weight of the OLD value, i.e. 1 - this: Keras's 0.99 is 0.01
+  // here, airbench's BatchNorm(momentum=0.6) is 0.4. In JSON configs "momentum" has this
+  // (PyTorch) meaning; "keras_momentum" is accepted instead and converted (1 - value).
+  float momentum = 0.1f;
+  float epsilon = 1e-5f;  // added to the variance (PyTorch's default; Keras's is 1e-3)
+  // Learn gamma ("weight"). false freezes it: it keeps its value (1 unless loaded) and the
+  // optimizer never touches it (airbench's weight=False; Keras's scale=False while gamma is 1).
+  bool scale = true;
+  // Learn beta ("bias"); false freezes it (0 unless loaded) (Keras's center=False).
+  bool center = true;
+};
+
+// Normalises each channel (the first per-sample axis: C of [C, H, W], F of [F]) with the
+// batch's mean and biased variance in training, and with the running statistics in
+// inference; y = gamma xhat + beta. Parameters, each [C]: "weight" (gamma, ones), "bias"
+// (beta, zeros), "running_mean" (zeros) and "running_var" (ones); the last two are
+// non-trainable and are updated by the forward pass in training mode (unbiased variance,
+// as PyTorch). Ops and formulas: src/kernels/ops.hpp.
+// Mode: training statistics when Exec::training and the layer is trainable; a layer with
+// trainable = false always runs in inference mode (Keras's rule for frozen BatchNormalization).
+// Backward: the full batch-statistics gradient in training mode. Gradients are written for
+// gamma and beta even when frozen (the optimizer skips them; gradcheck compares them);
+// those of the running statistics are 0.
+class BatchNormalization : public Layer {
+ public:
+  BatchNormalization() : BatchNormalization(BatchNormOptions{}) {}
+  explicit BatchNormalization(BatchNormOptions options);
+
+  std::string type() const override { return "BatchNormalization"; }
+  Shape build(const Shape& input_shape) override;
+  std::vector<ParamSpec> param_specs() const override;
+  nlohmann::json config() const override;
+  std::shared_ptr<Layer> clone() const override { return std::make_shared<BatchNormalization>(*this); }
+  CNN_LAYER_COMPUTE_DECLS
+
+  const BatchNormOptions& options() const { return opt_; }
+
+ private:
+  BatchNormOptions opt_;
+  int channels_ = 0, spatial_ = 1;  // per sample: channels x spatial values
+  LayerScratch saved_;              // the batch mean and invstd, from forward to backward
+  template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
+  template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
+};
+
+// Inverted dropout: in training each value is zeroed with probability `rate` and the rest
+// are scaled by 1 / (1 - rate); in inference the layer is the identity. The mask is a hash
+// of (Exec::seed, element index in the batch) (src/kernels/random.hpp): the same on the CPU
+// and the GPU, and recomputed in backward from the same seed (nothing stored), so forward and
+// backward of a step must see the same Exec::seed, and a fixed seed gives a fixed mask.
+class Dropout : public Layer {
+ public:
+  explicit Dropout(float rate);
+
+  std::string type() const override { return "Dropout"; }
+  Shape build(const Shape& input_shape) override;
+  nlohmann::json config() const override;
+  std::shared_ptr<Layer> clone() const override { return std::make_shared<Dropout>(*this); }
+  CNN_LAYER_COMPUTE_DECLS
+
+  float rate() const { return rate_; }
+
+ private:
+  float rate_;
+  template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
+  template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
+};
+
+// [C, H, W] -> [C]: the average or the maximum of each channel's plane (the max's gradient
+// goes to the plane's first maximum in row-major order).
+class GlobalPooling2D : public Layer {
+ public:
+  enum class Kind { Max, Average };
+  explicit GlobalPooling2D(Kind kind) : kind_(kind) {}
+  std::string type() const override { return kind_ == Kind::Max ? "GlobalMaxPooling2D" : "GlobalAveragePooling2D"; }
+  Shape build(const Shape& input_shape) override;
+  nlohmann::json config() const override;
+  std::shared_ptr<Layer> clone() const override { return std::make_shared<GlobalPooling2D>(*this); }
+  CNN_LAYER_COMPUTE_DECLS
+
+ private:
+  Kind kind_;
+  template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
+  template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
+};
+
+class GlobalAveragePooling2D : public GlobalPooling2D {
+ public:
+  GlobalAveragePooling2D() : GlobalPooling2D(Kind::Average) {}
+};
+
+class GlobalMaxPooling2D : public GlobalPooling2D {
+ public:
+  GlobalMaxPooling2D() : GlobalPooling2D(Kind::Max) {}
 };
 
 }  // namespace cnn

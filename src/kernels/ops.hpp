@@ -174,6 +174,10 @@ void sgd_update(int64_t count, T* param, const T* grad, T* velocity, const SgdCo
 template <class T>
 void adam_update(int64_t count, T* param, const T* grad, T* m, T* v, const AdamConfig& cfg);
 
+// a += t (b - a), elementwise: weight averaging (EMA, lookahead).
+template <class T>
+void lerp(int64_t count, T* a, const T* b, T t);
+
 }  // namespace cpu
 }  // namespace cnn::ops
 
@@ -233,6 +237,7 @@ void sgd_update(Ctx& c, int64_t count, float* param, const float* grad, float* v
                 const SgdConfig& cfg);
 void adam_update(Ctx& c, int64_t count, float* param, const float* grad, float* m, float* v,
                  const AdamConfig& cfg);
+void lerp(Ctx& c, int64_t count, float* a, const float* b, float t);
 
 }  // namespace cnn::ops::cuda
 
@@ -243,3 +248,131 @@ void adam_update(Ctx& c, int64_t count, float* param, const float* grad, float* 
 #else
 #define CNN_ON_CUDA(call) ::cnn::fail("CUDA device requested, but ", ::cnn::cuda_unavailable_reason())
 #endif
+
+// ---- Batch normalisation, dropout, global pooling, scaling, augmentation ------------------
+// (airbench94's building blocks.) Shapes: `n` samples of `c` channels of `hw` values each,
+// i.e. NCHW with hw = H * W, or [n, features] with c = features and hw = 1; element
+// (i, k, p) sits at (i * c + k) * hw + p. Random decisions come from the counter-based hash
+// in src/kernels/random.hpp, identical on both backends.
+namespace cnn::ops {
+
+// Batch normalisation of channel k over its m = n * hw values (PyTorch's BatchNorm2d /
+// BatchNorm1d, Keras's BatchNormalization on the channel axis):
+//   batch statistics  mean_k = sum(x) / m,  var_k = sum((x - mean_k)^2) / m   (biased)
+//   invstd_k = 1 / sqrt(var_k + eps),  xhat = (x - mean_k) invstd_k,  y = gamma_k xhat + beta_k
+// Training uses the batch statistics and moves the running ones towards them, PyTorch's
+// momentum convention (momentum = weight of the NEW batch; Keras's momentum is 1 - this):
+//   running_mean = (1 - momentum) running_mean + momentum mean_k
+//   running_var  = (1 - momentum) running_var  + momentum var_k m / (m - 1)   (unbiased;
+//                                                                            var_k when m = 1)
+// Inference uses running_mean / running_var in place of the batch statistics.
+// gamma null: 1; beta null: 0. Backward (training), with the batch statistics' own gradient:
+//   dbeta_k = sum(dy),  dgamma_k = sum(dy xhat),  dx = gamma_k invstd_k (dy - dbeta_k / m - xhat dgamma_k / m)
+// Backward (inference), the statistics being constants: dx = gamma_k invstd_k dy, same dgamma/dbeta.
+// dx, dgamma, dbeta may each be null (not computed). x and y may not alias; dx may alias dy.
+
+// Dropout (inverted): element i of the `count` values is kept when
+// random::dropout_keep(seed, i, random::dropout_threshold(rate)); kept values are scaled by
+// 1 / (1 - rate), dropped ones are 0. Backward recomputes the same mask from the same seed
+// (nothing is stored): dx = keep ? dy / (1 - rate) : 0. rate in [0, 1). In place is fine.
+
+// Global pooling: x [n, c, hw] -> y [n, c]. The average divides by hw; the max's gradient goes
+// to the first maximum of the plane in memory order (as max pooling's window ties).
+
+// Augmentation of a batch of images x [n, c, h, w] into y (no aliasing), per image:
+//   y[r, q] = 0                                                   inside the cutout square
+//           = x[reflect(r + sy, h), reflect((flip ? w - 1 - q : q) + sx, w)]   elsewhere
+// i.e. translate (random crop of the reflect-padded image: output pixel (r, q) reads input
+// pixel (r + sy, q + sx)), then mirror, then cut out. reflect mirrors without repeating the
+// edge (PyTorch's 'reflect': -1 -> 1, h -> h - 2). The draws of image i come from (seed,
+// first_index + i): sy, sx uniform in [-translate, translate]; the flip from one bit
+// (FlipMode::Random) or from parity (Alternate: flipped when first_index + i + epoch is odd,
+// airbench's every-other-epoch scheme, whose per-image start comes from the data order);
+// the cutout square's top-left corner uniform in [0, h - cutout] x [0, w - cutout] (the
+// square lies inside the image). The same seed gives the same batch on both backends, bit
+// for bit (the op only copies or zeroes values). first_index lets a data set be augmented
+// in chunks with the same result as in one call.
+enum class FlipMode { None, Random, Alternate };
+struct AugmentSpec {
+  int translate = 0;          // largest shift per axis, 0 = off; must be < h and < w
+  FlipMode flip = FlipMode::None;
+  int cutout = 0;             // side of the zeroed square, 0 = off; at most h and w
+  int64_t epoch = 0;          // FlipMode::Alternate's parity
+  int64_t first_index = 0;    // image i of the call is image first_index + i of the data set
+};
+
+namespace cpu {
+
+template <class T>
+void batchnorm_forward_training(int n, int c, int hw, const T* x, const T* gamma, const T* beta, T eps,
+                                T momentum, T* running_mean, T* running_var, T* save_mean, T* save_invstd, T* y);
+template <class T>
+void batchnorm_forward_inference(int n, int c, int hw, const T* x, const T* gamma, const T* beta,
+                                 const T* running_mean, const T* running_var, T eps, T* y);
+template <class T>
+void batchnorm_backward_training(int n, int c, int hw, const T* x, const T* dy, const T* gamma, const T* save_mean,
+                                 const T* save_invstd, T* dx, T* dgamma, T* dbeta);
+template <class T>
+void batchnorm_backward_inference(int n, int c, int hw, const T* x, const T* dy, const T* gamma,
+                                  const T* running_mean, const T* running_var, T eps, T* dx, T* dgamma, T* dbeta);
+
+template <class T>
+void dropout_forward(int64_t count, float rate, uint64_t seed, const T* x, T* y);
+template <class T>
+void dropout_backward(int64_t count, float rate, uint64_t seed, const T* dy, T* dx);
+
+template <class T>
+void global_avgpool_forward(int n, int c, int hw, const T* x, T* y);
+template <class T>
+void global_avgpool_backward(int n, int c, int hw, const T* dy, T* dx);
+template <class T>
+void global_maxpool_forward(int n, int c, int hw, const T* x, T* y);
+template <class T>
+void global_maxpool_backward(int n, int c, int hw, const T* x, const T* dy, T* dx);
+
+// y = alpha x, elementwise (its own backward); in place is fine.
+template <class T>
+void scale(int64_t count, T alpha, const T* x, T* y);
+
+template <class T>
+void augment_images(int n, int c, int h, int w, const T* x, T* y, const AugmentSpec& spec, uint64_t seed);
+// Test-time augmentation: every image mirrored left-right; every image translated (output
+// pixel (r, q) reads input (reflect(r + dy), reflect(q + dx)), |dx| < w, |dy| < h).
+template <class T>
+void flip_images(int n, int c, int h, int w, const T* x, T* y);
+template <class T>
+void translate_images(int n, int c, int h, int w, const T* x, T* y, int dx, int dy);
+
+}  // namespace cpu
+}  // namespace cnn::ops
+
+namespace cnn::ops::cuda {
+
+void batchnorm_forward_training(Ctx& c, int n, int ch, int hw, const float* x, const float* gamma, const float* beta,
+                                float eps, float momentum, float* running_mean, float* running_var, float* save_mean,
+                                float* save_invstd, float* y);
+void batchnorm_forward_inference(Ctx& c, int n, int ch, int hw, const float* x, const float* gamma, const float* beta,
+                                 const float* running_mean, const float* running_var, float eps, float* y);
+void batchnorm_backward_training(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, const float* gamma,
+                                 const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
+                                 float* dbeta);
+void batchnorm_backward_inference(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, const float* gamma,
+                                  const float* running_mean, const float* running_var, float eps, float* dx,
+                                  float* dgamma, float* dbeta);
+
+void dropout_forward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* x, float* y);
+void dropout_backward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);
+
+void global_avgpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y);
+void global_avgpool_backward(Ctx& c, int n, int ch, int hw, const float* dy, float* dx);
+void global_maxpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y);
+void global_maxpool_backward(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, float* dx);
+
+void scale(Ctx& c, int64_t count, float alpha, const float* x, float* y);
+
+void augment_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y, const AugmentSpec& spec,
+                    uint64_t seed);
+void flip_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y);
+void translate_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y, int dx, int dy);
+
+}  // namespace cnn::ops::cuda

@@ -1,4 +1,6 @@
-// Dense: y = act(x W^T + b). Weight [units, in_features], bias [units].
+// Dense: y = act(scale (x W^T + b)). Weight [units, in_features], bias [units].
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "cnn/layers.hpp"
@@ -12,6 +14,7 @@ Dense::Dense(DenseOptions options) : opt_(std::move(options)) {
   CNN_CHECK(opt_.units > 0, "Dense: units must be positive, got ", opt_.units);
   act_ = {parse_activation(opt_.activation), opt_.alpha};
   CNN_CHECK(opt_.alpha >= 0, "Dense: leaky_relu alpha must be >= 0, got ", opt_.alpha);
+  CNN_CHECK(std::isfinite(opt_.scale) && opt_.scale != 0, "Dense: scale must be finite and non-zero, got ", opt_.scale);
   parse_initializer(opt_.kernel_initializer);
 }
 
@@ -38,6 +41,7 @@ nlohmann::json Dense::config() const {
   if (act_.kind == Activation::LeakyReLU) c["alpha"] = opt_.alpha;
   c["use_bias"] = opt_.use_bias;
   c["kernel_initializer"] = opt_.kernel_initializer;
+  if (opt_.scale != 1.0f) c["scale"] = opt_.scale;
   return c;
 }
 
@@ -46,10 +50,18 @@ void Dense::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const T* bias = opt_.use_bias ? b.params + int64_t(opt_.units) * in_ : nullptr;
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   const int64_t count = int64_t(b.n) * opt_.units;
+  const bool scaled = opt_.scale != 1.0f;
   if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
     T* z = pre_activation_.get<T>(count, e.device);
     CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, z);
+    if (scaled) CNN_RUN_OP(e, T, scale, count, T(opt_.scale), z, z);
     apply_activation<T>(e, act, b.n, opt_.units, z, b.y);
+  } else if (scaled) {
+    // The scale goes between the product and the activation: z = scale (x W^T + b) in y, then
+    // the elementwise activation in place.
+    CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, b.y);
+    CNN_RUN_OP(e, T, scale, count, T(opt_.scale), b.y, b.y);
+    if (act.kind != Activation::Linear) apply_activation<T>(e, act, b.n, opt_.units, b.y, b.y);
   } else {
     CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, act, b.y);
   }
@@ -68,6 +80,8 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   } else if (act.kind != Activation::Linear) {
     undo_activation<T>(e, act, b.n, opt_.units, nullptr, b.y, b.dy, b.dy);
   }
+  // d/d(x W^T + b) = scale * d/dz; dz is this layer's own (dy or the scratch), so in place.
+  if (opt_.scale != 1.0f) CNN_RUN_OP(e, T, scale, count, T(opt_.scale), dz, dz);
   if (b.dx) CNN_RUN_OP(e, T, dense_backward_input, b.n, in_, opt_.units, dz, b.params, b.dx);
   if (trainable)
     CNN_RUN_OP(e, T, dense_backward_params, b.n, in_, opt_.units, b.x, dz, b.grads,

@@ -1,5 +1,9 @@
 #include "cnn/layer.hpp"
 
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <cstdint>
 #include <map>
 #include <set>
 
@@ -62,17 +66,30 @@ T* LayerScratch::get(int64_t count, Device device) {
 template float* LayerScratch::get<float>(int64_t, Device);
 template double* LayerScratch::get<double>(int64_t, Device);
 
+namespace {
+// A JSON value for an error message, cut short when long.
+std::string brief(const nlohmann::json& j) {
+  std::string s = j.dump();
+  if (s.size() > 200) s = s.substr(0, 200) + "...";
+  return s;
+}
+}  // namespace
+
 std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
   CNN_CHECK(c.is_object() && c.contains("type") && c["type"].is_string(),
-            "layer config must be an object with a \"type\" string, got: ", c.dump());
+            "layer config must be an object with a \"type\" string, got: ", brief(c));
   const std::string type = c["type"].get<std::string>();
   static const std::map<std::string, std::set<std::string>> known_keys = {
       {"Conv2D", {"filters", "kernel_size", "strides", "padding", "activation", "alpha", "use_bias", "kernel_initializer"}},
-      {"Dense", {"units", "activation", "alpha", "use_bias", "kernel_initializer"}},
+      {"Dense", {"units", "activation", "alpha", "use_bias", "kernel_initializer", "scale"}},
       {"Flatten", {}},
       {"MaxPooling2D", {"pool_size", "strides", "padding"}},
       {"AveragePooling2D", {"pool_size", "strides", "padding"}},
       {"Activation", {"activation", "alpha"}},
+      {"BatchNormalization", {"momentum", "keras_momentum", "epsilon", "scale", "center"}},
+      {"Dropout", {"rate"}},
+      {"GlobalAveragePooling2D", {}},
+      {"GlobalMaxPooling2D", {}},
   };
   if (auto it = known_keys.find(type); it != known_keys.end()) {
     for (const auto& item : c.items()) {
@@ -84,26 +101,38 @@ std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
            ", trainable, name");
     }
   }
+  // Integers are read in full (a value beyond int is refused, not wrapped around); window
+  // sides and strides are at most kMaxWindow, which keeps the parameter and shape arithmetic
+  // of any layer the reader accepts within 64 bits. Sign errors are left to the layers.
+  constexpr int64_t kMaxWindow = 65536;
+  auto int_of = [&](const nlohmann::json& v, const char* key, int64_t max) {
+    const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(max)
+                                             : v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= max;
+    CNN_CHECK(fits, type, ": \"", key, "\" ", v.dump(), " is out of range (at most ", max, ")");
+    return int(v.get<int64_t>());
+  };
   auto size2 = [&](const char* key, Size2 fallback) -> Size2 {
     if (!c.contains(key) || c[key].is_null()) return fallback;
     const auto& v = c[key];
-    if (v.is_number_integer()) return Size2(v.get<int>());
+    if (v.is_number_integer()) return Size2(int_of(v, key, kMaxWindow));
     CNN_CHECK(v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer(), type,
-              ": \"", key, "\" must be an integer or [height, width], got ", v.dump());
-    return Size2(v[0].get<int>(), v[1].get<int>());
+              ": \"", key, "\" must be an integer or [height, width], got ", brief(v));
+    return Size2(int_of(v[0], key, kMaxWindow), int_of(v[1], key, kMaxWindow));
   };
   auto str = [&](const char* key, const std::string& fallback) {
     if (!c.contains(key)) return fallback;
-    CNN_CHECK(c[key].is_string(), type, ": \"", key, "\" must be a string, got ", c[key].dump());
+    CNN_CHECK(c[key].is_string(), type, ": \"", key, "\" must be a string, got ", brief(c[key]));
     return c[key].get<std::string>();
   };
   auto integer = [&](const char* key) {
     CNN_CHECK(c.contains(key) && c[key].is_number_integer(), type, ": \"", key, "\" must be an integer");
-    return c[key].get<int>();
+    return int_of(c[key], key, INT32_MAX);
   };
   auto number = [&](const char* key, float fallback) {
     if (!c.contains(key)) return fallback;
-    CNN_CHECK(c[key].is_number(), type, ": \"", key, "\" must be a number");
+    // In float range (a larger double would not convert to float defined-ly).
+    CNN_CHECK(c[key].is_number() && std::fabs(c[key].get<double>()) <= FLT_MAX, type, ": \"", key,
+              "\" must be a finite number, got ", c[key].dump());
     return c[key].get<float>();
   };
   auto boolean = [&](const char* key, bool fallback) {
@@ -121,7 +150,7 @@ std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
   } else if (type == "Dense") {
     layer = std::make_shared<Dense>(DenseOptions{integer("units"), str("activation", "linear"),
                                                  number("alpha", kDefaultLeakyAlpha), boolean("use_bias", true),
-                                                 str("kernel_initializer", "glorot_uniform")});
+                                                 str("kernel_initializer", "glorot_uniform"), number("scale", 1.0f)});
   } else if (type == "Flatten") {
     layer = std::make_shared<Flatten>();
   } else if (type == "MaxPooling2D" || type == "AveragePooling2D") {
@@ -133,9 +162,28 @@ std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
     else layer = std::make_shared<AveragePooling2D>(o);
   } else if (type == "Activation") {
     layer = std::make_shared<ActivationLayer>(str("activation", "linear"), number("alpha", kDefaultLeakyAlpha));
+  } else if (type == "BatchNormalization") {
+    // "momentum" in PyTorch's convention (the new batch's weight); "keras_momentum" in Keras's
+    // (the old value's weight), converted.
+    CNN_CHECK(!(c.contains("momentum") && c.contains("keras_momentum")), type,
+              ": give \"momentum\" (PyTorch's convention) or \"keras_momentum\" (Keras's: 1 - momentum), not both");
+    BatchNormOptions o;
+    o.momentum = c.contains("keras_momentum") ? 1.0f - number("keras_momentum", 0.0f) : number("momentum", o.momentum);
+    o.epsilon = number("epsilon", o.epsilon);
+    o.scale = boolean("scale", true);
+    o.center = boolean("center", true);
+    layer = std::make_shared<BatchNormalization>(o);
+  } else if (type == "Dropout") {
+    CNN_CHECK(c.contains("rate"), type, ": \"rate\" is required");
+    layer = std::make_shared<Dropout>(number("rate", 0.0f));
+  } else if (type == "GlobalAveragePooling2D") {
+    layer = std::make_shared<GlobalAveragePooling2D>();
+  } else if (type == "GlobalMaxPooling2D") {
+    layer = std::make_shared<GlobalMaxPooling2D>();
   } else {
     fail("unknown layer type '", type,
-         "'; valid types: Conv2D, Dense, Flatten, MaxPooling2D, AveragePooling2D, Activation");
+         "'; valid types: Conv2D, Dense, Flatten, MaxPooling2D, AveragePooling2D, Activation, BatchNormalization, "
+         "Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D");
   }
   layer->trainable = boolean("trainable", true);
   layer->name = str("name", "");

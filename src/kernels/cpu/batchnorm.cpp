@@ -1,0 +1,160 @@
+// Batch normalisation on the CPU (formulas in ops.hpp). Channels run in parallel, each one
+// by a single thread in a fixed order, so results do not depend on the thread count. Sums
+// are accumulated in double for either T, and the variance is taken about the mean (two
+// passes), so a channel whose mean is large next to its spread loses nothing.
+#include <cmath>
+
+#include "cnn/error.hpp"
+#include "kernels/cpu/thread_pool.hpp"
+#include "kernels/ops.hpp"
+
+namespace cnn::ops::cpu {
+namespace {
+
+void check_shape(int n, int c, int hw, const char* op) {
+  CNN_CHECK(n >= 0 && c >= 0 && hw >= 0, op, ": negative shape n=", n, " c=", c, " hw=", hw);
+}
+
+// body(k) for every channel, in parallel when the channels are big enough to pay for it.
+template <class Body>
+void for_channels(int n, int c, int hw, Body body) {
+  parallel_for(c, threads_for(c, 4.0 * double(n) * hw), [&](int64_t k) { body(int(k)); });
+}
+
+// Calls f(value pointer) on every plane of channel k: sample i's hw values of channel k.
+template <class T, class F>
+void planes_of(int n, int c, int hw, int k, T* base, F f) {
+  for (int i = 0; i < n; ++i) f(base + (int64_t(i) * c + k) * hw);
+}
+
+// y = gamma (x - mean) invstd + beta over channel k.
+template <class T>
+void normalize_channel(int n, int c, int hw, int k, const T* x, T mean, T invstd, T g, T b, T* y) {
+  for (int i = 0; i < n; ++i) {
+    const int64_t at = (int64_t(i) * c + k) * hw;
+    for (int p = 0; p < hw; ++p) y[at + p] = g * ((x[at + p] - mean) * invstd) + b;
+  }
+}
+
+// sum(dy) and sum(dy xhat) over channel k.
+template <class T>
+void gradient_sums(int n, int c, int hw, int k, const T* x, const T* dy, T mean, T invstd, double& sum_dy,
+                   double& sum_dy_xhat) {
+  sum_dy = 0;
+  sum_dy_xhat = 0;
+  for (int i = 0; i < n; ++i) {
+    const int64_t at = (int64_t(i) * c + k) * hw;
+    for (int p = 0; p < hw; ++p) {
+      sum_dy += double(dy[at + p]);
+      sum_dy_xhat += double(dy[at + p]) * double((x[at + p] - mean) * invstd);
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void batchnorm_forward_training(int n, int c, int hw, const T* x, const T* gamma, const T* beta, T eps, T momentum,
+                                T* running_mean, T* running_var, T* save_mean, T* save_invstd, T* y) {
+  check_shape(n, c, hw, "batchnorm_forward_training");
+  const int64_t m = int64_t(n) * hw;
+  if (m == 0) return;
+  for_channels(n, c, hw, [&](int k) {
+    double sum = 0;
+    planes_of(n, c, hw, k, x, [&](const T* v) {
+      for (int p = 0; p < hw; ++p) sum += double(v[p]);
+    });
+    const double mean = sum / double(m);
+    double sq = 0;
+    planes_of(n, c, hw, k, x, [&](const T* v) {
+      for (int p = 0; p < hw; ++p) sq += (double(v[p]) - mean) * (double(v[p]) - mean);
+    });
+    const double var = sq / double(m);
+    const T mean_t = T(mean), invstd = T(1.0 / std::sqrt(var + double(eps)));
+    if (save_mean) save_mean[k] = mean_t;
+    if (save_invstd) save_invstd[k] = invstd;
+    if (running_mean) running_mean[k] = (T(1) - momentum) * running_mean[k] + momentum * mean_t;
+    if (running_var) {
+      const T unbiased = T(m > 1 ? var * double(m) / double(m - 1) : var);
+      running_var[k] = (T(1) - momentum) * running_var[k] + momentum * unbiased;
+    }
+    normalize_channel(n, c, hw, k, x, mean_t, invstd, gamma ? gamma[k] : T(1), beta ? beta[k] : T(0), y);
+  });
+}
+
+template <class T>
+void batchnorm_forward_inference(int n, int c, int hw, const T* x, const T* gamma, const T* beta,
+                                 const T* running_mean, const T* running_var, T eps, T* y) {
+  check_shape(n, c, hw, "batchnorm_forward_inference");
+  if (int64_t(n) * hw == 0) return;
+  for_channels(n, c, hw, [&](int k) {
+    const T invstd = T(1) / std::sqrt(running_var[k] + eps);
+    normalize_channel(n, c, hw, k, x, running_mean[k], invstd, gamma ? gamma[k] : T(1), beta ? beta[k] : T(0), y);
+  });
+}
+
+template <class T>
+void batchnorm_backward_training(int n, int c, int hw, const T* x, const T* dy, const T* gamma, const T* save_mean,
+                                 const T* save_invstd, T* dx, T* dgamma, T* dbeta) {
+  check_shape(n, c, hw, "batchnorm_backward_training");
+  const int64_t m = int64_t(n) * hw;
+  if (m == 0) {
+    for (int k = 0; k < c; ++k) {
+      if (dgamma) dgamma[k] = T(0);
+      if (dbeta) dbeta[k] = T(0);
+    }
+    return;
+  }
+  for_channels(n, c, hw, [&](int k) {
+    const T mean = save_mean[k], invstd = save_invstd[k];
+    double sum_dy, sum_dy_xhat;
+    gradient_sums(n, c, hw, k, x, dy, mean, invstd, sum_dy, sum_dy_xhat);
+    if (dgamma) dgamma[k] = T(sum_dy_xhat);
+    if (dbeta) dbeta[k] = T(sum_dy);
+    if (!dx) return;
+    const T g = gamma ? gamma[k] : T(1);
+    const T mean_dy = T(sum_dy / double(m)), mean_dy_xhat = T(sum_dy_xhat / double(m)), factor = g * invstd;
+    for (int i = 0; i < n; ++i) {
+      const int64_t at = (int64_t(i) * c + k) * hw;
+      for (int p = 0; p < hw; ++p) {
+        const T xhat = (x[at + p] - mean) * invstd;
+        dx[at + p] = factor * (dy[at + p] - mean_dy - xhat * mean_dy_xhat);
+      }
+    }
+  });
+}
+
+template <class T>
+void batchnorm_backward_inference(int n, int c, int hw, const T* x, const T* dy, const T* gamma,
+                                  const T* running_mean, const T* running_var, T eps, T* dx, T* dgamma, T* dbeta) {
+  check_shape(n, c, hw, "batchnorm_backward_inference");
+  for_channels(n, c, hw, [&](int k) {
+    const T mean = running_mean[k], invstd = T(1) / std::sqrt(running_var[k] + eps);
+    if (dgamma || dbeta) {
+      double sum_dy, sum_dy_xhat;
+      gradient_sums(n, c, hw, k, x, dy, mean, invstd, sum_dy, sum_dy_xhat);
+      if (dgamma) dgamma[k] = T(sum_dy_xhat);
+      if (dbeta) dbeta[k] = T(sum_dy);
+    }
+    if (!dx) return;
+    const T factor = (gamma ? gamma[k] : T(1)) * invstd;
+    for (int i = 0; i < n; ++i) {
+      const int64_t at = (int64_t(i) * c + k) * hw;
+      for (int p = 0; p < hw; ++p) dx[at + p] = factor * dy[at + p];
+    }
+  });
+}
+
+#define CNN_INSTANTIATE(T)                                                                                       \
+  template void batchnorm_forward_training<T>(int, int, int, const T*, const T*, const T*, T, T, T*, T*, T*, T*, \
+                                              T*);                                                               \
+  template void batchnorm_forward_inference<T>(int, int, int, const T*, const T*, const T*, const T*, const T*, T, \
+                                               T*);                                                              \
+  template void batchnorm_backward_training<T>(int, int, int, const T*, const T*, const T*, const T*, const T*,   \
+                                               T*, T*, T*);                                                      \
+  template void batchnorm_backward_inference<T>(int, int, int, const T*, const T*, const T*, const T*, const T*,  \
+                                                T, T*, T*, T*);
+CNN_INSTANTIATE(float)
+CNN_INSTANTIATE(double)
+
+}  // namespace cnn::ops::cpu
