@@ -303,3 +303,51 @@ TEST(WeightAveraging, EmaAndLookaheadFollowTheirFormulas) {
 
 }  // namespace
 }  // namespace cnn
+
+namespace cnn {
+namespace {
+
+std::vector<float> train_with(const Augmentation& a, uint64_t seed) {
+  const auto data = test::make_quadrant_data(48, 3, 8, 8, 12);
+  Sequential m({Conv2D(4, 3, 1, "same", "relu"), Dropout(0.25f), Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {3, 8, 8});
+  FitOptions f;
+  f.epochs = 2;
+  f.batch_size = 16;
+  f.verbose = 0;
+  f.seed = seed;
+  f.augment = a;
+  m.fit(data.x, data.y, f);
+  return m.parameters().to_vector();
+}
+
+TEST(Augmentation, FitAugmentsDeterministicallyPerSeed) {
+  const Augmentation none;
+  Augmentation full;
+  full.translate = 2;
+  full.flip = "random";
+  full.cutout = 3;
+  Augmentation alternate;
+  alternate.flip = "alternate";
+  EXPECT_EQ(train_with(full, 1), train_with(full, 1));
+  EXPECT_NE(train_with(full, 1), train_with(full, 2));
+  EXPECT_NE(train_with(full, 1), train_with(none, 1));
+  EXPECT_EQ(train_with(alternate, 3), train_with(alternate, 3));
+  EXPECT_NE(train_with(alternate, 3), train_with(none, 3));
+}
+
+TEST(Augmentation, BadOptionsAreRefused) {
+  const auto data = test::make_quadrant_data(8, 1, 8, 8, 1);
+  Sequential m({Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {1, 8, 8});
+  FitOptions f;
+  f.verbose = 0;
+  f.augment.translate = 8;
+  EXPECT_NE(fit_error(m, data.x, data.y, f).find("augment.translate must be in [0, 8)"), std::string::npos);
+  f.augment.translate = 0;
+  f.augment.flip = "vertical";
+  EXPECT_NE(fit_error(m, data.x, data.y, f).find("valid: none, random, alternate"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cnn

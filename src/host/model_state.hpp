@@ -58,7 +58,10 @@ struct Sequential::State {
   bool profile = false;
   std::vector<Sequential::LayerTiming> timings;
 
-  Exec exec(bool training) const { return Exec{device, cuda.get(), training}; }
+  uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
+  Buffer<float> augmented;  // augmentation output before it replaces the input batch
+
+  Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed}; }
   float* act(size_t i) { return acts.data() + act_offset[i]; }
   int64_t output_size() const { return out_size.back(); }
   ops::TargetKind target_kind() const;

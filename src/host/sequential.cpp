@@ -245,7 +245,9 @@ int64_t Sequential::count_params() const {
 int64_t Sequential::trainable_params() const {
   int64_t n = 0;
   for (const auto& l : layers_)
-    if (l->trainable) n += l->param_count();
+    if (l->trainable)
+      for (const ParamSpec& p : l->param_specs())
+        if (p.trainable) n += shape_numel(p.shape);
   return n;
 }
 

@@ -96,11 +96,15 @@ void ensure_arena(State& s, const Layers& layers, int batch) {
   s.targets.reset(B * size_t(s.output_size()), d);
   s.labels.reset(B, d);
   s.metrics.reset(2, d);
+  s.augmented.reset(B * size_t(s.input_size), d);
   s.planned_batch = batch;
 }
 
 // Copies the given rows of x and of the targets into the device buffers.
-void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n) {
+// Copies the given rows of x and of the targets into the device buffers. With
+// mirror_epoch >= 0, images whose data-set index + mirror_epoch is odd are mirrored
+// left-right on the way (the "alternate" flip: each image flips every other epoch).
+void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n, int64_t mirror_epoch = -1) {
   const int64_t in = s.input_size;
   thread_local std::vector<float> staging;
   float* dst = s.input.data();
@@ -108,7 +112,16 @@ void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows
     staging.resize(size_t(n * in));
     dst = staging.data();
   }
-  for (int i = 0; i < n; ++i) std::copy_n(x.data() + rows[i] * in, in, dst + int64_t(i) * in);
+  const int64_t w = s.input_shape.back();
+  for (int i = 0; i < n; ++i) {
+    const float* src = x.data() + rows[i] * in;
+    float* out = dst + int64_t(i) * in;
+    if (mirror_epoch >= 0 && (rows[i] + mirror_epoch) % 2 == 1) {
+      for (int64_t r = 0; r < in / w; ++r) std::reverse_copy(src + r * w, src + (r + 1) * w, out + r * w);
+    } else {
+      std::copy_n(src, in, out);
+    }
+  }
   if (s.device != Device::CPU) memory::copy(s.input.data(), s.device, dst, Device::CPU, size_t(n * in) * sizeof(float));
 
   if (t.kind == ops::TargetKind::Labels) {
@@ -138,6 +151,13 @@ void timed(State& s, size_t row, bool is_forward, Body body) {
   if (is_forward) ++t.calls;
 }
 
+// Each layer draws its own random numbers: the step's seed mixed with the layer index, the
+// same in forward and backward (dropout recomputes its mask from it).
+Exec layer_exec(Exec e, size_t layer) {
+  e.seed = (e.seed ^ 0xD1B54A32D192ED03ull) * (uint64_t(layer) * 2 + 1) + uint64_t(layer);
+  return e;
+}
+
 void forward(State& s, const Layers& layers, int n, bool training) {
   const Exec e = s.exec(training);
   const float* x = s.input.data();
@@ -148,7 +168,8 @@ void forward(State& s, const Layers& layers, int n, bool training) {
     b.x = x;
     b.y = s.act(i);
     b.params = p ? p + s.param_offset[i] : nullptr;
-    timed(s, i, true, [&] { layers[i]->forward(e, b); });
+    const Exec el = layer_exec(e, i);
+    timed(s, i, true, [&] { layers[i]->forward(el, b); });
     x = b.y;
   }
 }
@@ -182,7 +203,8 @@ void backward(State& s, const Layers& layers, int n) {
     b.grads = g ? g + s.param_offset[i] : nullptr;
     b.dy = dy;
     b.dx = s.need_dx[i] ? dx : nullptr;
-    timed(s, i, false, [&] { l.backward(e, b); });
+    const Exec el = layer_exec(e, i);
+    timed(s, i, false, [&] { l.backward(el, b); });
     std::swap(dy, dx);
   }
 }
@@ -327,6 +349,38 @@ Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const 
   return ev;
 }
 
+uint64_t step_seed(uint64_t seed, int epoch, int step) {
+  Rng rng(seed * 0x9E3779B97F4A7C15ull ^ (uint64_t(epoch) << 32 | uint32_t(step)));
+  return rng.next_u64();
+}
+
+// Validates fit's augmentation options against the model's input shape.
+ops::AugmentSpec augment_spec(const State& s, const Augmentation& a) {
+  ops::AugmentSpec spec;
+  if (!a.enabled()) return spec;
+  CNN_CHECK(s.input_shape.size() == 3, "fit: augmentation needs image inputs [channels, height, width], the model takes ",
+            shape_str(s.input_shape));
+  const int64_t h = s.input_shape[1], w = s.input_shape[2];
+  CNN_CHECK(a.translate >= 0 && a.translate < h && a.translate < w, "fit: augment.translate must be in [0, ",
+            std::min(h, w), "), got ", a.translate);
+  CNN_CHECK(a.cutout >= 0 && a.cutout <= h && a.cutout <= w, "fit: augment.cutout must be in [0, ", std::min(h, w),
+            "], got ", a.cutout);
+  CNN_CHECK(a.flip == "none" || a.flip == "random" || a.flip == "alternate", "fit: unknown augment.flip '", a.flip,
+            "'; valid: none, random, alternate");
+  spec.translate = a.translate;
+  spec.cutout = a.cutout;
+  spec.flip = a.flip == "random" ? ops::FlipMode::Random : ops::FlipMode::None;  // alternate: mirrored while loading
+  return spec;
+}
+
+// Random translation / flip / cutout of the loaded batch, in place, on the model's device.
+void augment_batch(State& s, int n, const ops::AugmentSpec& spec) {
+  const Exec e = s.exec(true);
+  const int c = int(s.input_shape[0]), h = int(s.input_shape[1]), w = int(s.input_shape[2]);
+  CNN_RUN_OP(e, float, augment_images, n, c, h, w, s.input.data(), s.augmented.data(), spec, s.step_seed);
+  CNN_RUN_OP(e, float, activation_forward, ActivationSpec{}, int64_t(n) * s.input_size, s.augmented.data(), s.input.data());
+}
+
 void check_schedule(const LRSchedule& l) {
   CNN_CHECK(l.kind == "constant" || l.kind == "step" || l.kind == "cosine" || l.kind == "onecycle",
             "fit: unknown lr_schedule '", l.kind, "'; valid schedules: constant, step, cosine, onecycle");
@@ -409,6 +463,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   const int64_t N = x.dim(0);
   const int bs = int(std::min<int64_t>(o.batch_size, N));
   const int steps = int((N + bs - 1) / bs);
+  const ops::AugmentSpec augment = augment_spec(s, o.augment);
   ensure_arena(s, layers_, bs);
   std::vector<int64_t> order(static_cast<size_t>(N));
   bool batch_logs = false;
@@ -438,10 +493,14 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     const double start = now_seconds();
     int64_t seen = 0;
     StepPlace place{epoch, 0, 0};
+    const int64_t mirror_epoch = o.augment.flip == "alternate" ? epoch : -1;
     for (int step = 0; step < steps; ++step) {
       const int n = int(std::min<int64_t>(bs, N - int64_t(step) * bs));
-      load_batch(s, x, targets, order.data() + int64_t(step) * bs, n);
+      load_batch(s, x, targets, order.data() + int64_t(step) * bs, n, mirror_epoch);
       place.step = step;
+      s.step_seed = step_seed(o.seed, epoch, step);
+      if (augment.translate > 0 || augment.flip == ops::FlipMode::Random || augment.cutout > 0)
+        augment_batch(s, n, augment);
       s.lr_factor = float(o.lr_schedule.factor(double(int64_t(epoch) * steps + step) / (double(o.epochs) * steps), epoch));
       run_train_step(s, layers_, targets.kind, n, &place);
       for (const auto& cb : o.callbacks) cb->on_step_end(*this, s.step);
