@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnn/cnn.hpp"
+#include "kernels/ops.hpp"
 #include "test_data_util.hpp"
 
 namespace cnn {
@@ -347,6 +348,47 @@ TEST(Augmentation, BadOptionsAreRefused) {
   f.augment.translate = 0;
   f.augment.flip = "vertical";
   EXPECT_NE(fit_error(m, data.x, data.y, f).find("valid: none, random, alternate"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cnn
+
+namespace cnn {
+namespace {
+
+TEST(TestTimeAugmentation, AveragesTheOutputsOfTheMirroredAndShiftedViews) {
+  const auto data = test::make_quadrant_data(6, 2, 6, 5, 21);
+  Sequential m({Conv2D(3, 3, 1, "same", "tanh"), Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {2, 6, 5});
+  // By hand: mean over views of the last layer's logits, then the fused loss.
+  const int n = 6, c = 2, h = 6, w = 5;
+  std::vector<std::vector<float>> views;
+  std::vector<float> x = data.x.to_vector(), flipped(x.size()), shifted(x.size());
+  ops::cpu::flip_images<float>(n, c, h, w, x.data(), flipped.data());
+  for (const auto* base : {&x, &flipped}) {
+    views.push_back(*base);
+    for (int d : {-1, 1}) {
+      ops::cpu::translate_images<float>(n, c, h, w, base->data(), shifted.data(), d, d);
+      views.push_back(shifted);
+    }
+  }
+  std::vector<double> mean(size_t(n * 4), 0.0);
+  for (const auto& v : views) {
+    const Tensor logits = m.layer_outputs(Tensor::from_vector({n, c, h, w}, v)).back();
+    for (size_t i = 0; i < mean.size(); ++i) mean[i] += logits.to_vector()[i] / double(views.size());
+  }
+  std::vector<double> loss(static_cast<size_t>(n)), grad(mean.size());
+  std::vector<int32_t> labels;
+  for (float y : data.y.to_vector()) labels.push_back(int32_t(y));
+  ops::cpu::softmax_cross_entropy<double>(n, 4, mean.data(), ops::TargetKind::Labels, labels.data(), nullptr, 0.0,
+                                          loss.data(), grad.data());
+  double expected = 0;
+  for (double l : loss) expected += l / n;
+  EvaluateOptions o;
+  o.tta.flip = true;
+  o.tta.translate = 1;
+  EXPECT_NEAR(m.evaluate(data.x, data.y, o).loss, expected, 1e-5);
+  EXPECT_NE(m.evaluate(data.x, data.y).loss, m.evaluate(data.x, data.y, o).loss);
 }
 
 }  // namespace

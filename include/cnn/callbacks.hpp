@@ -53,7 +53,7 @@ struct EarlyStoppingOptions {
 CallbackPtr early_stopping(EarlyStoppingOptions options = {});
 
 struct ModelCheckpointOptions {
-  std::string filepath;  // "{epoch}" is replaced by the 1-based epoch number
+  std::string filepath{};  // "{epoch}" is replaced by the 1-based epoch number
   std::string monitor = "val_loss";
   bool save_best_only = true;
 };
@@ -63,8 +63,8 @@ CallbackPtr model_checkpoint(ModelCheckpointOptions options);
 CallbackPtr csv_logger(const std::string& path, bool append = false);
 
 struct LambdaCallbackOptions {
-  std::function<void(Sequential&, const EpochLogs&)> on_epoch_end;
-  std::function<void(Sequential&, const BatchLogs&)> on_batch_end;
+  std::function<void(Sequential&, const EpochLogs&)> on_epoch_end{};
+  std::function<void(Sequential&, const BatchLogs&)> on_batch_end{};
 };
 CallbackPtr lambda_callback(LambdaCallbackOptions options);
 

@@ -30,7 +30,7 @@ struct CheckReport {
 
 struct GradcheckOptions {
   int batch_size = 2;
-  std::vector<int> layers;     // empty: every layer
+  std::vector<int> layers{};   // empty: every layer
   int64_t max_elements = 32;   // per tensor: a seeded sample when larger
   uint64_t seed = 1;
   // Relative error ||analytic - numeric|| / max(||analytic||, ||numeric||) allowed per tensor.

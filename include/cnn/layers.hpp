@@ -111,7 +111,7 @@ class Flatten : public Layer {
 
 struct Pooling2DOptions {
   Size2 pool_size = 2;
-  std::optional<Size2> strides;  // default: the pool size (Keras)
+  std::optional<Size2> strides{};  // default: the pool size (Keras)
   std::string padding = "valid";
 };
 

@@ -29,7 +29,7 @@ struct CompileOptions {
   // "mse"/"mean_squared_error", "bce"/"binary_crossentropy"
   std::string loss = "cce";
   float learning_rate = 0.01f;
-  Shape input_shape;  // per sample, e.g. {1, 32, 32}
+  Shape input_shape{};  // per sample, e.g. {1, 32, 32}
   float momentum = 0.0f;  // SGD
   bool nesterov = false;  // SGD
   float beta1 = 0.9f, beta2 = 0.999f, epsilon = 1e-7f;  // Adam
@@ -77,21 +77,21 @@ struct FitOptions {
   int batch_size = 32;
   bool shuffle = true;
   float validation_split = 0.0f;  // the LAST fraction of x/y, taken before shuffling (Keras)
-  std::optional<ValidationData> validation_data;
+  std::optional<ValidationData> validation_data{};
   int verbose = 1;  // 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
   uint64_t seed = 1;  // shuffling
-  std::vector<CallbackPtr> callbacks;
+  std::vector<CallbackPtr> callbacks{};
   int initial_epoch = 0;
-  LRSchedule lr_schedule;
-  Augmentation augment;
+  LRSchedule lr_schedule{};
+  Augmentation augment{};
   // After every epoch, write a checkpoint here (weights, optimizer state, epoch, history),
   // atomically: the previous checkpoint survives until the new one is complete.
-  std::string checkpoint_path;
+  std::string checkpoint_path{};
   // Continue the run saved in this checkpoint: its weights, optimizer state and epoch count
   // replace the model's, training starts at its epoch, and the returned History includes
   // the saved epochs. With the same data, options and thread count, 2 + resume + 2 epochs
   // give bit-identical weights to 4 straight on the CPU.
-  std::string resume_from;
+  std::string resume_from{};
 };
 
 struct History {
@@ -105,9 +105,18 @@ struct TrainingProgress {
   History history;
 };
 
+// Test-time augmentation: the prediction is the mean of the model's outputs (logits when
+// softmax is fused into the loss) over the image, its mirror (flip) and, with translate = t,
+// each of those shifted by (-t, -t) and (+t, +t) pixels with reflect padding.
+struct TestTimeAugmentation {
+  bool flip = false;
+  int translate = 0;
+};
+
 struct EvaluateOptions {
   int batch_size = 256;
   bool per_class = false;  // also per-class accuracy and the confusion matrix
+  TestTimeAugmentation tta{};
 };
 
 struct Evaluation {

@@ -175,10 +175,11 @@ void forward(State& s, const Layers& layers, int n, bool training) {
 }
 
 // Loss of the batch's outputs: row losses, dL/d(output) into grad_a, metrics accumulated.
-void loss_and_gradient(State& s, const Layers& layers, ops::TargetKind kind, int n) {
+// `out` is the model's output for the batch: the last layer's, or TTA's averaged one.
+void loss_and_gradient(State& s, const Layers& layers, ops::TargetKind kind, int n, const float* out = nullptr) {
   const Exec e = s.exec(true);
   const int K = int(s.output_size());
-  const float* out = s.act(layers.size() - 1);
+  if (!out) out = s.act(layers.size() - 1);
   const int32_t* labels = s.labels.data();
   const float* targets = s.targets.data();
   model_loss<float>(e, s, kind, n, out, labels, targets, s.row_loss.data(), s.grad_a.data());
@@ -301,6 +302,52 @@ void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n,
   timed(s, layers.size() + 1, false, [&] { optimizer_step(s); });
 }
 
+// Inference forward of the loaded batch, averaged over the test-time augmentation views:
+// the image and its mirror (tta.flip), each also shifted by (-t, -t) and (+t, +t) pixels
+// with reflect padding (tta.translate = t). Returns the averaged last-layer output (logits
+// when softmax is fused), in grad_b; without TTA, the last layer's own buffer.
+const float* forward_tta(State& s, const Layers& layers, int n, const TestTimeAugmentation& tta) {
+  if (!tta.flip && tta.translate == 0) {
+    forward(s, layers, n, false);
+    return s.act(layers.size() - 1);
+  }
+  CNN_CHECK(s.input_shape.size() == 3, "evaluate: test-time augmentation needs image inputs, the model takes ",
+            shape_str(s.input_shape));
+  const int c = int(s.input_shape[0]), h = int(s.input_shape[1]), w = int(s.input_shape[2]);
+  CNN_CHECK(tta.translate >= 0 && tta.translate < h && tta.translate < w, "evaluate: tta.translate must be in [0, ",
+            std::min(h, w), "), got ", tta.translate);
+  const Exec e = s.exec(false);
+  const int64_t in = int64_t(n) * s.input_size, out = int64_t(n) * s.output_size();
+  float* original = s.augmented.data();  // keeps the loaded batch while views replace it
+  float* mean = s.grad_b.data();
+  CNN_RUN_OP(e, float, activation_forward, ActivationSpec{}, in, s.input.data(), original);
+  std::vector<std::pair<bool, int>> views{{false, 0}};  // (mirrored, shift)
+  if (tta.flip) views.push_back({true, 0});
+  if (tta.translate > 0)
+    for (size_t v = 0, base = views.size(); v < base; ++v)
+      for (int d : {-tta.translate, tta.translate}) views.push_back({views[v].first, d});
+  for (size_t v = 0; v < views.size(); ++v) {
+    const auto [mirrored, shift] = views[v];
+    const float* src = original;
+    if (mirrored) {
+      CNN_RUN_OP(e, float, flip_images, n, c, h, w, original, s.input.data());
+      src = s.input.data();
+    }
+    if (shift != 0) {
+      float* dst = mirrored ? s.grad_a.data() : s.input.data();  // grad_a is free during inference
+      CNN_RUN_OP(e, float, translate_images, n, c, h, w, src, dst, shift, shift);
+      if (dst != s.input.data()) CNN_RUN_OP(e, float, activation_forward, ActivationSpec{}, in, dst, s.input.data());
+    } else if (!mirrored) {
+      CNN_RUN_OP(e, float, activation_forward, ActivationSpec{}, in, original, s.input.data());
+    }
+    forward(s, layers, n, false);
+    // Running mean of the views' outputs: mean += (out - mean) / (v + 1).
+    if (v == 0) CNN_RUN_OP(e, float, activation_forward, ActivationSpec{}, out, s.act(layers.size() - 1), mean);
+    else CNN_RUN_OP(e, float, lerp, out, mean, s.act(layers.size() - 1), 1.0f / float(v + 1));
+  }
+  return mean;
+}
+
 Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const Targets& t, const EvaluateOptions& o) {
   CNN_CHECK(o.batch_size > 0, "evaluate: batch_size must be positive, got ", o.batch_size);
   const int64_t N = x.dim(0);
@@ -316,11 +363,11 @@ Evaluation evaluate_impl(State& s, const Layers& layers, const Tensor& x, const 
     const int n = int(std::min<int64_t>(bs, N - begin));
     std::iota(rows.begin(), rows.begin() + n, begin);
     load_batch(s, x, t, rows.data(), n);
-    forward(s, layers, n, false);
-    loss_and_gradient(s, layers, t.kind, n);
+    const float* logits = forward_tta(s, layers, n, o.tta);
+    loss_and_gradient(s, layers, t.kind, n, logits);
     if (o.per_class) {
       out.resize(size_t(n) * K);
-      memory::copy(out.data(), Device::CPU, s.act(layers.size() - 1), s.device, out.size() * sizeof(float));
+      memory::copy(out.data(), Device::CPU, logits, s.device, out.size() * sizeof(float));
       for (int i = 0; i < n; ++i) {
         const float* r = out.data() + int64_t(i) * K;
         const int pred = int(std::max_element(r, r + K) - r);

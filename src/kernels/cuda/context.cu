@@ -1,0 +1,106 @@
+// The CUDA context (stream, cuBLAS handle, scratch), the error reporting behind the check
+// macros, and the run-time probe for a usable GPU.
+#include <memory>
+#include <string>
+
+#include "cnn/error.hpp"
+#include "cnn/types.hpp"
+#include "kernels/cuda/context.cuh"
+#include "kernels/device_memory.hpp"
+
+namespace cnn {
+namespace {
+
+struct Probe {
+  bool available = false;
+  std::string reason;
+};
+
+// Asked once per process: the first CUDA call initialises the driver, which is slow, and
+// the answer does not change while the process runs.
+const Probe& probe() {
+  static const Probe result = [] {
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      return Probe{false, std::string("no CUDA device: ") + cudaGetErrorString(err)};
+    }
+    if (count == 0) return Probe{false, "no CUDA device: the driver reports 0 devices"};
+    return Probe{true, ""};
+  }();
+  return result;
+}
+
+}  // namespace
+
+bool built_with_cuda() { return true; }
+bool cuda_available() { return probe().available; }
+std::string cuda_unavailable_reason() { return probe().reason; }
+
+namespace cuda {
+
+namespace detail {
+
+void cuda_failed(cudaError_t err, const char* call, const char* file, int line) {
+  (void)cudaGetLastError();  // consume it; sticky errors stay reported by every later call anyway
+  fail("CUDA error: ", call, " failed at ", file, ":", line, ": ", cudaGetErrorName(err), " (",
+       cudaGetErrorString(err), ")");
+}
+
+void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line) {
+  (void)cudaGetLastError();
+  fail("cuBLAS error: ", call, " failed at ", file, ":", line, ": ", cublasGetStatusName(status), " (",
+       cublasGetStatusString(status), ")");
+}
+
+}  // namespace detail
+
+Context::~Context() {
+  // Errors are ignored here: a destructor must not throw, and a failed teardown leaves
+  // nothing the caller could act on.
+  if (stream) (void)cudaStreamSynchronize(stream);
+  if (scratch_) memory::cuda_release(scratch_);
+  if (cublas) (void)cublasDestroy(cublas);
+  if (stream) (void)cudaStreamDestroy(stream);
+  (void)cudaGetLastError();
+}
+
+float* Context::scratch(size_t count) {
+  if (count <= scratch_count_) return scratch_;
+  if (scratch_) {
+    // Kernels queued earlier may still read the old buffer; once it is back in the cache
+    // another user could be handed it.
+    CNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+    memory::cuda_release(scratch_);
+    scratch_ = nullptr;
+    scratch_count_ = 0;
+  }
+  scratch_ = static_cast<float*>(memory::cuda_allocate(count * sizeof(float)));
+  scratch_count_ = count;
+  return scratch_;
+}
+
+Context* create_context() {
+  const Probe& p = probe();
+  CNN_CHECK(p.available, "cnn::cuda::create_context: cannot use the CUDA backend: ", p.reason);
+  auto ctx = std::make_unique<Context>();
+  CNN_CUDA_CHECK(cudaGetDevice(&ctx->device));
+  CNN_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, ctx->device));
+  CNN_CUDA_CHECK(cudaStreamCreate(&ctx->stream));  // default flags: blocking (see context.cuh)
+  CNN_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
+  CNN_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+  // Full FP32 products (no TF32 tensor cores) so results match the CPU reference.
+  CNN_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH));
+  return ctx.release();
+}
+
+void destroy_context(Context* ctx) { delete ctx; }
+
+void synchronize(Context& ctx) {
+  CNN_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  CNN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace cuda
+}  // namespace cnn

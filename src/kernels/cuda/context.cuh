@@ -1,0 +1,74 @@
+#pragma once
+// The CUDA execution context and the error checks. With common.cuh (the kernels' device
+// helpers, which includes this) it is the only header that names CUDA types; ops.hpp and the
+// public headers stay free of them. It holds no device code, so plain C++ (the GPU tests)
+// may include it too.
+//
+// Ordering: the context's stream is created with default flags, i.e. it is a BLOCKING
+// stream. Work on it is ordered with the legacy default stream, which is where Tensor
+// copies (cudaMemcpy) and zeroing (cudaMemset) run, so a host copy never overtakes a
+// kernel queued before it and a kernel never starts before an earlier upload finished.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "kernels/ops.hpp"
+
+namespace cnn::cuda {
+
+struct Context {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  int device = 0;
+  int sm_count = 1;  // multiprocessors, for sizing split reductions
+
+  Context() = default;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context();  // releases everything it owns; never throws
+
+  // At least `count` floats of device scratch, valid until the next call (kernels queued
+  // on `stream` before that call may still be using the previous buffer, which is why a
+  // larger request waits for the stream before it gives the old buffer back).
+  float* scratch(size_t count);
+
+ private:
+  float* scratch_ = nullptr;
+  size_t scratch_count_ = 0;
+};
+
+namespace detail {
+// Both clear CUDA's "last error" before throwing, so a failure that was handled here
+// is not reported again by an unrelated later launch check.
+[[noreturn]] void cuda_failed(cudaError_t err, const char* call, const char* file, int line);
+[[noreturn]] void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line);
+}  // namespace detail
+
+}  // namespace cnn::cuda
+
+// CNN_CUDA_CHECK(cudaMemcpy(...)) throws cnn::Error naming the call, where it was made and
+// CUDA's description of the failure.
+#define CNN_CUDA_CHECK(call)                                                                  \
+  do {                                                                                        \
+    const cudaError_t cnn_cuda_err_ = (call);                                                 \
+    if (cnn_cuda_err_ != cudaSuccess)                                                         \
+      ::cnn::cuda::detail::cuda_failed(cnn_cuda_err_, #call, __FILE__, __LINE__);             \
+  } while (0)
+
+#define CNN_CUBLAS_CHECK(call)                                                                \
+  do {                                                                                        \
+    const cublasStatus_t cnn_cublas_status_ = (call);                                         \
+    if (cnn_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                          \
+      ::cnn::cuda::detail::cublas_failed(cnn_cublas_status_, #call, __FILE__, __LINE__);      \
+  } while (0)
+
+// After every kernel launch, with the kernel's name as a string literal: reports a bad
+// launch configuration (or an earlier asynchronous fault) at the launch that hit it.
+#define CNN_CUDA_CHECK_LAUNCH(kernel_name)                                                    \
+  do {                                                                                        \
+    const cudaError_t cnn_cuda_err_ = cudaGetLastError();                                     \
+    if (cnn_cuda_err_ != cudaSuccess)                                                         \
+      ::cnn::cuda::detail::cuda_failed(cnn_cuda_err_, "launch of " kernel_name, __FILE__,     \
+                                       __LINE__);                                             \
+  } while (0)

@@ -1,0 +1,83 @@
+// Dense on the GPU: the three products go to cuBLAS (FP32, no TF32), bias + activation
+// run as one small epilogue kernel, dbias as a column-sum kernel.
+#include "kernels/cuda/common.cuh"
+
+namespace cnn::ops::cuda {
+namespace {
+using ::cnn::cuda::Context;
+using namespace ::cnn::cuda;
+
+constexpr int kThreads = 256;
+
+// Row-major C[M, N] = op(A) op(B), op(X) = X or X^T, inner dimension K; lda/ldb/ldc are the
+// row lengths of the matrices as stored. The only place that translates to cuBLAS's
+// column-major view: a row-major matrix read column-major is its transpose, so we ask
+// cuBLAS for C^T = op(B)^T op(A)^T, an N x M column-major product with the operands swapped.
+void gemm_row_major(Context& c, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
+                    const float* B, int ldb, float* C, int ldc) {
+  const float alpha = 1.f, beta = 0.f;
+  CNN_CUBLAS_CHECK(cublasGemmEx(c.cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// y[r, o] = act(y[r, o] + bias[o]) in place; bias may be null.
+__global__ void bias_activation_kernel(int64_t count, int cols, const float* __restrict__ bias, ActivationSpec act,
+                                       float* __restrict__ y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const float b = bias ? bias[i % cols] : 0.f;
+    y[i] = activate(act, y[i] + b);
+  }
+}
+
+// out[o] = sum over rows of dy[row, o]. A 32 x 8 block owns 32 columns: each of its 8 thread
+// rows sums a strided share of the rows (coalesced 128-byte row segments), then the 8
+// partial sums are added in a fixed order.
+constexpr int kSumCols = 32, kSumRows = 8;
+__global__ void column_sum_kernel(const float* __restrict__ dy, int rows, int cols, float* __restrict__ out) {
+  __shared__ float partial[kSumRows][kSumCols + 1];
+  const int col = int(blockIdx.x) * kSumCols + int(threadIdx.x);
+  float sum = 0.f;
+  if (col < cols)
+    for (int r = int(threadIdx.y); r < rows; r += kSumRows) sum += dy[int64_t(r) * cols + col];
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    float total = 0.f;
+    for (int i = 0; i < kSumRows; ++i) total += partial[i][threadIdx.x];
+    out[col] = total;
+  }
+}
+
+}  // namespace
+
+void dense_forward(Ctx& c, int n, int in, int out, const float* x, const float* w, const float* bias,
+                   ActivationSpec act, float* y) {
+  check_elementwise(act, "dense_forward");
+  if (n <= 0 || out <= 0) return;
+  CNN_CHECK(in > 0, "dense_forward: input width ", in, " must be positive");
+  gemm_row_major(c, false, true, n, out, in, x, in, w, in, y, out);  // y = x W^T
+  if (!bias && act.kind == Activation::Linear) return;
+  const int64_t count = int64_t(n) * out;
+  bias_activation_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, out, bias, act, y);
+  CNN_CUDA_CHECK_LAUNCH("bias_activation_kernel");
+}
+
+void dense_backward_input(Ctx& c, int n, int in, int out, const float* dy, const float* w, float* dx) {
+  if (n <= 0 || in <= 0) return;
+  CNN_CHECK(out > 0, "dense_backward_input: output width ", out, " must be positive");
+  gemm_row_major(c, false, false, n, in, out, dy, out, w, in, dx, in);  // dx = dy W
+}
+
+void dense_backward_params(Ctx& c, int n, int in, int out, const float* x, const float* dy, float* dw,
+                           float* dbias) {
+  if (in <= 0 || out <= 0) return;
+  CNN_CHECK(n > 0, "dense_backward_params: batch ", n, " must be positive");
+  gemm_row_major(c, true, false, out, in, n, dy, out, x, in, dw, in);  // dW = dy^T x
+  if (!dbias) return;
+  const dim3 block(kSumCols, kSumRows);
+  column_sum_kernel<<<unsigned(ceil_div(out, kSumCols)), block, 0, c.stream>>>(dy, n, out, dbias);
+  CNN_CUDA_CHECK_LAUNCH("column_sum_kernel");
+}
+
+}  // namespace cnn::ops::cuda

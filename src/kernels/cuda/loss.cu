@@ -1,0 +1,234 @@
+// Losses and metrics on the GPU, with the CPU reference's formulas (src/kernels/cpu/loss.cpp).
+// Every loss runs one warp per row: the lanes stride over the columns, the row's loss is
+// a warp sum that lane 0 writes, and each lane writes the gradients of the columns it read
+// (so the gradient may alias the input). Gradients carry the 1/rows of the batch mean.
+// Labels were validated by the host; the kernels assume them in range.
+#include "kernels/cuda/common.cuh"
+
+namespace cnn::ops::cuda {
+namespace {
+using ::cnn::cuda::Context;
+using namespace ::cnn::cuda;
+
+constexpr int kThreads = 256;
+constexpr int kRowsPerBlock = kThreads / kWarpSize;
+// Keras's clip for losses on probabilities, rounded to float exactly as the CPU's T(1e-7)
+// and T(1 - 1e-7) are.
+constexpr float kClipLo = float(1e-7);
+constexpr float kClipHi = float(1 - 1e-7);
+
+unsigned row_blocks(int rows) { return unsigned(ceil_div(rows, kRowsPerBlock)); }
+
+// Target j of a row after label smoothing: t (1 - s) + s / cols.
+__device__ __forceinline__ float target_at(TargetKind kind, int label, const float* target_row, float smoothing,
+                                           int cols, int j) {
+  const float t = kind == TargetKind::Labels ? (label == j ? 1.f : 0.f) : target_row[j];
+  return smoothing == 0.f ? t : t * (1.f - smoothing) + smoothing / float(cols);
+}
+
+// loss = sum_j t_j (lse - z_j); dz_j = (softmax_j sum(t) - t_j) / rows, with lse = m + log(sum),
+// m the row max and sum = sum_j exp(z_j - m). Written as (m - z_j) + log(sum) and
+// exp(z_j - m) / sum rather than through lse itself: for logits near +-1000, rounding lse
+// to float would cost |lse| * 2^-24 ~ 6e-5 relative in every probability.
+__global__ void softmax_cross_entropy_kernel(int rows, int cols, const float* logits, TargetKind kind,
+                                             const int32_t* labels, const float* targets, float smoothing,
+                                             float* row_loss, float* dlogits) {
+  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  if (row >= rows) return;  // whole warps leave together
+  const int64_t base = int64_t(row) * cols;
+  const float* z = logits + base;
+  const int label = kind == TargetKind::Labels ? labels[row] : -1;
+  const float* t_row = kind == TargetKind::Labels ? nullptr : targets + base;
+
+  float m = -INFINITY;
+  for (int j = lane; j < cols; j += kWarpSize) m = fmaxf(m, z[j]);
+  m = warp_max(m);
+  float sum = 0.f;
+  for (int j = lane; j < cols; j += kWarpSize) sum += expf(z[j] - m);
+  sum = warp_sum(sum);
+  const float log_sum = logf(sum);
+  float loss = 0.f, t_sum = 0.f;
+  for (int j = lane; j < cols; j += kWarpSize) {
+    const float t = target_at(kind, label, t_row, smoothing, cols, j);
+    loss += t * ((m - z[j]) + log_sum);
+    t_sum += t;
+  }
+  loss = warp_sum(loss);
+  t_sum = warp_sum(t_sum);
+  for (int j = lane; j < cols; j += kWarpSize) {
+    const float t = target_at(kind, label, t_row, smoothing, cols, j);
+    dlogits[base + j] = (expf(z[j] - m) / sum * t_sum - t) / float(rows);
+  }
+  if (lane == 0) row_loss[row] = loss;
+}
+
+// Cross-entropy on probabilities clipped to [1e-7, 1 - 1e-7]; a clipped probability gets
+// no gradient (as in Keras, whose clip has zero derivative there).
+__global__ void cross_entropy_kernel(int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
+                                     const float* targets, float smoothing, float* row_loss, float* dprobs) {
+  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  if (row >= rows) return;
+  const int64_t base = int64_t(row) * cols;
+  const int label = kind == TargetKind::Labels ? labels[row] : -1;
+  const float* t_row = kind == TargetKind::Labels ? nullptr : targets + base;
+  float loss = 0.f;
+  for (int j = lane; j < cols; j += kWarpSize) {
+    const float t = target_at(kind, label, t_row, smoothing, cols, j);
+    const float p = probs[base + j];
+    const bool clipped = p < kClipLo || p > kClipHi;
+    const float pc = fminf(fmaxf(p, kClipLo), kClipHi);
+    loss -= t * logf(pc);
+    dprobs[base + j] = clipped ? 0.f : -t / pc / float(rows);
+  }
+  loss = warp_sum(loss);
+  if (lane == 0) row_loss[row] = loss;
+}
+
+// Mean over the row's columns of (pred - target)^2.
+__global__ void mse_loss_kernel(int rows, int cols, const float* pred, const float* targets, float* row_loss,
+                                float* dpred) {
+  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  if (row >= rows) return;
+  const int64_t base = int64_t(row) * cols;
+  float loss = 0.f;
+  for (int j = lane; j < cols; j += kWarpSize) {
+    const float d = pred[base + j] - targets[base + j];
+    loss += d * d;
+    dpred[base + j] = 2.f * d / float(cols) / float(rows);
+  }
+  loss = warp_sum(loss);
+  if (lane == 0) row_loss[row] = loss / float(cols);
+}
+
+// Mean over the row of -(t log p + (1 - t) log(1 - p)), p clipped as in cross_entropy.
+__global__ void binary_cross_entropy_kernel(int rows, int cols, const float* probs, const float* targets,
+                                            float* row_loss, float* dprobs) {
+  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  if (row >= rows) return;
+  const int64_t base = int64_t(row) * cols;
+  float loss = 0.f;
+  for (int j = lane; j < cols; j += kWarpSize) {
+    const float t = targets[base + j], p = probs[base + j];
+    const bool clipped = p < kClipLo || p > kClipHi;
+    const float pc = fminf(fmaxf(p, kClipLo), kClipHi);
+    loss -= t * logf(pc) + (1.f - t) * logf(1.f - pc);
+    dprobs[base + j] = clipped ? 0.f : (-t / pc + (1.f - t) / (1.f - pc)) / float(cols) / float(rows);
+  }
+  loss = warp_sum(loss);
+  if (lane == 0) row_loss[row] = loss / float(cols);
+}
+
+// The same loss on logits z, written so no exp overflows: max(z, 0) - z t + log(1 + e^-|z|).
+__global__ void binary_cross_entropy_logits_kernel(int rows, int cols, const float* logits, const float* targets,
+                                                   float* row_loss, float* dlogits) {
+  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  if (row >= rows) return;
+  const int64_t base = int64_t(row) * cols;
+  float loss = 0.f;
+  for (int j = lane; j < cols; j += kWarpSize) {
+    const float z = logits[base + j], t = targets[base + j];
+    loss += fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z)));
+    dlogits[base + j] = (sigmoid(z) - t) / float(cols) / float(rows);
+  }
+  loss = warp_sum(loss);
+  if (lane == 0) row_loss[row] = loss / float(cols);
+}
+
+// One block for the whole batch (a few hundred rows: launch latency dominates any
+// parallelism beyond that), so the sums are formed in a fixed order: each warp takes rows
+// warp, warp + 16, ..., then thread 0 adds the warps' totals in order.
+constexpr int kMetricThreads = 512;
+__global__ void __launch_bounds__(kMetricThreads)
+    accumulate_metrics_kernel(int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
+                              const int32_t* labels, const float* targets, bool scores_are_logits, double* accum) {
+  constexpr int kWarps = kMetricThreads / kWarpSize;
+  __shared__ double warp_loss[kWarps], warp_correct[kWarps];
+  const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
+  double loss = 0.0, correct = 0.0;  // meaningful in lane 0
+  for (int r = warp; r < rows; r += kWarps) {
+    const int64_t base = int64_t(r) * cols;
+    loss += double(row_loss[r]);
+    if (kind == TargetKind::Binary) {
+      int hits = 0;
+      for (int j = lane; j < cols; j += kWarpSize) {
+        const float s = scores[base + j];
+        const bool predicted = scores_are_logits ? s > 0.f : s > 0.5f;
+        hits += predicted == (targets[base + j] > 0.5f) ? 1 : 0;
+      }
+      correct += double(warp_sum(hits));
+    } else {
+      const int predicted = warp_argmax(scores + base, cols, lane);
+      const int expected = kind == TargetKind::Labels ? labels[r] : warp_argmax(targets + base, cols, lane);
+      correct += predicted == expected ? 1.0 : 0.0;
+    }
+  }
+  if (lane == 0) {
+    warp_loss[warp] = loss;
+    warp_correct[warp] = correct;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total_loss = 0.0, total_correct = 0.0;
+    for (int w = 0; w < kWarps; ++w) {
+      total_loss += warp_loss[w];
+      total_correct += warp_correct[w];
+    }
+    accum[0] += total_loss;
+    accum[1] += total_correct;
+  }
+}
+
+}  // namespace
+
+void softmax_cross_entropy(Ctx& c, int rows, int cols, const float* logits, TargetKind kind, const int32_t* labels,
+                           const float* targets, float smoothing, float* row_loss, float* dlogits) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, logits, kind, labels, targets,
+                                                                             smoothing, row_loss, dlogits);
+  CNN_CUDA_CHECK_LAUNCH("softmax_cross_entropy_kernel");
+}
+
+void cross_entropy(Ctx& c, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
+                   const float* targets, float smoothing, float* row_loss, float* dprobs) {
+  if (rows <= 0 || cols <= 0) return;
+  cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, probs, kind, labels, targets,
+                                                                     smoothing, row_loss, dprobs);
+  CNN_CUDA_CHECK_LAUNCH("cross_entropy_kernel");
+}
+
+void mse_loss(Ctx& c, int rows, int cols, const float* pred, const float* targets, float* row_loss, float* dpred) {
+  if (rows <= 0 || cols <= 0) return;
+  mse_loss_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, pred, targets, row_loss, dpred);
+  CNN_CUDA_CHECK_LAUNCH("mse_loss_kernel");
+}
+
+void binary_cross_entropy(Ctx& c, int rows, int cols, const float* probs, const float* targets, float* row_loss,
+                          float* dprobs) {
+  if (rows <= 0 || cols <= 0) return;
+  binary_cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, probs, targets, row_loss,
+                                                                            dprobs);
+  CNN_CUDA_CHECK_LAUNCH("binary_cross_entropy_kernel");
+}
+
+void binary_cross_entropy_logits(Ctx& c, int rows, int cols, const float* logits, const float* targets,
+                                 float* row_loss, float* dlogits) {
+  if (rows <= 0 || cols <= 0) return;
+  binary_cross_entropy_logits_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, logits, targets,
+                                                                                   row_loss, dlogits);
+  CNN_CUDA_CHECK_LAUNCH("binary_cross_entropy_logits_kernel");
+}
+
+void accumulate_metrics(Ctx& c, int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
+                        const int32_t* labels, const float* targets, bool scores_are_logits, double* accum) {
+  if (rows <= 0 || cols <= 0) return;
+  accumulate_metrics_kernel<<<1, kMetricThreads, 0, c.stream>>>(rows, cols, row_loss, scores, kind, labels, targets,
+                                                                scores_are_logits, accum);
+  CNN_CUDA_CHECK_LAUNCH("accumulate_metrics_kernel");
+}
+
+}  // namespace cnn::ops::cuda
