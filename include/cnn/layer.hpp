@@ -78,6 +78,10 @@ class Layer {
   virtual void backward(const Exec& e, const LayerBuffers<float>& b) = 0;
   virtual void backward(const Exec& e, const LayerBuffers<double>& b) = 0;
 
+  // True for layers that draw random numbers from Exec.seed in training (dropout): their
+  // steps cannot be replayed from a recorded CUDA graph.
+  virtual bool uses_random() const { return false; }
+
   // The activation applied to the output (Linear for layers without one).
   virtual Activation activation() const { return Activation::Linear; }
   // Called by the model when it fuses this (last) layer's softmax or sigmoid into the loss:

@@ -244,6 +244,7 @@ class Dropout : public Layer {
   Shape build(const Shape& input_shape) override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Dropout>(*this); }
+  bool uses_random() const override { return rate_ > 0; }
   CNN_LAYER_COMPUTE_DECLS
 
   float rate() const { return rate_; }

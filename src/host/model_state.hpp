@@ -2,6 +2,7 @@
 // The runtime behind Sequential: compiled shapes, the flat parameter/gradient/optimizer
 // buffers, the activation arena planned for the largest batch, and the loss plan.
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "buffer.hpp"
@@ -57,6 +58,12 @@ struct Sequential::State {
   // Profiling (set_profiling): per layer, then loss and optimizer.
   bool profile = false;
   std::vector<Sequential::LayerTiming> timings;
+
+  // CUDA graphs of the training step (training.cpp): batch sizes run once already, whether
+  // graphs are allowed, and whether the learning rate is constant for the current fit.
+  std::set<int64_t> graph_warm;
+  bool graphs_enabled = true;
+  bool constant_lr = true;
 
   uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
   Buffer<float> augmented;  // augmentation output before it replaces the input batch

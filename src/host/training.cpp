@@ -79,6 +79,11 @@ Targets prepare_targets(const State& s, const Tensor& y, int64_t rows, const cha
 
 void ensure_arena(State& s, const Layers& layers, int batch) {
   if (batch <= s.planned_batch) return;
+  // Recorded graphs point at the buffers being replaced (and at layer scratch that may grow).
+  s.graph_warm.clear();
+#if CNN_WITH_CUDA
+  if (s.cuda) cuda::clear_graphs(*s.cuda);
+#endif
   const Device d = s.device;
   const size_t B = size_t(batch);
   s.act_offset.clear();
@@ -101,17 +106,35 @@ void ensure_arena(State& s, const Layers& layers, int batch) {
 }
 
 // Copies the given rows of x and of the targets into the device buffers.
+// Host memory to fill for an upload to the GPU: pinned, and copied without a host
+// synchronisation (cuda::upload_staging / upload).
+void* staging_for(State& s, size_t bytes) {
+#if CNN_WITH_CUDA
+  return cuda::upload_staging(*s.cuda, bytes);
+#else
+  (void)s;
+  (void)bytes;
+  fail("CUDA upload requested, but ", cuda_unavailable_reason());
+#endif
+}
+void upload_staged(State& s, void* device_dst, const void* staging, size_t bytes) {
+#if CNN_WITH_CUDA
+  cuda::upload(*s.cuda, device_dst, staging, bytes);
+#else
+  (void)s;
+  (void)device_dst;
+  (void)staging;
+  (void)bytes;
+#endif
+}
+
 // Copies the given rows of x and of the targets into the device buffers. With
 // mirror_epoch >= 0, images whose data-set index + mirror_epoch is odd are mirrored
 // left-right on the way (the "alternate" flip: each image flips every other epoch).
 void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n, int64_t mirror_epoch = -1) {
   const int64_t in = s.input_size;
-  thread_local std::vector<float> staging;
-  float* dst = s.input.data();
-  if (s.device != Device::CPU) {
-    staging.resize(size_t(n * in));
-    dst = staging.data();
-  }
+  const bool on_gpu = s.device != Device::CPU;
+  float* dst = on_gpu ? static_cast<float*>(staging_for(s, size_t(n * in) * sizeof(float))) : s.input.data();
   const int64_t w = s.input_shape.back();
   for (int i = 0; i < n; ++i) {
     const float* src = x.data() + rows[i] * in;
@@ -122,19 +145,19 @@ void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows
       std::copy_n(src, in, out);
     }
   }
-  if (s.device != Device::CPU) memory::copy(s.input.data(), s.device, dst, Device::CPU, size_t(n * in) * sizeof(float));
+  if (on_gpu) upload_staged(s, s.input.data(), dst, size_t(n * in) * sizeof(float));
 
   if (t.kind == ops::TargetKind::Labels) {
-    thread_local std::vector<int32_t> labels;
-    labels.resize(size_t(n));
-    for (int i = 0; i < n; ++i) labels[size_t(i)] = t.labels[size_t(rows[i])];
-    memory::copy(s.labels.data(), s.device, labels.data(), Device::CPU, size_t(n) * sizeof(int32_t));
+    const size_t bytes = size_t(n) * sizeof(int32_t);
+    int32_t* labels = on_gpu ? static_cast<int32_t*>(staging_for(s, bytes)) : s.labels.data();
+    for (int i = 0; i < n; ++i) labels[i] = t.labels[size_t(rows[i])];
+    if (on_gpu) upload_staged(s, s.labels.data(), labels, bytes);
   } else {
     const int64_t k = t.cols;
-    thread_local std::vector<float> dense;
-    dense.resize(size_t(n * k));
-    for (int i = 0; i < n; ++i) std::copy_n(t.dense.data() + rows[i] * k, k, dense.data() + int64_t(i) * k);
-    memory::copy(s.targets.data(), s.device, dense.data(), Device::CPU, dense.size() * sizeof(float));
+    const size_t bytes = size_t(n * k) * sizeof(float);
+    float* dense = on_gpu ? static_cast<float*>(staging_for(s, bytes)) : s.targets.data();
+    for (int i = 0; i < n; ++i) std::copy_n(t.dense.data() + rows[i] * k, k, dense + int64_t(i) * k);
+    if (on_gpu) upload_staged(s, s.targets.data(), dense, bytes);
   }
 }
 
@@ -213,7 +236,6 @@ void backward(State& s, const Layers& layers, int n) {
 void optimizer_step(State& s) {
   const Exec e = s.exec(true);
   const CompileOptions& o = s.opt;
-  ++s.step;
   for (const auto& seg : s.trainable_segments) {
     const int64_t begin = seg.begin, count = seg.end - seg.begin;
     float* p = s.params.data() + begin;
@@ -291,7 +313,19 @@ struct StepPlace {
 
 // One training step. On the CPU the loss and the gradients are checked before the update,
 // so a NaN never reaches the weights and the message names the exact step.
-void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n, const StepPlace* guard = nullptr) {
+// A step can be replayed from a CUDA graph when nothing in it changes from step to step
+// but the data: SGD (Adam's bias correction changes every step), a constant learning rate,
+// and no layer drawing random numbers (dropout). Profiling times layers one by one.
+[[maybe_unused]] bool graphable(const State& s, const Layers& layers) {
+  if (s.device != Device::CUDA || s.profile || !s.graphs_enabled || s.opt.optimizer != "sgd" || s.lr_factor != 1.0f ||
+      !s.constant_lr)
+    return false;
+  for (const auto& l : layers)
+    if (l->uses_random()) return false;
+  return true;
+}
+
+void step_kernels(State& s, const Layers& layers, ops::TargetKind kind, int n, const StepPlace* guard) {
   forward(s, layers, n, true);
   timed(s, layers.size(), true, [&] { loss_and_gradient(s, layers, kind, n); });
   const bool check = guard && s.device == Device::CPU;
@@ -300,6 +334,40 @@ void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n,
   if (check && !s.grads.empty() && !all_finite(s.grads.data(), size_t(s.param_total), s.device))
     non_finite_error(s, layers, n, *guard, true);
   timed(s, layers.size() + 1, false, [&] { optimizer_step(s); });
+}
+
+// One training step. On the CPU the loss and the gradients are checked before the update,
+// so a NaN never reaches the weights and the message names the exact step. On the GPU a
+// step is captured into a CUDA graph on its second run at a batch size and replayed after,
+// which removes the per-kernel launch cost (small nets are launch-bound).
+void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n, const StepPlace* guard = nullptr) {
+  ++s.step;
+#if CNN_WITH_CUDA
+  if (graphable(s, layers)) {
+    // Graph keys include the target kind: it selects different loss kernels.
+    const int64_t key = int64_t(n) * 4 + int64_t(kind);
+    if (cuda::replay(*s.cuda, key)) return;
+    if (s.graph_warm.count(key)) {  // warmed up: every buffer this step touches exists
+      cuda::capture_begin(*s.cuda);
+      try {
+        step_kernels(s, layers, kind, n, guard);
+      } catch (...) {
+        try {
+          cuda::capture_end(*s.cuda, -1);  // leave capture mode; the partial graph is dropped below
+        } catch (...) {
+        }
+        cuda::clear_graphs(*s.cuda);
+        s.graphs_enabled = false;  // fall back to plain launches from now on
+        throw;
+      }
+      cuda::capture_end(*s.cuda, key);
+      cuda::replay(*s.cuda, key);
+      return;
+    }
+    s.graph_warm.insert(key);
+  }
+#endif
+  step_kernels(s, layers, kind, n, guard);
 }
 
 // Inference forward of the loaded batch, averaged over the test-time augmentation views:
@@ -482,6 +550,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
             o.validation_split);
   CNN_CHECK(!(o.validation_split > 0 && o.validation_data), "fit: give validation_split or validation_data, not both");
   check_schedule(o.lr_schedule);
+  s.constant_lr = o.lr_schedule.kind == "constant";
   CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
             " must be in [0, epochs]");
   const Tensor x_all = x_in.to(Device::CPU);
@@ -593,6 +662,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
   }
   s.lr_factor = 1.0f;
+  s.constant_lr = true;
   for (const auto& cb : o.callbacks) cb->on_train_end(*this);
   return history;
 }

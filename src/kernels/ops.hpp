@@ -189,6 +189,20 @@ struct Context;
 Context* create_context();  // throws cnn::Error when no GPU is usable
 void destroy_context(Context* ctx);
 void synchronize(Context& ctx);  // waits for the context's stream; reports any kernel error
+
+// Uploads without a host synchronisation: fill the pinned host buffer that upload_staging
+// returns, then upload() queues its copy on the context's stream. Staging buffers come from
+// a ring; a slot is reused only after its previous copy has left it.
+void* upload_staging(Context& ctx, size_t bytes);
+void upload(Context& ctx, void* device_dst, const void* staging, size_t bytes);
+
+// CUDA graphs of repeated work (one training step per batch size): capture_begin/end record
+// what is queued on the stream in between under `key`; replay launches it again and returns
+// false when nothing is recorded under `key`. clear_graphs forgets them all.
+void capture_begin(Context& ctx);
+void capture_end(Context& ctx, int64_t key);
+bool replay(Context& ctx, int64_t key);
+void clear_graphs(Context& ctx);
 }  // namespace cnn::cuda
 
 namespace cnn::ops::cuda {

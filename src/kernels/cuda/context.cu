@@ -60,6 +60,11 @@ Context::~Context() {
   // Errors are ignored here: a destructor must not throw, and a failed teardown leaves
   // nothing the caller could act on.
   if (stream) (void)cudaStreamSynchronize(stream);
+  for (auto& [key, exec] : graphs) (void)cudaGraphExecDestroy(exec);
+  for (auto& slot : staging) {
+    if (slot.host) (void)cudaFreeHost(slot.host);
+    if (slot.copied) (void)cudaEventDestroy(slot.copied);
+  }
   if (scratch_) memory::cuda_release(scratch_);
   if (cublas) (void)cublasDestroy(cublas);
   if (stream) (void)cudaStreamDestroy(stream);
@@ -100,6 +105,66 @@ void destroy_context(Context* ctx) { delete ctx; }
 void synchronize(Context& ctx) {
   CNN_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   CNN_CUDA_CHECK(cudaGetLastError());
+}
+
+void* upload_staging(Context& ctx, size_t bytes) {
+  const int index = ctx.staging_next;
+  ctx.staging_next = (index + 1) % Context::kStagingSlots;
+  Context::StagingSlot& slot = ctx.staging[index];
+  // Waits only for this slot's previous copy, queued kStagingSlots uploads ago.
+  if (slot.pending) CNN_CUDA_CHECK(cudaEventSynchronize(slot.copied));
+  slot.pending = false;
+  if (!slot.copied) CNN_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+  if (slot.bytes < bytes) {
+    if (slot.host) CNN_CUDA_CHECK(cudaFreeHost(slot.host));
+    slot.host = nullptr;
+    slot.bytes = 0;
+    CNN_CUDA_CHECK(cudaMallocHost(&slot.host, bytes));
+    slot.bytes = bytes;
+  }
+  ctx.staging_last = index;
+  return slot.host;
+}
+
+void upload(Context& ctx, void* device_dst, const void* staging, size_t bytes) {
+  CNN_CHECK(ctx.staging_last >= 0 && ctx.staging[ctx.staging_last].host == staging &&
+                bytes <= ctx.staging[ctx.staging_last].bytes,
+            "cnn::cuda::upload: the source must be the buffer the last upload_staging call returned");
+  Context::StagingSlot& slot = ctx.staging[ctx.staging_last];
+  CNN_CUDA_CHECK(cudaMemcpyAsync(device_dst, staging, bytes, cudaMemcpyHostToDevice, ctx.stream));
+  CNN_CUDA_CHECK(cudaEventRecord(slot.copied, ctx.stream));
+  slot.pending = true;
+  ctx.staging_last = -1;
+}
+
+void capture_begin(Context& ctx) {
+  CNN_CUDA_CHECK(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal));
+}
+
+void capture_end(Context& ctx, int64_t key) {
+  cudaGraph_t graph = nullptr;
+  CNN_CUDA_CHECK(cudaStreamEndCapture(ctx.stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  if (err != cudaSuccess) detail::cuda_failed(err, "cudaGraphInstantiate", __FILE__, __LINE__);
+  auto [it, fresh] = ctx.graphs.emplace(key, exec);
+  if (!fresh) {
+    (void)cudaGraphExecDestroy(it->second);
+    it->second = exec;
+  }
+}
+
+bool replay(Context& ctx, int64_t key) {
+  const auto it = ctx.graphs.find(key);
+  if (it == ctx.graphs.end()) return false;
+  CNN_CUDA_CHECK(cudaGraphLaunch(it->second, ctx.stream));
+  return true;
+}
+
+void clear_graphs(Context& ctx) {
+  for (auto& [key, exec] : ctx.graphs) (void)cudaGraphExecDestroy(exec);
+  ctx.graphs.clear();
 }
 
 }  // namespace cuda

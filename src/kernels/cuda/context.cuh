@@ -12,6 +12,8 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <unordered_map>
 
 #include "kernels/ops.hpp"
 
@@ -32,6 +34,20 @@ struct Context {
   // on `stream` before that call may still be using the previous buffer, which is why a
   // larger request waits for the stream before it gives the old buffer back).
   float* scratch(size_t count);
+
+  // Pinned staging ring for upload_staging/upload (see ops.hpp).
+  struct StagingSlot {
+    void* host = nullptr;
+    size_t bytes = 0;
+    cudaEvent_t copied = nullptr;  // recorded after the slot's last copy
+    bool pending = false;
+  };
+  static constexpr int kStagingSlots = 8;
+  StagingSlot staging[kStagingSlots];
+  int staging_next = 0, staging_last = -1;
+
+  // Instantiated graphs by key (capture_end / replay).
+  std::unordered_map<int64_t, cudaGraphExec_t> graphs;
 
  private:
   float* scratch_ = nullptr;
