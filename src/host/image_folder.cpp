@@ -38,20 +38,64 @@ void check_size(const std::string& path, int64_t width, int64_t height) {
             detail::kMaxImageSide, " (", detail::kMaxImagePixels, " pixels) this loader accepts; refused before decoding");
 }
 
+using FilePtr = std::unique_ptr<FILE, int (*)(FILE*)>;
+
+int64_t be32(const uint8_t* p) {
+  return (int64_t(p[0]) << 24) | (int64_t(p[1]) << 16) | (int64_t(p[2]) << 8) | int64_t(p[3]);
+}
+int64_t le32(const uint8_t* p) {
+  return int64_t(p[0]) | (int64_t(p[1]) << 8) | (int64_t(p[2]) << 16) | (int64_t(p[3]) << 24);
+}
+
 // PNG stores its size in the first chunk (IHDR): read it ourselves so that a huge size is
-// reported as such (stb_image's own check only says "too large").
-void precheck_png_size(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) return;
+// reported as such (stb_image's own check only says "too large"). Then walk the chunks: one
+// claiming more bytes than the file has left is refused here, because stb_image allocates a
+// chunk's claimed length before reading it (an 80-byte file could ask for 2 GiB).
+void precheck_png(const std::string& path, FILE* f, int64_t file_size) {
   std::array<uint8_t, 24> h{};
-  if (std::fread(h.data(), 1, h.size(), f.get()) != h.size()) return;
-  static constexpr std::array<uint8_t, 8> sig = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (!std::equal(sig.begin(), sig.end(), h.begin()) || std::string(h.begin() + 12, h.begin() + 16) != "IHDR") return;
-  auto be32 = [&](int at) {
-    return (int64_t(h[size_t(at)]) << 24) | (int64_t(h[size_t(at + 1)]) << 16) | (int64_t(h[size_t(at + 2)]) << 8) |
-           int64_t(h[size_t(at + 3)]);
-  };
-  check_size(path, be32(16), be32(20));
+  if (std::fread(h.data(), 1, h.size(), f) != h.size()) return;  // stb_image names the problem
+  if (std::string(h.begin() + 12, h.begin() + 16) == "IHDR") check_size(path, be32(&h[16]), be32(&h[20]));
+  int64_t at = 8;
+  while (at + 8 <= file_size) {
+    std::array<uint8_t, 8> chunk{};
+    if (std::fseek(f, long(at), SEEK_SET) != 0 || std::fread(chunk.data(), 1, 8, f) != 8) return;
+    const int64_t length = be32(chunk.data());
+    std::string type(chunk.begin() + 4, chunk.end());
+    for (char& c : type) c = std::isalpha(static_cast<unsigned char>(c)) ? c : '?';
+    CNN_CHECK(length <= file_size - at - 8, "image ", path, " is a PNG whose '", type, "' chunk at byte ", at,
+              " claims ", length, " bytes, more than the ", file_size, "-byte file has left: it is truncated or corrupt");
+    if (type == "IEND") return;
+    at += 12 + length;
+  }
+}
+
+// An uncompressed BMP must hold its rows: stb_image would decode a truncated one as black.
+void precheck_bmp(const std::string& path, FILE* f, int64_t file_size) {
+  std::array<uint8_t, 34> h{};
+  if (std::fread(h.data(), 1, h.size(), f) != h.size()) return;  // stb_image names the problem
+  const int64_t offset = le32(&h[10]), header = le32(&h[14]);
+  int64_t width = 0, height = 0, bits = 0, compression = 0;
+  if (header == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+    width = int64_t(h[18]) | (int64_t(h[19]) << 8);
+    height = int64_t(h[20]) | (int64_t(h[21]) << 8);
+    bits = int64_t(h[24]) | (int64_t(h[25]) << 8);
+  } else if (header >= 40) {
+    width = int32_t(uint32_t(le32(&h[18])));
+    height = int32_t(uint32_t(le32(&h[22])));
+    bits = int64_t(h[28]) | (int64_t(h[29]) << 8);
+    compression = le32(&h[30]);
+  } else {
+    return;
+  }
+  height = height < 0 ? -height : height;  // negative: rows top to bottom
+  if (width <= 0 || height <= 0 || bits <= 0 || bits > 32) return;
+  check_size(path, width, height);
+  if (compression != 0 && compression != 3) return;  // RLE and the rest: stb_image refuses them
+  // Rows are padded to 4 bytes; the last row's padding may be missing.
+  const int64_t row = (width * bits + 31) / 32 * 4;
+  const int64_t needed = offset + row * (height - 1) + (width * bits + 7) / 8;
+  CNN_CHECK(needed <= file_size, "image ", path, " is a ", width, "x", height, " BMP that needs ", needed,
+            " bytes, but the file has ", file_size, ": it is truncated");
 }
 
 // What the first bytes say the file is, for error messages.
@@ -67,28 +111,145 @@ std::string sniff(const std::string& path) {
   return std::string("; it starts like a ") + kind + " file, so it is probably truncated or corrupt";
 }
 
+// Reads a file byte by byte through a buffer.
+class ByteReader {
+ public:
+  explicit ByteReader(FILE* f) : f_(f), buffer_(size_t(1) << 16) {}
+  int get() {  // -1 at the end
+    if (pos_ == len_) {
+      len_ = std::fread(buffer_.data(), 1, buffer_.size(), f_);
+      pos_ = 0;
+      if (len_ == 0) return -1;
+    }
+    return buffer_[pos_++];
+  }
+
+ private:
+  FILE* f_;
+  std::vector<uint8_t> buffer_;
+  size_t pos_ = 0, len_ = 0;
+};
+
+// stb_image 2.27 (Debian 12's libstb) trusts two things in a JPEG that a corrupt file can break:
+// a Huffman table (DHT) of more than 256 codes overruns the table it is read into, and a scan
+// that uses a Huffman table no DHT segment has defined decodes with uninitialised memory
+// (garbage lookups: out-of-bounds reads, or stb_image's assert aborting the process). Both are
+// refused here; everything else is left to stb_image.
+void precheck_jpeg(const std::string& path, FILE* f) {
+  ByteReader r(f);
+  auto get = [&] { return std::max(r.get(), 0); };  // like stb_image, zeros past the end
+  if (r.get() != 0xFF || r.get() != 0xD8) return;
+  std::array<bool, 4> dc_defined{}, ac_defined{};
+  bool progressive = false;
+  std::vector<uint8_t> segment;
+  for (;;) {
+    int b = r.get();
+    if (b < 0) return;
+    if (b != 0xFF) continue;  // entropy-coded data
+    int m = r.get();
+    while (m == 0xFF) m = r.get();
+    if (m < 0 || m == 0xD9) return;  // the end, or EOI
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;  // stuffing, TEM, RSTn, SOI
+    const int hi = r.get(), lo = r.get();
+    if (lo < 0 || ((hi << 8) | lo) < 2) return;  // stb_image reports it
+    int left = ((hi << 8) | lo) - 2;
+    if (m == 0xC4) {
+      // DHT: tables of (class << 4 | id, 16 code counts, the codes' values), read as stb_image
+      // reads them: table after table while the segment has bytes left, even past its end.
+      while (left > 0) {
+        const int q = get(), table_class = q >> 4, id = q & 15;
+        if (table_class > 1 || id > 3) return;  // stb_image reports it
+        int codes = 0;
+        for (int i = 0; i < 16; ++i) codes += get();
+        CNN_CHECK(codes <= 256, "image ", path, " is a corrupt JPEG: a Huffman table holds ", codes,
+                  " codes (at most 256)");
+        (table_class == 0 ? dc_defined : ac_defined)[size_t(id)] = true;
+        for (int i = 0; i < codes; ++i) get();
+        left -= 17 + codes;
+      }
+      if (left != 0) return;  // stb_image reports it
+      continue;
+    }
+    segment.assign(size_t(left), 0);
+    for (uint8_t& x : segment) x = uint8_t(get());
+    if (m == 0xC2) progressive = true;
+    if (m == 0xDA) {  // SOS: components (id, DC table << 4 | AC table), Ss, Se, Ah << 4 | Al
+      const size_t components = segment.empty() ? 0 : segment[0];
+      if (components < 1 || components > 4 || segment.size() != 4 + 2 * components) return;  // stb_image reports it
+      const int ss = segment[1 + 2 * components], ah = segment[3 + 2 * components] >> 4;
+      // Progressive scans use the DC table only in a first DC scan, the AC table only in AC scans.
+      const bool uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss > 0;
+      for (size_t c = 0; c < components; ++c) {
+        const int dc = segment[2 + 2 * c] >> 4, ac = segment[2 + 2 * c] & 15;
+        if (dc > 3 || ac > 3) return;  // stb_image reports it
+        CNN_CHECK((!uses_dc || dc_defined[size_t(dc)]) && (!uses_ac || ac_defined[size_t(ac)]), "image ", path,
+                  " is a corrupt JPEG: a scan uses a Huffman table that no DHT segment defines");
+      }
+    }
+  }
+}
+
+// The most pixels a PNG, JPEG or BMP file can hold per byte: deflate packs at most 1,032 bytes
+// into one, and a 1-bit PNG holds 8 pixels a byte (JPEG needs at least a bit per 8x8 block;
+// BMP stores every pixel). A header claiming more pixels than that for its file's size
+// belongs to a truncated or forged file, and decoding it would allocate for nothing.
+constexpr int64_t kMaxPixelsPerByte = 8 * 1032;
+
 ImageInfo probe(const std::string& path) {
   std::error_code ec;
   CNN_CHECK(fs::is_regular_file(path, ec), "image ", path, " does not exist or is not a file");
-  precheck_png_size(path);
+  const auto file_size = int64_t(fs::file_size(path, ec));
+  CNN_CHECK(!ec, "image ", path, ": cannot read its size: ", ec.message());
+  // Only PNG, JPEG and BMP are decoded: stb_image would also decode GIF, PSD, TGA, HDR, PIC and
+  // PNM content under any file name, which this loader does not promise (nor test).
+  FilePtr f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  CNN_CHECK(f != nullptr, "image ", path, " cannot be opened");
+  std::array<uint8_t, 8> head{};
+  const size_t got = std::fread(head.data(), 1, head.size(), f.get());
+  static constexpr std::array<uint8_t, 8> png_signature = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  const bool png = got == 8 && head == png_signature;
+  const bool jpeg = got >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF;
+  const bool bmp = got >= 2 && head[0] == 'B' && head[1] == 'M';
+  if (!png && !jpeg && !bmp) fail("image ", path, " is not a readable PNG/JPEG/BMP image", sniff(path));
+  std::rewind(f.get());
+  if (png) precheck_png(path, f.get(), file_size);
+  if (bmp) precheck_bmp(path, f.get(), file_size);
+  if (jpeg) precheck_jpeg(path, f.get());
+  f.reset();
   ImageInfo info;
   if (!stbi_info(path.c_str(), &info.width, &info.height, &info.components))
     fail("image ", path, " is not a readable PNG/JPEG/BMP image (stb_image: ", stb_reason(), ")", sniff(path));
   CNN_CHECK(info.width > 0 && info.height > 0, "image ", path, " has size ", info.width, "x", info.height);
   check_size(path, info.width, info.height);
+  CNN_CHECK(int64_t(info.width) * info.height <= kMaxPixelsPerByte * file_size, "image ", path, " claims ",
+            info.width, "x", info.height, " pixels but has only ", file_size, " bytes, more pixels than a PNG, JPEG or ",
+            "BMP of that size can hold: it is truncated or corrupt; refused before decoding");
   return info;
 }
 
-// Decodes `path` (already probed) into out[channels][height][width], resized nearest-neighbour.
-void decode_into(const std::string& path, const ImageInfo& info, int channels, int height, int width, float* out) {
+// Decoded 8-bit pixels: `want` channels (1 grey, 3 RGB), w x h.
+struct Pixels {
+  std::unique_ptr<stbi_uc, void (*)(void*)> data{nullptr, &stbi_image_free};
+  int w = 0, h = 0, want = 0;
+};
+
+// Decodes `path` (already probed) for `channels` output channels.
+Pixels decode(const std::string& path, const ImageInfo& info, int channels) {
   // Grey sources decode as one channel (exact); colour sources as RGB, made grey with BT.601.
-  const int want = (channels == 1 && info.components <= 2) ? 1 : 3;
-  int w = 0, h = 0, n = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &n, want), &stbi_image_free);
-  if (!pixels) fail("image ", path, " cannot be decoded: ", stb_reason());
-  CNN_CHECK(w == info.width && h == info.height, "image ", path, " decoded as ", w, "x", h, " but its header says ",
-            info.width, "x", info.height);
-  const stbi_uc* p = pixels.get();
+  Pixels px;
+  px.want = (channels == 1 && info.components <= 2) ? 1 : 3;
+  int n = 0;
+  px.data.reset(stbi_load(path.c_str(), &px.w, &px.h, &n, px.want));
+  if (!px.data) fail("image ", path, " cannot be decoded: ", stb_reason());
+  CNN_CHECK(px.w == info.width && px.h == info.height, "image ", path, " decoded as ", px.w, "x", px.h,
+            " but its header says ", info.width, "x", info.height);
+  return px;
+}
+
+// Writes decoded pixels into out[channels][height][width], resized nearest-neighbour.
+void resample(const Pixels& pixels, int channels, int height, int width, float* out) {
+  const int w = pixels.w, h = pixels.h, want = pixels.want;
+  const stbi_uc* p = pixels.data.get();
   constexpr float s = 1.0f / 255.0f;
   const int64_t plane = int64_t(height) * width;
   for (int y = 0; y < height; ++y) {
@@ -132,8 +293,10 @@ Tensor load_image(const std::string& path, int channels, int height, int width) 
     height = info.height;
     width = info.width;
   }
+  // Decoded first: a file that does not decode fails before the (4x larger) tensor exists.
+  const Pixels pixels = decode(path, info, channels);
   Tensor t({1, channels, height, width});
-  decode_into(path, info, channels, height, width, t.data());
+  resample(pixels, channels, height, width, t.data());
   return t;
 }
 
@@ -171,7 +334,7 @@ Dataset load_image_folder(const std::string& dir, int channels, int height, int 
   d.y = Tensor({n});
   for (int64_t i = 0; i < n; ++i) {
     const auto& [path, label] = files[size_t(i)];
-    decode_into(path, probe(path), channels, height, width, d.x.data() + i * per_image);
+    resample(decode(path, probe(path), channels), channels, height, width, d.x.data() + i * per_image);
     d.y.data()[i] = float(label);
   }
   return d;

@@ -100,7 +100,7 @@ int64_t saturating_numel(const Shape& shape) {
 // left to it.
 void check_size(Sequential& model, const Shape& input, int64_t max_params, const std::string& budget) {
   CNN_CHECK(saturating_numel(input) <= kMaxSampleValues, "model JSON: \"input_shape\" ", shape_str(input),
-            " has more than ", kMaxSampleValues, " values per sample");
+            " has more than ", kMaxSampleValues, " values per sample; refused before allocating");
   Shape shape = input;
   int64_t params = 0;
   for (size_t i = 0; i < model.size(); ++i) {
@@ -110,13 +110,13 @@ void check_size(Sequential& model, const Shape& input, int64_t max_params, const
     } catch (const Error&) {
       return;
     }
-    CNN_CHECK(saturating_numel(shape) <= kMaxSampleValues, "model JSON: layer ", i, " (", l.type(), ") outputs ",
-              shape_str(shape), " per sample, more than ", kMaxSampleValues, " values");
     for (const ParamSpec& p : l.param_specs())
       if (__builtin_add_overflow(params, saturating_numel(p.shape), &params)) params = INT64_MAX;
     CNN_CHECK(params <= max_params, "model JSON: the layers up to layer ", i, " (", l.type(), ") already hold ",
               params == INT64_MAX ? std::string("over 2^63") : std::to_string(params), " parameters, more than ",
               budget, "; refused before allocating them");
+    CNN_CHECK(saturating_numel(shape) <= kMaxSampleValues, "model JSON: layer ", i, " (", l.type(), ") outputs ",
+              shape_str(shape), " per sample, more than ", kMaxSampleValues, " values; refused before allocating");
   }
 }
 
@@ -369,8 +369,9 @@ class ModelFile {
     Sequential m;
     try {
       m = describe(arch, int64_t(data_size_ / sizeof(float)),
-                   "the " + std::to_string(data_size_ / sizeof(float)) + " the file's " + std::to_string(data_size_) +
-                       "-byte data section holds");
+                   "the " + std::to_string(data_size_ / sizeof(float)) + " whose weights fit in the file's " +
+                       std::to_string(data_size_) +
+                       "-byte data section (more would run past the data section: truncated or forged?)");
     } catch (const Error& e) {
       throw bad("architecture: ", e.what());
     }

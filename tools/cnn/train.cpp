@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -15,9 +16,87 @@
 namespace cnn::cli {
 namespace fs = std::filesystem;
 
+namespace {
+
+// The "training" section of a model description: defaults for `cnn train`.
+struct Recipe {
+  FitOptions fit;
+  TestTimeAugmentation tta;
+  std::optional<WeightAveragingOptions> averaging;
+};
+
+Recipe read_recipe(const nlohmann::json& r) {
+  Recipe out;
+  out.fit.epochs = 10;
+  out.fit.batch_size = 32;
+  out.fit.validation_split = 0.1f;
+  auto check_keys = [](const nlohmann::json& j, const char* what, std::initializer_list<const char*> keys) {
+    CNN_CHECK(j.is_object(), "training.", what, " must be an object");
+    for (const auto& item : j.items()) {
+      bool ok = false;
+      for (const char* k : keys) ok = ok || item.key() == k;
+      std::string valid;
+      for (const char* k : keys) valid += (valid.empty() ? "" : ", ") + std::string(k);
+      CNN_CHECK(ok, "training.", what, ": unknown key \"", item.key(), "\"; valid keys: ", valid);
+    }
+  };
+  try {
+    check_keys(r, "(top)", {"epochs", "batch_size", "validation_split", "shuffle", "seed", "lr_schedule", "augment",
+                            "weight_averaging", "tta"});
+    out.fit.epochs = r.value("epochs", out.fit.epochs);
+    out.fit.batch_size = r.value("batch_size", out.fit.batch_size);
+    out.fit.validation_split = r.value("validation_split", out.fit.validation_split);
+    out.fit.shuffle = r.value("shuffle", true);
+    out.fit.seed = r.value("seed", uint64_t(1));
+    if (r.contains("lr_schedule")) {
+      const auto& l = r["lr_schedule"];
+      check_keys(l, "lr_schedule", {"kind", "step_epochs", "gamma", "min_factor", "warmup", "start_factor", "end_factor"});
+      LRSchedule& s = out.fit.lr_schedule;
+      s.kind = l.value("kind", s.kind);
+      s.step_epochs = l.value("step_epochs", s.step_epochs);
+      s.gamma = l.value("gamma", s.gamma);
+      s.min_factor = l.value("min_factor", s.min_factor);
+      s.warmup = l.value("warmup", s.warmup);
+      s.start_factor = l.value("start_factor", s.start_factor);
+      s.end_factor = l.value("end_factor", s.end_factor);
+    }
+    if (r.contains("augment")) {
+      const auto& a = r["augment"];
+      check_keys(a, "augment", {"translate", "flip", "cutout"});
+      out.fit.augment.translate = a.value("translate", 0);
+      out.fit.augment.flip = a.value("flip", std::string("none"));
+      out.fit.augment.cutout = a.value("cutout", 0);
+    }
+    if (r.contains("weight_averaging")) {
+      const auto& w = r["weight_averaging"];
+      check_keys(w, "weight_averaging", {"method", "decay", "every", "alpha"});
+      WeightAveragingOptions o;
+      o.method = w.value("method", o.method);
+      o.decay = w.value("decay", o.decay);
+      o.every = w.value("every", o.every);
+      o.alpha = w.value("alpha", o.alpha);
+      out.averaging = o;
+    }
+    if (r.contains("tta")) {
+      const auto& t = r["tta"];
+      check_keys(t, "tta", {"flip", "translate"});
+      out.tta.flip = t.value("flip", false);
+      out.tta.translate = t.value("translate", 0);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("the model file's \"training\" section has a value of the wrong type: ", e.what());
+  }
+  return out;
+}
+
+}  // namespace
+
 Runner add_train(CLI::App& app) {
   struct Args {
-    std::string model, data, save, log, device = "cpu", optimizer, checkpoint, resume;
+    std::string model, data, save, log, device = "cpu", optimizer, checkpoint, resume, lr_schedule, flip;
+    int translate = -1, cutout = -1, tta_translate = -1;
+    bool tta_flip = false;
+    double ema = -1;
     int epochs = 0, batch_size = 0, verbose = 1;
     double lr = 0, validation_split = -1, momentum = -1;
     uint64_t seed = 0;
@@ -45,6 +124,18 @@ Runner add_train(CLI::App& app) {
   sub->add_option("--limit", a->limit, "Use only the first N training images")->check(CLI::PositiveNumber);
   sub->add_option("--test-limit", a->test_limit, "Use only the first N test images")->check(CLI::PositiveNumber);
   sub->add_option("--verbose", a->verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
+  sub->add_option("--lr-schedule", a->lr_schedule, "constant, step, cosine or onecycle (details: training.lr_schedule)")
+      ->check(CLI::IsMember({"constant", "step", "cosine", "onecycle"}));
+  sub->add_option("--augment-translate", a->translate, "Random shifts of up to N pixels (reflect padding)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--augment-flip", a->flip, "none, random or alternate")
+      ->check(CLI::IsMember({"none", "random", "alternate"}));
+  sub->add_option("--augment-cutout", a->cutout, "Zero a random NxN square per image")->check(CLI::NonNegativeNumber);
+  sub->add_option("--ema", a->ema, "Keep an exponential moving average of the weights with this decay; use it at the end")
+      ->check(CLI::Range(0.0, 0.999999));
+  sub->add_flag("--tta-flip", a->tta_flip, "Test-time augmentation: average with the mirrored images");
+  sub->add_option("--tta-translate", a->tta_translate, "Test-time augmentation: also shifted by +-N pixels")
+      ->check(CLI::NonNegativeNumber);
   return [a, sub] {
     a->seed_set = sub->count("--seed") > 0;
     if (a->model.empty() && a->resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
@@ -81,12 +172,21 @@ Runner add_train(CLI::App& app) {
               "the data set has ", model.class_names.size(), " classes but the model outputs ",
               model.layer(model.size() - 1).output_shape()[0]);
 
-    FitOptions fo;
-    fo.epochs = a->epochs ? a->epochs : recipe.value("epochs", 10);
-    fo.batch_size = a->batch_size ? a->batch_size : recipe.value("batch_size", 32);
-    fo.validation_split = float(a->validation_split >= 0 ? a->validation_split : recipe.value("validation_split", 0.1));
+    Recipe plan = read_recipe(recipe);
+    FitOptions& fo = plan.fit;
+    if (a->epochs) fo.epochs = a->epochs;
+    if (a->batch_size) fo.batch_size = a->batch_size;
+    if (a->validation_split >= 0) fo.validation_split = float(a->validation_split);
     fo.verbose = a->verbose;
-    fo.seed = a->seed_set ? a->seed : 1;
+    if (a->seed_set) fo.seed = a->seed;
+    if (!a->lr_schedule.empty()) fo.lr_schedule.kind = a->lr_schedule;
+    if (a->translate >= 0) fo.augment.translate = a->translate;
+    if (!a->flip.empty()) fo.augment.flip = a->flip;
+    if (a->cutout >= 0) fo.augment.cutout = a->cutout;
+    if (a->ema >= 0) plan.averaging = WeightAveragingOptions{"ema", float(a->ema)};
+    if (plan.averaging) fo.callbacks.push_back(weight_averaging(*plan.averaging));
+    if (a->tta_flip) plan.tta.flip = true;
+    if (a->tta_translate >= 0) plan.tta.translate = a->tta_translate;
     if (!a->log.empty()) fo.callbacks.push_back(csv_logger(a->log, true));
     fo.checkpoint_path = a->checkpoint;
     fo.resume_from = a->resume;
@@ -103,8 +203,11 @@ Runner add_train(CLI::App& app) {
     std::printf("Trained %d epochs in %.1f s (%.1f s per epoch); saved %s\n", h.epochs(), seconds,
                 h.epochs() ? seconds / h.epochs() : 0.0, save.c_str());
     if (data.test.size() > 0) {
-      const Evaluation ev = model.evaluate(data.test.x, data.test.y);
-      std::printf("Test: loss %.4f, accuracy %.4f (%lld images)\n", ev.loss, ev.accuracy, (long long)data.test.size());
+      EvaluateOptions eo;
+      eo.tta = plan.tta;
+      const Evaluation ev = model.evaluate(data.test.x, data.test.y, eo);
+      std::printf("Test: loss %.4f, accuracy %.4f (%lld images%s)\n", ev.loss, ev.accuracy, (long long)data.test.size(),
+                  eo.tta.flip || eo.tta.translate ? ", test-time augmentation" : "");
     }
     return 0;
   };

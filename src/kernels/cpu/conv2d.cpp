@@ -1,9 +1,13 @@
-// Conv2D on the CPU: im2col + GEMM per sample, samples spread over OpenMP threads.
+// Conv2D on the CPU. float32 with stride 1 runs the SIMD kernels of fast_kernels.inc (see
+// fast.hpp); what follows is the readable reference (double, other strides, CPUs without
+// AVX2): im2col + GEMM per sample, samples spread over the thread pool.
 //   forward          y_n[c_out, HW]  = W[c_out, K] . col_n[K, HW]      (K = c_in k_h k_w)
 //   backward input   dcol[K, HW]     = W^T . dy_n, scattered back by col2im
 //   backward params  dW              = sum_n dy_n . col_n^T,  dbias = sum_n,hw dy
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/fast.hpp"
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 
@@ -68,9 +72,11 @@ std::vector<T>& thread_scratch(size_t size) {
 
 template <class T>
 void conv2d_forward(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->conv2d_forward(s, x, w, bias, act, y)) return;
+  }
   const int K = s.c_in * s.k_h * s.k_w, hw = s.h_out * s.w_out;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < s.n; ++n) {
+  parallel_for(s.n, threads_for(s.n, double(K) * hw * s.c_out), [&](int64_t n) {
     T* col = thread_scratch<T>(size_t(K) * hw).data();
     im2col(s, x + int64_t(n) * s.c_in * s.h_in * s.w_in, col);
     T* yn = y + int64_t(n) * s.c_out * hw;
@@ -79,28 +85,33 @@ void conv2d_forward(const Conv2DShape& s, const T* x, const T* w, const T* bias,
     }
     gemm<T>(false, false, s.c_out, hw, K, T(1), w, K, col, hw, bias ? T(1) : T(0), yn, hw);
     activation_forward<T>(act, int64_t(s.c_out) * hw, yn, yn);
-  }
+  });
 }
 
 template <class T>
 void conv2d_backward_input(const Conv2DShape& s, const T* dy, const T* w, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->conv2d_backward_input(s, dy, w, dx)) return;
+  }
   const int K = s.c_in * s.k_h * s.k_w, hw = s.h_out * s.w_out;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < s.n; ++n) {
+  parallel_for(s.n, threads_for(s.n, double(K) * hw * s.c_out), [&](int64_t n) {
     T* col = thread_scratch<T>(size_t(K) * hw).data();
     gemm<T>(true, false, K, hw, s.c_out, T(1), w, K, dy + int64_t(n) * s.c_out * hw, hw, T(0), col, hw);
     col2im(s, col, dx + int64_t(n) * s.c_in * s.h_in * s.w_in);
-  }
+  });
 }
 
 template <class T>
 void conv2d_backward_params(const Conv2DShape& s, const T* x, const T* dy, T* dw, T* dbias) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->conv2d_backward_params(s, x, dy, dw, dbias)) return;
+  }
   const int K = s.c_in * s.k_h * s.k_w, hw = s.h_out * s.w_out;
   reduce_over_batch<T>(s.n, size_t(s.w_size()), dw, [&](int n, T* partial) {
     T* col = thread_scratch<T>(size_t(K) * hw).data();
     im2col(s, x + int64_t(n) * s.c_in * s.h_in * s.w_in, col);
     gemm<T>(false, true, s.c_out, K, hw, T(1), dy + int64_t(n) * s.c_out * hw, hw, col, hw, T(1), partial, K);
-  });
+  }, double(K) * hw * s.c_out);
   if (!dbias) return;
   for (int co = 0; co < s.c_out; ++co) {
     T sum = 0;

@@ -1,10 +1,13 @@
-// The CPU matrix product behind conv and dense. Both operands are first packed into
+// The CPU matrix product behind the reference conv and dense (float32 with AVX2 runs the
+// micro-kernels of fast_kernels.inc instead, see fast.hpp). Both operands are first packed into
 // row-major panels so the innermost loop walks contiguous memory in C and B, which the
 // compiler turns into SIMD fused multiply-adds; the loops are blocked so a panel of B
 // stays in cache while rows of A stream past it.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/fast.hpp"
 #include "kernels/ops.hpp"
 
 namespace cnn::ops::cpu {
@@ -29,6 +32,10 @@ void pack(bool trans, int rows, int cols, const T* X, int ldx, T* out) {
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
           int ldb, T beta, T* C, int ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+      return;
+  }
   if (M <= 0 || N <= 0) return;
   for (int i = 0; i < M; ++i) {
     T* c = C + int64_t(i) * ldc;

@@ -1,27 +1,30 @@
 #pragma once
-// Deterministic parallel reduction over a batch: each OpenMP thread sums its static share
-// of the samples into its own buffer, and the buffers are added in thread order, so the
-// result is bit-identical from run to run (for a given thread count).
-#include <omp.h>
-
+// Deterministic parallel reduction over a batch: the samples are cut into a fixed number of
+// chunks (a function of n only), each chunk sums its samples in order into its own buffer,
+// and the buffers are added in chunk order, so the result is bit-identical from run to run
+// and for any thread count. The chunks run on the CPU thread pool (thread_pool.hpp).
 #include <algorithm>
 #include <vector>
+
+#include "kernels/cpu/thread_pool.hpp"
 
 namespace cnn::ops::cpu {
 
 // body(sample, partial) adds sample's contribution into `partial` (size elements, zeroed).
+// `work_per_sample` (multiply-adds) decides whether waking helper threads pays.
 template <class T, class Body>
-void reduce_over_batch(int n, size_t size, T* out, Body body) {
-  const int threads = std::max(1, std::min(n, omp_get_max_threads()));
-  std::vector<std::vector<T>> partial(size_t(threads), std::vector<T>(size, T(0)));
-#pragma omp parallel for schedule(static, 1) num_threads(threads)
-  for (int t = 0; t < threads; ++t) {
-    const int begin = int(int64_t(n) * t / threads), end = int(int64_t(n) * (t + 1) / threads);
-    for (int i = begin; i < end; ++i) body(i, partial[size_t(t)].data());
-  }
+void reduce_over_batch(int n, size_t size, T* out, Body body, double work_per_sample = 1e6) {
+  const int chunks = std::max(1, std::min(n, 16));
+  thread_local std::vector<T> partial;  // reused: no allocation once it has grown
+  partial.assign(size_t(chunks) * size, T(0));
+  T* parts = partial.data();
+  parallel_for(chunks, threads_for(chunks, work_per_sample * n / chunks), [&](int64_t c) {
+    const int begin = int(int64_t(n) * c / chunks), end = int(int64_t(n) * (c + 1) / chunks);
+    for (int i = begin; i < end; ++i) body(i, parts + size_t(c) * size);
+  });
   std::fill(out, out + size, T(0));
-  for (const auto& p : partial)
-    for (size_t j = 0; j < size; ++j) out[j] += p[j];
+  for (int c = 0; c < chunks; ++c)
+    for (size_t j = 0; j < size; ++j) out[j] += parts[size_t(c) * size + j];
 }
 
 }  // namespace cnn::ops::cpu

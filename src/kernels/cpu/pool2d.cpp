@@ -1,7 +1,12 @@
 // Max and average pooling on the CPU. Windows clip to the image ('same' padding adds no
 // values): the max is over in-bounds elements and the average divides by their count.
+// float32 2x2/stride-2 windows run the SIMD kernels of fast_kernels.inc (fast.hpp), which
+// add and compare in this code's order and so give the same bits; this is the reference.
 #include <algorithm>
+#include <type_traits>
 
+#include "kernels/cpu/fast.hpp"
+#include "kernels/cpu/thread_pool.hpp"
 #include "kernels/ops.hpp"
 
 namespace cnn::ops::cpu {
@@ -30,35 +35,41 @@ int argmax_in(const Pool2DShape& s, const T* plane, const Window& win) {
 
 template <class T>
 void maxpool2d_forward(const Pool2DShape& s, const T* x, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->maxpool2d_forward(s, x, y)) return;
+  }
   const int planes = s.n * s.c;
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < planes; ++p) {
+  parallel_for(planes, threads_for(planes, 4.0 * s.h_in * s.w_in), [&](int64_t p) {
     const T* plane = x + int64_t(p) * s.h_in * s.w_in;
     T* out = y + int64_t(p) * s.h_out * s.w_out;
     for (int oh = 0; oh < s.h_out; ++oh)
       for (int ow = 0; ow < s.w_out; ++ow) out[oh * s.w_out + ow] = plane[argmax_in(s, plane, window_at(s, oh, ow))];
-  }
+  });
 }
 
 template <class T>
 void maxpool2d_backward(const Pool2DShape& s, const T* x, const T* dy, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->maxpool2d_backward(s, x, dy, dx)) return;
+  }
   const int planes = s.n * s.c;
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < planes; ++p) {
+  parallel_for(planes, threads_for(planes, 4.0 * s.h_in * s.w_in), [&](int64_t p) {
     const T* plane = x + int64_t(p) * s.h_in * s.w_in;
     const T* d_out = dy + int64_t(p) * s.h_out * s.w_out;
     T* d_in = dx + int64_t(p) * s.h_in * s.w_in;
     std::fill(d_in, d_in + s.h_in * s.w_in, T(0));
     for (int oh = 0; oh < s.h_out; ++oh)
       for (int ow = 0; ow < s.w_out; ++ow) d_in[argmax_in(s, plane, window_at(s, oh, ow))] += d_out[oh * s.w_out + ow];
-  }
+  });
 }
 
 template <class T>
 void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->avgpool2d_forward(s, x, y)) return;
+  }
   const int planes = s.n * s.c;
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < planes; ++p) {
+  parallel_for(planes, threads_for(planes, 4.0 * s.h_in * s.w_in), [&](int64_t p) {
     const T* plane = x + int64_t(p) * s.h_in * s.w_in;
     T* out = y + int64_t(p) * s.h_out * s.w_out;
     for (int oh = 0; oh < s.h_out; ++oh)
@@ -69,14 +80,16 @@ void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y) {
           for (int iw = win.w0; iw < win.w1; ++iw) sum += plane[ih * s.w_in + iw];
         out[oh * s.w_out + ow] = sum / T((win.h1 - win.h0) * (win.w1 - win.w0));
       }
-  }
+  });
 }
 
 template <class T>
 void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (const fast::Kernels* k = fast::kernels(); k && k->avgpool2d_backward(s, dy, dx)) return;
+  }
   const int planes = s.n * s.c;
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < planes; ++p) {
+  parallel_for(planes, threads_for(planes, 4.0 * s.h_in * s.w_in), [&](int64_t p) {
     const T* d_out = dy + int64_t(p) * s.h_out * s.w_out;
     T* d_in = dx + int64_t(p) * s.h_in * s.w_in;
     std::fill(d_in, d_in + s.h_in * s.w_in, T(0));
@@ -87,7 +100,7 @@ void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx) {
         for (int ih = win.h0; ih < win.h1; ++ih)
           for (int iw = win.w0; iw < win.w1; ++iw) d_in[ih * s.w_in + iw] += share;
       }
-  }
+  });
 }
 
 #define CNN_INSTANTIATE(T)                                                               \
