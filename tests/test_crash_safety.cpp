@@ -29,6 +29,7 @@
 #include "cnn/cnn.hpp"
 #include "crash_model.hpp"
 #include "test_data_util.hpp"
+#include "test_util.hpp"
 
 extern char** environ;
 
@@ -210,14 +211,6 @@ class FileSizeLimit {
   bool ok_ = false;
 };
 
-std::string save_error(const std::function<void()>& save) {
-  try {
-    save();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "NO ERROR THROWN";
-}
 
 TEST(DiskFull, SavingFailsNamingFileAndReasonAndKeepsThePreviousFile) {
   const fs::path dir = fresh_dir("disk_full");
@@ -236,8 +229,8 @@ TEST(DiskFull, SavingFailsNamingFileAndReasonAndKeepsThePreviousFile) {
   {
     FileSizeLimit limit(64 * 1024);  // the "disk" fills after 64 KiB of the new file
     ASSERT_TRUE(limit.ok());
-    model_error = save_error([&] { new_model.save(model_path); });
-    ckpt_error = save_error([&] { new_model.save_checkpoint(ckpt_path, {4, {}}); });
+    model_error = test::error_of([&] { new_model.save(model_path); });
+    ckpt_error = test::error_of([&] { new_model.save_checkpoint(ckpt_path, {4, {}}); });
   }
   for (const auto& [msg, path] : {std::pair{model_error, model_path}, std::pair{ckpt_error, ckpt_path}}) {
     EXPECT_NE(msg.find("cannot save '" + path + "'"), std::string::npos) << msg;
@@ -275,7 +268,7 @@ TEST(DiskFull, FitStopsWithTheReasonAndTheLastCheckpointSurvives) {
   {
     FileSizeLimit limit(64 * 1024);
     ASSERT_TRUE(limit.ok());
-    msg = save_error([&] { model.fit(data.x, data.y, f); });
+    msg = test::error_of([&] { model.fit(data.x, data.y, f); });
   }
   EXPECT_NE(msg.find("cannot save '" + path + "'"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::strerror(EFBIG)), std::string::npos) << msg;

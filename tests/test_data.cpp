@@ -18,6 +18,7 @@
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
 #include "host/data_internal.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 
@@ -64,20 +65,7 @@ void write_gz(const fs::path& path, const Bytes& bytes) {
   ASSERT_EQ(gzclose(f), Z_OK);
 }
 
-// Runs f, expects a cnn::Error, and returns its message.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("UNEXPECTED EXCEPTION TYPE: ") + e.what();
-  }
-  return "NO ERROR THROWN";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
+using test::error_of;
 
 // ---- CIFAR-10 ---------------------------------------------------------------------------------
 constexpr int64_t kCifarRecord = 3073;

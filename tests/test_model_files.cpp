@@ -9,20 +9,14 @@
 
 #include "cnn/cnn.hpp"
 #include "test_data_util.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
 
 std::string temp_path(const std::string& name) { return testing::TempDir() + "/" + name; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 Sequential small_model(const std::string& optimizer) {
   Sequential m({Conv2D(4, 3, 1, "same", "relu"), MaxPooling2D(2), Flatten(), Dense(4, "softmax")});

@@ -9,6 +9,7 @@
 
 #include "cnn/error.hpp"
 #include "kernels/ops.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
@@ -231,15 +232,7 @@ TEST(KnownValues, AdamFirstStepMovesByTheLearningRate) {
   EXPECT_NEAR(p[1], 1.01, 1e-6);
 }
 
-// ---- Invalid configurations -----------------------------------------------------------
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 TEST(InvalidConfigurations, RaiseErrorsNamingTheProblem) {
   EXPECT_NE(error_of([] { ops::Conv2DShape::make(1, 1, 4, 4, 1, 5, 5, 1, 1, Padding::Valid); })

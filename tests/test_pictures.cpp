@@ -18,6 +18,7 @@
 #include "cnn/error.hpp"
 #include "cnn/pictures.hpp"
 #include "cnn/rng.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 
@@ -54,17 +55,7 @@ void expect_png_roundtrip(const Image& img, const std::string& name) {
   fs::remove(path);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "NO ERROR THROWN";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
+using test::error_of;
 
 uint8_t to_byte(float v) { return uint8_t(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f)); }
 double luma(Color c) { return 0.299 * c.r + 0.587 * c.g + 0.114 * c.b; }

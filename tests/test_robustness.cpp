@@ -21,6 +21,7 @@
 
 #include "cnn/cnn.hpp"
 #include "cnn/data.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
@@ -74,18 +75,8 @@ constexpr size_t kHeadroom = size_t(512) << 20;
 // (std::bad_alloc from an allocation made before a check, a JSON library exception) fails.
 std::string refusal(const std::function<void()>& f) {
   AddressSpaceLimit limit(kHeadroom);
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("UNEXPECTED EXCEPTION TYPE: ") + e.what();
-  }
-  return "NO ERROR THROWN";
+  return test::error_of(f);
 }
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
 
 fs::path temp_file(const std::string& name) {
   const fs::path dir = fs::path(testing::TempDir()) / ("robustness_" + std::to_string(::getpid()));

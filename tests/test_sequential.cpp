@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -192,6 +193,33 @@ TEST(NanGuard, ANanInTheDataStopsFitNamingEpochStepAndSource) {
   EXPECT_NE(msg.find("epoch 1, step 3"), std::string::npos) << msg;  // row 37 is in the third batch of 16
   EXPECT_NE(msg.find("input batch holds NaN/Inf"), std::string::npos) << msg;
   for (float v : m.parameters().to_vector()) ASSERT_TRUE(std::isfinite(v)) << "a NaN reached the weights";
+}
+
+// Weights poisoned after epoch 1's checkpoint: epoch 2 stops with the guard's error, and the
+// checkpoint on disk is still epoch 1's, loadable and finite.
+TEST(NanGuard, TheLastGoodCheckpointSurvivesANonFiniteEpoch) {
+  const auto data = test::make_quadrant_data(64, 1, 8, 8, 6);
+  Sequential m({Conv2D(2, 3), Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {1, 8, 8});
+  const std::string ckpt = testing::TempDir() + "/nan_guard_survives.ckpt";
+  std::filesystem::remove(ckpt);
+  FitOptions f;
+  f.epochs = 3;
+  f.batch_size = 16;
+  f.verbose = 0;
+  f.checkpoint_path = ckpt;
+  f.callbacks.push_back(lambda_callback({.on_epoch_end = [](Sequential& model, const EpochLogs& logs) {
+    if (logs.epoch != 0) return;
+    auto w = model.weights();
+    for (auto& [name, t] : w) t.data()[0] = std::numeric_limits<float>::infinity();
+    model.set_weights(w);
+  }}));
+  const std::string msg = fit_error(m, data.x, data.y, f);
+  EXPECT_NE(msg.find("epoch 2"), std::string::npos) << msg;
+  TrainingProgress progress;
+  Sequential saved = Sequential::load_checkpoint(ckpt, &progress);
+  EXPECT_EQ(progress.epoch, 1);
+  for (float v : saved.parameters().to_vector()) ASSERT_TRUE(std::isfinite(v));
 }
 
 TEST(NanGuard, DivergenceNamesTheFirstLayerThatWentNonFinite) {

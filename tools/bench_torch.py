@@ -194,7 +194,9 @@ def keras_init(model, gen):
         rf = w[0][0].numel() if w.dim() > 2 else 1
         fan_in, fan_out = w.shape[1] * rf, w.shape[0] * rf
         with torch.no_grad():
-            if m.init == "glorot_uniform":
+            # patch_whitening: glorot_uniform, as compile() does (the data-dependent weights
+            # do not change what a benchmark times).
+            if m.init in ("glorot_uniform", "patch_whitening"):
                 limit = math.sqrt(6.0 / (fan_in + fan_out))
                 w.copy_(torch.rand(w.shape, generator=gen) * 2 * limit - limit)
             elif m.init == "he_uniform":

@@ -7,4 +7,5 @@
 #include "cnn/layers.hpp"
 #include "cnn/callbacks.hpp"
 #include "cnn/model.hpp"
+#include "cnn/initializers.hpp"
 #include "cnn/check.hpp"

@@ -2,12 +2,15 @@
 //   batch rows -> input buffer -> forward through the layers -> loss (writes dL/d output and
 //   accumulates loss/accuracy on the device) -> backward -> optimizer over the flat buffers.
 // Metrics stay on the device and are read only at progress updates and epoch ends.
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <string_view>
 
 #include "cnn/error.hpp"
 #include "cnn/model.hpp"
+#include "kernels/device_memory.hpp"
 #include "layers/layer_impl.hpp"
 #include "model_loss.hpp"
 #include "model_state.hpp"
@@ -93,15 +96,33 @@ void ensure_arena(State& s, const Layers& layers, int batch) {
     total += s.out_size[i];
     widest = std::max(widest, s.out_size[i]);
   }
-  s.input.reset(B * size_t(s.input_size), d);
-  s.acts.reset(B * size_t(total), d);
-  s.grad_a.reset(B * size_t(widest), d);
-  s.grad_b.reset(B * size_t(widest), d);
-  s.row_loss.reset(B, d);
-  s.targets.reset(B * size_t(s.output_size()), d);
-  s.labels.reset(B, d);
-  s.metrics.reset(2, d);
-  s.augmented.reset(B * size_t(s.input_size), d);
+  s.planned_batch = 0;
+  try {
+    s.input.reset(B * size_t(s.input_size), d);
+    s.acts.reset(B * size_t(total), d);
+    s.grad_a.reset(B * size_t(widest), d);
+    s.grad_b.reset(B * size_t(widest), d);
+    s.row_loss.reset(B, d);
+    s.targets.reset(B * size_t(s.output_size()), d);
+    s.labels.reset(B, d);
+    s.metrics.reset(2, d);
+    s.augmented.reset(B * size_t(s.input_size), d);
+  } catch (const Error& e) {
+    if (d != Device::CUDA || std::string_view(e.what()).find("out of memory") == std::string_view::npos) throw;
+    // Say which batch size would fit: these buffers grow linearly with the batch (layer
+    // scratch and cuBLAS workspaces come on top, hence the margin).
+    for (Buffer<float>* b : {&s.input, &s.acts, &s.grad_a, &s.grad_b, &s.row_loss, &s.targets, &s.augmented})
+      *b = Buffer<float>();
+    const double per_sample = 4.0 * double(2 * s.input_size + total + 2 * widest + s.output_size() + 2);
+    const double available = double(memory::cuda_available_bytes());
+    const int64_t fits = std::min<int64_t>(batch - 1, int64_t(0.7 * available / per_sample));
+    const double mib = 1024.0 * 1024.0;
+    fail(e.what(), "\nThe activations and gradients of batch size ", batch, " need ",
+         int64_t(per_sample * double(batch) / mib), " MiB (", int64_t(per_sample / 1024.0), " KiB per sample); ",
+         int64_t(available / mib), " MiB are available. ",
+         fits >= 1 ? "Try a batch size of " + std::to_string(std::bit_floor(uint64_t(fits))) + " or less (--batch-size)."
+                   : std::string("Even one sample does not fit: use a smaller model or the CPU."));
+  }
   s.planned_batch = batch;
 }
 

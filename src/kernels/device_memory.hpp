@@ -21,5 +21,8 @@ void cuda_release(void* ptr);
 void cuda_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
 void cuda_set_zero(void* ptr, size_t bytes);
 void cuda_synchronize();
+// Device memory a new allocation could get: the driver's free bytes plus what the caching
+// allocator holds unused (0 without a GPU). For error messages, not for planning.
+size_t cuda_available_bytes();
 
 }  // namespace cnn::memory

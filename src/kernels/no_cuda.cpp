@@ -18,6 +18,7 @@ void cuda_release(void*) {}
 void cuda_copy(void*, bool, const void*, bool, size_t) { no_cuda(); }
 void cuda_set_zero(void*, size_t) { no_cuda(); }
 void cuda_synchronize() {}
+size_t cuda_available_bytes() { return 0; }
 }  // namespace memory
 
 }  // namespace cnn

@@ -44,7 +44,12 @@ std::pair<Sequential, Sequential> twins(const std::string& json_file, const Comp
 // Tolerance 1e-4 (the end-to-end bound): 20 steps compound float rounding that
 // differs between cuBLAS/our kernels and the CPU's summation order.
 TEST_F(GpuModel, TwentySgdStepsOfLeNet5AgreeWithTheCpu) {
-  auto [cpu, gpu] = twins("lenet5.json");
+  CompileOptions sgd;  // the seed's optimizer, with momentum (lenet5.json itself trains with Adam)
+  sgd.optimizer = "sgd";
+  sgd.momentum = 0.9f;
+  sgd.learning_rate = 0.01f;
+  sgd.input_shape = {3, 32, 32};
+  auto [cpu, gpu] = twins("lenet5.json", &sgd);
   const auto data = test::make_quadrant_data(32 * 20, 3, 32, 32, 5);
   for (int step = 0; step < 20; ++step) {
     const Tensor x = data.x.slice(step * 32, step * 32 + 32), y = data.y.slice(step * 32, step * 32 + 32);
@@ -138,6 +143,67 @@ TEST_F(GpuModel, CompareDevicesPassesForLeNet5AndTheLargerNet) {
     const CheckReport r = compare_devices(m, {});
     EXPECT_TRUE(r.passed()) << file << "\n" << r.table();
   }
+}
+
+// Exact resume on the GPU: 2 epochs, a checkpoint, a fresh model resuming for 2 more, against
+// 4 straight epochs. Bit-identity is promised on the CPU only (cuBLAS may choose its algorithm
+// per call), so on the GPU the weights must agree to 1e-6 relative.
+TEST_F(GpuModel, TwoPlusResumePlusTwoEpochsAgreesWithFourStraight) {
+  for (const char* optimizer : {"sgd", "adam"}) {
+    auto make = [&] {
+      Sequential m({Conv2D(4, 3, 1, "same", "relu"), MaxPooling2D(2), Flatten(), Dense(4, "softmax")});
+      m.compile({.optimizer = optimizer, .loss = "scce", .learning_rate = 0.01f, .input_shape = {1, 8, 8},
+                 .momentum = 0.9f});
+      m.to(Device::CUDA);
+      return m;
+    };
+    const auto data = test::make_quadrant_data(96, 1, 8, 8, 11);
+    FitOptions f;
+    f.batch_size = 16;
+    f.verbose = 0;
+    f.epochs = 4;
+    Sequential straight = make();
+    const History h4 = straight.fit(data.x, data.y, f);
+    const std::string ckpt = testing::TempDir() + "/gpu_resume_" + optimizer + ".ckpt";
+    Sequential first = make();
+    f.epochs = 2;
+    f.checkpoint_path = ckpt;
+    first.fit(data.x, data.y, f);
+    Sequential second = make();
+    f.epochs = 4;
+    f.resume_from = ckpt;
+    const History resumed = second.fit(data.x, data.y, f);
+    EXPECT_LE(relative(second.parameters().to_vector(), straight.parameters().to_vector()), 1e-6) << optimizer;
+    ASSERT_EQ(resumed.epochs(), 4);
+    EXPECT_NEAR(resumed.loss.back(), h4.loss.back(), 1e-6 * h4.loss.back()) << optimizer;
+  }
+}
+
+// A batch whose activations cannot fit (1 GiB per sample, 300 samples) must fail with the
+// allocator's numbers and a batch size to try, and leave the model usable at a small batch.
+TEST_F(GpuModel, OutOfMemoryAtFitSaysWhichBatchSizeToTry) {
+  Sequential m({Conv2D(4096, 3, 1, "same", "relu"), GlobalAveragePooling2D(), Dense(2, "softmax")});
+  m.compile({.optimizer = "sgd", .loss = "scce", .learning_rate = 0.01f, .input_shape = {1, 256, 256}});
+  m.to(Device::CUDA);
+  const int n = 300;
+  Tensor x({n, 1, 256, 256});
+  Tensor y({n});
+  FitOptions f;
+  f.epochs = 1;
+  f.batch_size = n;
+  f.verbose = 0;
+  try {
+    m.fit(x, y, f);
+    FAIL() << "fit of 300 GiB of activations succeeded";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("out of memory"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("batch size 300 need"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("Try a batch size of "), std::string::npos) << msg;
+  }
+  f.batch_size = 2;
+  Tensor x2 = x.slice(0, 4), y2 = y.slice(0, 4);
+  EXPECT_NO_THROW(m.fit(x2, y2, f));
 }
 
 }  // namespace

@@ -193,6 +193,25 @@ Runner add_train(CLI::App& app) {
     const std::string save = !a->save.empty() ? a->save : "out/" + fs::path(a->model).stem().string() + ".safetensors";
     if (fs::path(save).has_parent_path()) fs::create_directories(fs::path(save).parent_path());
 
+    // Data-dependent initialisers (a Conv2D's kernel_initializer "patch_whitening"), from the
+    // first 5000 images fit trains on, unless the weights come from a saved model or a checkpoint.
+    if (a->resume.empty() && !is_saved_model(a->model)) {
+      const int64_t n_fit = data.train.size() - int64_t(double(data.train.size()) * fo.validation_split);
+      const Tensor whiten_x = data.train.x.slice(0, std::clamp<int64_t>(n_fit, 1, 5000));
+      for (size_t i = 0; i < model.size(); ++i) {
+        const auto* conv = dynamic_cast<const Conv2D*>(&model.layer(i));
+        if (!conv || conv->options().kernel_initializer != "patch_whitening") continue;
+        const auto t0 = std::chrono::steady_clock::now();
+        // airbench's eps 5e-4, relative to the mean patch variance (airbench's inputs are standardised).
+        const std::vector<double> lambda = init_patch_whitening(model, i, whiten_x, 5e-4, true);
+        std::printf("Whitened layer %zu (Conv2D) with the patches of %lld training images in %.2f s "
+                    "(eigenvalues %.3g .. %.3g, eps 5e-4 x the mean)\n",
+                    i, (long long)whiten_x.dim(0),
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), lambda.front(),
+                    lambda.back());
+      }
+    }
+
     std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s\n", a->model.c_str(),
                 (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
                 fo.epochs, fo.batch_size, to_string(model.device()).c_str());

@@ -1,10 +1,16 @@
 // Conv2D: y = act(conv(x, W) + b). Weight [filters, in_channels, k_h, k_w], bias [filters].
+// kernel_initializer "patch_whitening" (data-dependent, cnn/initializers.hpp) is glorot_uniform
+// at compile; init_patch_whitening (run by `cnn train`) replaces it.
 #include <nlohmann/json.hpp>
 
 #include "cnn/layers.hpp"
 #include "layers/layer_impl.hpp"
 
 namespace cnn {
+
+namespace {
+constexpr const char* kPatchWhitening = "patch_whitening";
+}
 
 Conv2D::Conv2D(int filters, Size2 kernel_size, Size2 strides, std::string padding, std::string activation)
     : Conv2D(Conv2DOptions{filters, kernel_size, strides, std::move(padding), std::move(activation)}) {}
@@ -21,13 +27,25 @@ Conv2D::Conv2D(Conv2DOptions options) : opt_(std::move(options)) {
             "Conv2D: activation 'softmax' is not supported on convolutions; use Flatten() then "
             "Dense(units, \"softmax\")");
   CNN_CHECK(opt_.alpha >= 0, "Conv2D: leaky_relu alpha must be >= 0, got ", opt_.alpha);
-  parse_initializer(opt_.kernel_initializer);
+  if (opt_.kernel_initializer != kPatchWhitening) {
+    try {
+      parse_initializer(opt_.kernel_initializer);
+    } catch (const Error&) {
+      fail("Conv2D: unknown initializer '", opt_.kernel_initializer,
+           "'; valid initializers: glorot_uniform, he_uniform, zeros, ones, patch_whitening");
+    }
+  }
 }
 
 Shape Conv2D::build(const Shape& in) {
   CNN_CHECK(in.size() == 3, "Conv2D: input must be [channels, height, width], got ", shape_str(in));
   const auto s = ops::Conv2DShape::make(1, int(in[0]), int(in[1]), int(in[2]), opt_.filters, opt_.kernel_size.h,
                                         opt_.kernel_size.w, opt_.strides.h, opt_.strides.w, padding_);
+  const int64_t patch = in[0] * opt_.kernel_size.h * opt_.kernel_size.w;
+  CNN_CHECK(opt_.kernel_initializer != kPatchWhitening || opt_.filters == 2 * patch,
+            "Conv2D: kernel_initializer 'patch_whitening' needs filters = 2 * ", opt_.kernel_size.h, " * ",
+            opt_.kernel_size.w, " * ", in[0], " = ", 2 * patch, " (each whitening filter and its negation), got ",
+            opt_.filters);
   input_shape_ = in;
   output_shape_ = {opt_.filters, s.h_out, s.w_out};
   return output_shape_;
@@ -38,7 +56,9 @@ std::vector<ParamSpec> Conv2D::param_specs() const {
   const int64_t area = int64_t(opt_.kernel_size.h) * opt_.kernel_size.w;
   std::vector<ParamSpec> specs{{"weight",
                                 {opt_.filters, c_in, opt_.kernel_size.h, opt_.kernel_size.w},
-                                parse_initializer(opt_.kernel_initializer),
+                                // patch_whitening: glorot until init_patch_whitening sees the data
+                                opt_.kernel_initializer == kPatchWhitening ? Initializer::GlorotUniform
+                                                                           : parse_initializer(opt_.kernel_initializer),
                                 c_in * area,
                                 opt_.filters * area,
                                 true}};

@@ -75,6 +75,16 @@ class CachingAllocator {
     return p;
   }
 
+  size_t available_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return cached_bytes_;
+    }
+    return free_bytes + cached_bytes_;
+  }
+
   void release(void* ptr) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = in_use_.find(ptr);
@@ -132,6 +142,8 @@ void cuda_set_zero(void* ptr, size_t bytes) {
   if (bytes == 0) return;
   CNN_CUDA_CHECK(cudaMemset(ptr, 0, bytes));
 }
+
+size_t cuda_available_bytes() { return allocator().available_bytes(); }
 
 void cuda_synchronize() { CNN_CUDA_CHECK(cudaDeviceSynchronize()); }
 

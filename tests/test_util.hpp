@@ -1,0 +1,29 @@
+#pragma once
+// Small helpers shared by the CPU test suites.
+#include <exception>
+#include <functional>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "cnn/error.hpp"
+
+namespace cnn::test {
+
+// Runs f and returns the message of the cnn::Error it throws. Any other outcome comes back
+// as a message no assertion looks for, so a test expecting a fragment fails and shows it.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("UNEXPECTED EXCEPTION TYPE: ") + e.what();
+  }
+  return "NO ERROR THROWN";
+}
+
+}  // namespace cnn::test
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
