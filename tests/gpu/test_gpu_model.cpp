@@ -145,6 +145,42 @@ TEST_F(GpuModel, CompareDevicesPassesForLeNet5AndTheLargerNet) {
   }
 }
 
+// SGD with a constant learning rate takes the CUDA-graph path (captured on the second step,
+// replayed after): every op of the airbench94 layers must be capturable and replay correctly.
+TEST_F(GpuModel, GraphReplayedStepsWithBatchNormGeluAndScaledDenseAgreeWithTheCpu) {
+  CompileOptions o;
+  o.optimizer = "sgd";
+  o.momentum = 0.85f;
+  o.nesterov = true;
+  o.weight_decay = 1e-3f;
+  o.label_smoothing = 0.2f;
+  o.bias_lr_scale = 4.0f;
+  o.from_logits = true;
+  o.loss = "scce";
+  o.learning_rate = 0.05f;
+  o.input_shape = {3, 12, 12};
+  auto build = [&] {
+    Sequential m({Conv2D(8, 2, 1, "valid", "gelu"),
+                  Conv2D({.filters = 16, .kernel_size = 3, .padding = "same", .use_bias = false}), MaxPooling2D(2),
+                  BatchNormalization({.momentum = 0.4f, .epsilon = 1e-12f, .scale = false}), ActivationLayer("gelu"),
+                  MaxPooling2D(3), Flatten(), Dense({.units = 4, .use_bias = false, .scale = 1.0f / 9})});
+    m.compile(o);
+    return m;
+  };
+  Sequential cpu = build();
+  Sequential gpu = Sequential::from_json(cpu.to_json());
+  gpu.compile(o);
+  gpu.set_weights(cpu.weights());
+  gpu.to(Device::CUDA);
+  const auto data = test::make_quadrant_data(16 * 6, 3, 12, 12, 4);
+  for (int step = 0; step < 6; ++step) {
+    const Tensor x = data.x.slice(step * 16, step * 16 + 16), y = data.y.slice(step * 16, step * 16 + 16);
+    const double a = cpu.train_on_batch(x, y), b = gpu.train_on_batch(x, y);
+    ASSERT_NEAR(b, a, 1e-4 * std::abs(a)) << "step " << step;
+  }
+  EXPECT_LE(relative(gpu.parameters().to_vector(), cpu.parameters().to_vector()), 1e-4);
+}
+
 // Exact resume on the GPU: 2 epochs, a checkpoint, a fresh model resuming for 2 more, against
 // 4 straight epochs. Bit-identity is promised on the CPU only (cuBLAS may choose its algorithm
 // per call), so on the GPU the weights must agree to 1e-6 relative.

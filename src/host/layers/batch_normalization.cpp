@@ -81,7 +81,8 @@ void BatchNormalization::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     CNN_RUN_OP(e, T, batchnorm_backward_inference, b.n, C, spatial_, b.x, b.dy, gamma, b.params + 2 * C,
                b.params + 3 * C, T(opt_.epsilon), b.dx, dgamma, dbeta);
   }
-  if (dgamma) memory::set_zero(b.grads + 2 * C, 2 * size_t(C) * sizeof(T), e.device);  // running statistics
+  // The gradient slots of the running statistics are never written: they keep the zeros their
+  // buffers are allocated with (a cudaMemset here would also break CUDA graph capture).
 }
 
 CNN_LAYER_COMPUTE_DEFS(BatchNormalization)
