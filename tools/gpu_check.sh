@@ -93,6 +93,11 @@ step train-lenet5-gpu 300 "$cnn" train --model models/lenet5.json --data "$data"
   --verbose 2 --save "$log_dir/lenet5_gpu.safetensors"
 step check-lenet5 120 "$cnn" check --model models/lenet5.json --batch-size 32
 step check-cifar_cnn 120 "$cnn" check --model models/cifar_cnn.json --batch-size 16
+step check-airbench94 120 "$cnn" check --model models/airbench94.json --batch-size 8
+# airbench94's step at its batch size (BatchNorm, GELU, SGD steps replayed as a CUDA graph);
+# images/s here x 10 epochs of 50,000 gives the training time of the [94] recipe.
+step bench-airbench94 120 "$cnn" bench --model models/airbench94.json --device cuda --batch-size 1024 \
+  --steps 10 --warmup 3 --repeats 3
 
 echo
 echo "Summary ($gpu)"

@@ -166,7 +166,7 @@ bool CheckReport::passed() const {
 
 std::string CheckReport::table() const {
   std::ostringstream os;
-  os << std::left << std::setw(6) << "layer" << std::setw(20) << "type" << std::setw(16) << "quantity" << std::setw(18)
+  os << std::left << std::setw(6) << "layer" << std::setw(20) << "type" << std::setw(19) << "quantity" << std::setw(18)
      << "shape" << std::right << std::setw(9) << "checked" << std::setw(13) << "max abs err" << std::setw(13)
      << "rel err" << std::setw(11) << "tolerance" << "  result\n";
   for (const auto& r : rows) {
@@ -174,7 +174,7 @@ std::string CheckReport::table() const {
     std::snprintf(buf, sizeof buf, "%9lld %12.3e %12.3e %10.0e  %s", (long long)r.checked, r.max_abs_error,
                   r.relative_error, r.tolerance, r.pass ? "PASS" : "FAIL");
     os << std::left << std::setw(6) << (r.layer < 0 ? std::string("-") : std::to_string(r.layer)) << std::setw(20)
-       << r.layer_type << std::setw(16) << r.quantity << std::setw(18) << shape_str(r.shape) << buf << "\n";
+       << r.layer_type << std::setw(19) << r.quantity << std::setw(18) << shape_str(r.shape) << buf << "\n";
   }
   return os.str();
 }
