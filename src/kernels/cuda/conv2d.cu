@@ -36,6 +36,21 @@ constexpr int kPad = 2;
 static_assert(kTileM == kMicro * kThreadRows && kTileN == kMicro * kThreadRows, "micro-tile layout");
 static_assert(kThreadRows * kThreadRows == kThreads, "one thread per micro-tile");
 
+// One k step of a thread's register micro-tile: acc[i][j] += a[ty + 16 i] * b[tx + 16 j], with a and
+// b one row of the shared-memory tiles.
+__device__ __forceinline__ void micro_tile_step(float (&acc)[kMicro][kMicro], const float* a_row, const float* b_row,
+                                                int ty, int tx) {
+  float a[kMicro], b[kMicro];
+#pragma unroll
+  for (int i = 0; i < kMicro; ++i) a[i] = a_row[ty + kThreadRows * i];
+#pragma unroll
+  for (int j = 0; j < kMicro; ++j) b[j] = b_row[tx + kThreadRows * j];
+#pragma unroll
+  for (int i = 0; i < kMicro; ++i)
+#pragma unroll
+    for (int j = 0; j < kMicro; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+}
+
 // Shared by all loaders: thread roles when a 64 x 16 tile is read with the 16-long index
 // fastest (4 elements per thread), and when a 16 x 64 tile is read with the 64-long index
 // fastest (4 elements per thread).
@@ -166,17 +181,7 @@ __global__ void __launch_bounds__(kThreads)
       CNN_LOAD_TILE(k0 + kTileK)  // in flight during the multiply-adds below
     }
 #pragma unroll
-    for (int kk = 0; kk < kTileK; ++kk) {
-      float a[kMicro], b[kMicro];
-#pragma unroll
-      for (int i = 0; i < kMicro; ++i) a[i] = As[buf][kk][ty + kThreadRows * i];
-#pragma unroll
-      for (int j = 0; j < kMicro; ++j) b[j] = Bs[buf][kk][tx + kThreadRows * j];
-#pragma unroll
-      for (int i = 0; i < kMicro; ++i)
-#pragma unroll
-        for (int j = 0; j < kMicro; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    for (int kk = 0; kk < kTileK; ++kk) micro_tile_step(acc, As[buf][kk], Bs[buf][kk], ty, tx);
     // The other buffer was last read before the previous iteration's barrier.
     if (more) {
       CNN_STORE_TILE(buf ^ 1)
@@ -282,17 +287,7 @@ __global__ void __launch_bounds__(kThreads)
     const bool more = r0 + kTileK < r_end;
     if (more) CNN_LOAD_TILE(r0 + kTileK)
 #pragma unroll
-    for (int rr = 0; rr < kTileK; ++rr) {
-      float d[kMicro], col[kMicro];
-#pragma unroll
-      for (int i = 0; i < kMicro; ++i) d[i] = Ds[buf][rr][ty + kThreadRows * i];
-#pragma unroll
-      for (int j = 0; j < kMicro; ++j) col[j] = Cs[buf][rr][tx + kThreadRows * j];
-#pragma unroll
-      for (int i = 0; i < kMicro; ++i)
-#pragma unroll
-        for (int j = 0; j < kMicro; ++j) acc[i][j] = fmaf(d[i], col[j], acc[i][j]);
-    }
+    for (int rr = 0; rr < kTileK; ++rr) micro_tile_step(acc, Ds[buf][rr], Cs[buf][rr], ty, tx);
     if (more) {
       CNN_STORE_TILE(buf ^ 1)
     }

@@ -86,58 +86,61 @@ __global__ void cross_entropy_kernel(int rows, int cols, const float* probs, Tar
   if (lane == 0) row_loss[row] = loss;
 }
 
-// Mean over the row's columns of (pred - target)^2.
-__global__ void mse_loss_kernel(int rows, int cols, const float* pred, const float* targets, float* row_loss,
-                                float* dpred) {
+// Losses that are a mean over the row's columns of an element-wise term: one kernel, the
+// term and its derivative (before the 1/cols/rows of the means) given by Term.
+struct TermAndGradient {
+  float loss, grad;
+};
+
+template <class Term>
+__global__ void elementwise_row_loss_kernel(int rows, int cols, const float* pred, const float* targets,
+                                            float* row_loss, float* dpred) {
   const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
   const int lane = int(threadIdx.x) % kWarpSize;
   if (row >= rows) return;
   const int64_t base = int64_t(row) * cols;
   float loss = 0.f;
   for (int j = lane; j < cols; j += kWarpSize) {
-    const float d = pred[base + j] - targets[base + j];
-    loss += d * d;
-    dpred[base + j] = 2.f * d / float(cols) / float(rows);
+    const TermAndGradient e = Term::at(pred[base + j], targets[base + j]);
+    loss += e.loss;
+    dpred[base + j] = e.grad / float(cols) / float(rows);
   }
   loss = warp_sum(loss);
   if (lane == 0) row_loss[row] = loss / float(cols);
 }
 
-// Mean over the row of -(t log p + (1 - t) log(1 - p)), p clipped as in cross_entropy.
-__global__ void binary_cross_entropy_kernel(int rows, int cols, const float* probs, const float* targets,
-                                            float* row_loss, float* dprobs) {
-  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
-  const int lane = int(threadIdx.x) % kWarpSize;
-  if (row >= rows) return;
-  const int64_t base = int64_t(row) * cols;
-  float loss = 0.f;
-  for (int j = lane; j < cols; j += kWarpSize) {
-    const float t = targets[base + j], p = probs[base + j];
+// (pred - target)^2.
+struct SquaredError {
+  __device__ static TermAndGradient at(float p, float t) {
+    const float d = p - t;
+    return {d * d, 2.f * d};
+  }
+};
+
+// -(t log p + (1 - t) log(1 - p)), p clipped as in cross_entropy (no gradient where clipped).
+struct BinaryCrossEntropy {
+  __device__ static TermAndGradient at(float p, float t) {
     const bool clipped = p < kClipLo || p > kClipHi;
     const float pc = fminf(fmaxf(p, kClipLo), kClipHi);
-    loss -= t * logf(pc) + (1.f - t) * logf(1.f - pc);
-    dprobs[base + j] = clipped ? 0.f : (-t / pc + (1.f - t) / (1.f - pc)) / float(cols) / float(rows);
+    return {-(t * logf(pc) + (1.f - t) * logf(1.f - pc)), clipped ? 0.f : -t / pc + (1.f - t) / (1.f - pc)};
   }
-  loss = warp_sum(loss);
-  if (lane == 0) row_loss[row] = loss / float(cols);
-}
+};
 
 // The same loss on logits z, written so no exp overflows: max(z, 0) - z t + log(1 + e^-|z|).
-__global__ void binary_cross_entropy_logits_kernel(int rows, int cols, const float* logits, const float* targets,
-                                                   float* row_loss, float* dlogits) {
-  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
-  const int lane = int(threadIdx.x) % kWarpSize;
-  if (row >= rows) return;
-  const int64_t base = int64_t(row) * cols;
-  float loss = 0.f;
-  for (int j = lane; j < cols; j += kWarpSize) {
-    const float z = logits[base + j], t = targets[base + j];
-    loss += fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z)));
-    dlogits[base + j] = (sigmoid(z) - t) / float(cols) / float(rows);
+struct BinaryCrossEntropyLogits {
+  __device__ static TermAndGradient at(float z, float t) {
+    return {fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z))), sigmoid(z) - t};
   }
-  loss = warp_sum(loss);
-  if (lane == 0) row_loss[row] = loss / float(cols);
-}
+};
+
+// One launch per Term; the name is a literal for CNN_CUDA_CHECK_LAUNCH's message.
+#define CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(Term, c, rows, cols, pred, targets, row_loss, dpred)              \
+  do {                                                                                                \
+    if ((rows) <= 0 || (cols) <= 0) break;                                                            \
+    elementwise_row_loss_kernel<Term>                                                                 \
+        <<<row_blocks(rows), kThreads, 0, (c).stream>>>(rows, cols, pred, targets, row_loss, dpred);   \
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<" #Term ">");                                  \
+  } while (0)
 
 // One block for the whole batch (a few hundred rows: launch latency dominates any
 // parallelism beyond that), so the sums are formed in a fixed order: each warp takes rows
@@ -202,26 +205,20 @@ void cross_entropy(Ctx& c, int rows, int cols, const float* probs, TargetKind ki
 }
 
 void mse_loss(Ctx& c, int rows, int cols, const float* pred, const float* targets, float* row_loss, float* dpred) {
-  if (rows <= 0 || cols <= 0) return;
-  mse_loss_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, pred, targets, row_loss, dpred);
-  CNN_CUDA_CHECK_LAUNCH("mse_loss_kernel");
+  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(SquaredError, c, rows, cols, pred, targets, row_loss, dpred);
 }
 
 void binary_cross_entropy(Ctx& c, int rows, int cols, const float* probs, const float* targets, float* row_loss,
                           float* dprobs) {
-  if (rows <= 0 || cols <= 0) return;
-  binary_cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, probs, targets, row_loss,
-                                                                            dprobs);
-  CNN_CUDA_CHECK_LAUNCH("binary_cross_entropy_kernel");
+  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(BinaryCrossEntropy, c, rows, cols, probs, targets, row_loss, dprobs);
 }
 
 void binary_cross_entropy_logits(Ctx& c, int rows, int cols, const float* logits, const float* targets,
                                  float* row_loss, float* dlogits) {
-  if (rows <= 0 || cols <= 0) return;
-  binary_cross_entropy_logits_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, logits, targets,
-                                                                                   row_loss, dlogits);
-  CNN_CUDA_CHECK_LAUNCH("binary_cross_entropy_logits_kernel");
+  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(BinaryCrossEntropyLogits, c, rows, cols, logits, targets, row_loss,
+                                  dlogits);
 }
+#undef CNN_LAUNCH_ELEMENTWISE_ROW_LOSS
 
 void accumulate_metrics(Ctx& c, int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
                         const int32_t* labels, const float* targets, bool scores_are_logits, double* accum) {

@@ -50,25 +50,33 @@ __device__ __forceinline__ Range windows_over(int i, int pad, int k, int stride,
   return {first, last};
 }
 
+// Element i of a stack of h x w planes: its plane, its index in the plane, its row and column.
+struct PlanePixel {
+  int64_t plane;
+  int p, row, col;
+};
+__device__ __forceinline__ PlanePixel plane_pixel(int64_t i, int h, int w) {
+  const int64_t plane = i / (h * w);
+  const int p = int(i - plane * (h * w));
+  const int row = p / w;
+  return {plane, p, row, p - row * w};
+}
+
 __global__ void maxpool2d_forward_kernel(Pool2DShape s, const float* __restrict__ x, float* __restrict__ y) {
   const int64_t count = int64_t(s.n) * s.c * s.h_out * s.w_out;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane_i = i / (s.h_out * s.w_out);
-    const int p = int(i - plane_i * (s.h_out * s.w_out));
-    const int oh = p / s.w_out, ow = p - oh * s.w_out;
-    const float* plane = x + plane_i * s.h_in * s.w_in;
-    y[i] = plane[argmax_in(s, plane, window_at(s, oh, ow))];
+    const PlanePixel px = plane_pixel(i, s.h_out, s.w_out);
+    const float* plane = x + px.plane * s.h_in * s.w_in;
+    y[i] = plane[argmax_in(s, plane, window_at(s, px.row, px.col))];
   }
 }
 
 __global__ void avgpool2d_forward_kernel(Pool2DShape s, const float* __restrict__ x, float* __restrict__ y) {
   const int64_t count = int64_t(s.n) * s.c * s.h_out * s.w_out;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane_i = i / (s.h_out * s.w_out);
-    const int p = int(i - plane_i * (s.h_out * s.w_out));
-    const int oh = p / s.w_out, ow = p - oh * s.w_out;
-    const float* plane = x + plane_i * s.h_in * s.w_in;
-    const Window win = window_at(s, oh, ow);
+    const PlanePixel px = plane_pixel(i, s.h_out, s.w_out);
+    const float* plane = x + px.plane * s.h_in * s.w_in;
+    const Window win = window_at(s, px.row, px.col);
     float sum = 0.f;
     for (int ih = win.h0; ih < win.h1; ++ih)
       for (int iw = win.w0; iw < win.w1; ++iw) sum += plane[ih * s.w_in + iw];
@@ -81,17 +89,16 @@ __global__ void maxpool2d_backward_kernel(Pool2DShape s, const float* __restrict
                                           float* __restrict__ dx) {
   const int64_t count = int64_t(s.n) * s.c * s.h_in * s.w_in;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane_i = i / (s.h_in * s.w_in);
-    const int p = int(i - plane_i * (s.h_in * s.w_in));
-    const int ih = p / s.w_in, iw = p - ih * s.w_in;
-    const float* plane = x + plane_i * s.h_in * s.w_in;
-    const float* grad = dy + plane_i * s.h_out * s.w_out;
+    const PlanePixel px = plane_pixel(i, s.h_in, s.w_in);
+    const int ih = px.row, iw = px.col;
+    const float* plane = x + px.plane * s.h_in * s.w_in;
+    const float* grad = dy + px.plane * s.h_out * s.w_out;
     const Range rows = windows_over(ih, s.pad_top, s.k_h, s.stride_h, s.h_out);
     const Range cols = windows_over(iw, s.pad_left, s.k_w, s.stride_w, s.w_out);
     float sum = 0.f;
     for (int oh = rows.first; oh <= rows.last; ++oh)
       for (int ow = cols.first; ow <= cols.last; ++ow)
-        if (argmax_in(s, plane, window_at(s, oh, ow)) == p) sum += grad[oh * s.w_out + ow];
+        if (argmax_in(s, plane, window_at(s, oh, ow)) == px.p) sum += grad[oh * s.w_out + ow];
     dx[i] = sum;
   }
 }
@@ -100,10 +107,9 @@ __global__ void maxpool2d_backward_kernel(Pool2DShape s, const float* __restrict
 __global__ void avgpool2d_backward_kernel(Pool2DShape s, const float* __restrict__ dy, float* __restrict__ dx) {
   const int64_t count = int64_t(s.n) * s.c * s.h_in * s.w_in;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t plane_i = i / (s.h_in * s.w_in);
-    const int p = int(i - plane_i * (s.h_in * s.w_in));
-    const int ih = p / s.w_in, iw = p - ih * s.w_in;
-    const float* grad = dy + plane_i * s.h_out * s.w_out;
+    const PlanePixel px = plane_pixel(i, s.h_in, s.w_in);
+    const int ih = px.row, iw = px.col;
+    const float* grad = dy + px.plane * s.h_out * s.w_out;
     const Range rows = windows_over(ih, s.pad_top, s.k_h, s.stride_h, s.h_out);
     const Range cols = windows_over(iw, s.pad_left, s.k_w, s.stride_w, s.w_out);
     float sum = 0.f;
