@@ -3,6 +3,7 @@
 // written once for the CPU reference and the CUDA kernels so both pick the same pixels.
 #include <cstdint>
 
+#include "cnn/error.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/random.hpp"
 
@@ -55,6 +56,34 @@ CNN_HOST_DEVICE int source_pixel(const ImageMap& m, int h, int w, int r, int q) 
   if (m.cut > 0 && r >= m.cut_y && r < m.cut_y + m.cut && q >= m.cut_x && q < m.cut_x + m.cut) return -1;
   const int col = m.flip ? w - 1 - q : q;
   return reflect(r + m.shift_y, h) * w + reflect(col + m.shift_x, w);
+}
+
+// Host-side argument checks and fixed maps, shared by both backends' ops.
+inline void check_images(int n, int c, int h, int w, const char* op) {
+  CNN_CHECK(n >= 0 && c >= 0 && h > 0 && w > 0 && int64_t(h) * w <= INT32_MAX, op, ": bad image batch n=", n,
+            " c=", c, " h=", h, " w=", w);
+}
+
+inline void check_augment_spec(const ops::AugmentSpec& spec, int h, int w) {
+  CNN_CHECK(spec.translate >= 0 && spec.translate < h && spec.translate < w,
+            "augment_images: translate must be in [0, min(h, w)), got ", spec.translate, " for ", h, "x", w);
+  CNN_CHECK(spec.cutout >= 0 && spec.cutout <= h && spec.cutout <= w,
+            "augment_images: cutout must be in [0, min(h, w)], got ", spec.cutout, " for ", h, "x", w);
+}
+
+inline ImageMap mirror_map() {
+  ImageMap m;
+  m.flip = true;
+  return m;
+}
+
+inline ImageMap translation_map(int h, int w, int dx, int dy) {
+  CNN_CHECK(dx > -w && dx < w && dy > -h && dy < h, "translate_images: shift (", dx, ", ", dy,
+            ") must be smaller than the image ", h, "x", w);
+  ImageMap m;
+  m.shift_x = dx;
+  m.shift_y = dy;
+  return m;
 }
 
 }  // namespace cnn::augment

@@ -11,11 +11,6 @@
 namespace cnn::ops::cpu {
 namespace {
 
-void check_images(int n, int c, int h, int w, const char* op) {
-  CNN_CHECK(n >= 0 && c >= 0 && h > 0 && w > 0 && int64_t(h) * w <= INT32_MAX, op, ": bad image batch n=", n,
-            " c=", c, " h=", h, " w=", w);
-}
-
 // Applies map_of(image) to every image of the batch.
 template <class T, class MapOf>
 void remap(int n, int c, int h, int w, const T* x, T* y, MapOf map_of) {
@@ -38,31 +33,23 @@ void remap(int n, int c, int h, int w, const T* x, T* y, MapOf map_of) {
 
 template <class T>
 void augment_images(int n, int c, int h, int w, const T* x, T* y, const AugmentSpec& spec, uint64_t seed) {
-  check_images(n, c, h, w, "augment_images");
-  CNN_CHECK(spec.translate >= 0 && spec.translate < h && spec.translate < w,
-            "augment_images: translate must be in [0, min(h, w)), got ", spec.translate, " for ", h, "x", w);
-  CNN_CHECK(spec.cutout >= 0 && spec.cutout <= h && spec.cutout <= w,
-            "augment_images: cutout must be in [0, min(h, w)], got ", spec.cutout, " for ", h, "x", w);
+  augment::check_images(n, c, h, w, "augment_images");
+  augment::check_augment_spec(spec, h, w);
   remap(n, c, h, w, x, y,
         [&](int64_t i) { return augment::image_map(spec, seed, h, w, spec.first_index + i); });
 }
 
 template <class T>
 void flip_images(int n, int c, int h, int w, const T* x, T* y) {
-  check_images(n, c, h, w, "flip_images");
-  augment::ImageMap m;
-  m.flip = true;
+  augment::check_images(n, c, h, w, "flip_images");
+  const augment::ImageMap m = augment::mirror_map();
   remap(n, c, h, w, x, y, [&](int64_t) { return m; });
 }
 
 template <class T>
 void translate_images(int n, int c, int h, int w, const T* x, T* y, int dx, int dy) {
-  check_images(n, c, h, w, "translate_images");
-  CNN_CHECK(dx > -w && dx < w && dy > -h && dy < h, "translate_images: shift (", dx, ", ", dy,
-            ") must be smaller than the image ", h, "x", w);
-  augment::ImageMap m;
-  m.shift_x = dx;
-  m.shift_y = dy;
+  augment::check_images(n, c, h, w, "translate_images");
+  const augment::ImageMap m = augment::translation_map(h, w, dx, dy);
   remap(n, c, h, w, x, y, [&](int64_t) { return m; });
 }
 

@@ -34,11 +34,6 @@ __global__ void remap_images_kernel(int n, int c, int h, int w, const float* __r
   }
 }
 
-void check_images(int n, int c, int h, int w, const char* op) {
-  CNN_CHECK(n >= 0 && c >= 0 && h > 0 && w > 0 && int64_t(h) * w <= INT32_MAX, op, ": bad image batch n=", n,
-            " c=", c, " h=", h, " w=", w);
-}
-
 void remap(Context& ctx, int n, int c, int h, int w, const float* x, float* y, bool use_draws,
            const ops::AugmentSpec& spec, uint64_t seed, const augment::ImageMap& fixed) {
   const int64_t planes = int64_t(n) * c;
@@ -53,29 +48,19 @@ void remap(Context& ctx, int n, int c, int h, int w, const float* x, float* y, b
 
 void augment_images(Ctx& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,
                     uint64_t seed) {
-  check_images(n, c, h, w, "augment_images");
-  CNN_CHECK(spec.translate >= 0 && spec.translate < h && spec.translate < w,
-            "augment_images: translate must be in [0, min(h, w)), got ", spec.translate, " for ", h, "x", w);
-  CNN_CHECK(spec.cutout >= 0 && spec.cutout <= h && spec.cutout <= w,
-            "augment_images: cutout must be in [0, min(h, w)], got ", spec.cutout, " for ", h, "x", w);
+  augment::check_images(n, c, h, w, "augment_images");
+  augment::check_augment_spec(spec, h, w);
   remap(ctx, n, c, h, w, x, y, true, spec, seed, augment::ImageMap{});
 }
 
 void flip_images(Ctx& ctx, int n, int c, int h, int w, const float* x, float* y) {
-  check_images(n, c, h, w, "flip_images");
-  augment::ImageMap m;
-  m.flip = true;
-  remap(ctx, n, c, h, w, x, y, false, AugmentSpec{}, 0, m);
+  augment::check_images(n, c, h, w, "flip_images");
+  remap(ctx, n, c, h, w, x, y, false, AugmentSpec{}, 0, augment::mirror_map());
 }
 
 void translate_images(Ctx& ctx, int n, int c, int h, int w, const float* x, float* y, int dx, int dy) {
-  check_images(n, c, h, w, "translate_images");
-  CNN_CHECK(dx > -w && dx < w && dy > -h && dy < h, "translate_images: shift (", dx, ", ", dy,
-            ") must be smaller than the image ", h, "x", w);
-  augment::ImageMap m;
-  m.shift_x = dx;
-  m.shift_y = dy;
-  remap(ctx, n, c, h, w, x, y, false, AugmentSpec{}, 0, m);
+  augment::check_images(n, c, h, w, "translate_images");
+  remap(ctx, n, c, h, w, x, y, false, AugmentSpec{}, 0, augment::translation_map(h, w, dx, dy));
 }
 
 }  // namespace cnn::ops::cuda
