@@ -9,7 +9,7 @@
 # and prints a summary table last.
 # Debian packages the machine lacks (GoogleTest, nlohmann-json, CLI11, stb, zlib headers) are
 # taken from devdeps/root when present (tools/prepare_device_deps.sh makes it).
-#   bash tools/gpu_check.sh            # everything (about 5 minutes on an H100)
+#   bash tools/gpu_check.sh            # everything (target: under 8 minutes on an H100)
 #   SKIP_SANITIZERS=1 bash tools/gpu_check.sh
 #   bash tools/gpu_check.sh --prebuilt DIR   # binaries built elsewhere for this GPU (cnn,
 #        cnn_tests, cnn_gpu_tests, libstb.so.0 and source_dir.txt in DIR, made by
