@@ -81,8 +81,7 @@ struct Trace {
 // Forward, loss and backward of one batch through the runner, with every layer's output
 // and input gradient kept (its arena keeps input gradients).
 template <class T>
-Trace<T> record_step(Runner<T>& runner, const State& s, size_t layers, const Batch<T>& batch, const T* grads,
-                     Device d) {
+Trace<T> record_step(Runner<T>& runner, const State& s, const Batch<T>& batch, const T* grads, Device d) {
   const int n = batch.n;
   runner.plan(n);
   load(runner, batch, d);
@@ -92,7 +91,7 @@ Trace<T> record_step(Runner<T>& runner, const State& s, size_t layers, const Bat
   Arena<T>& a = runner.arena();
   Trace<T> t;
   t.row_loss = download(a.row_loss.data(), size_t(n), d);
-  for (size_t i = 0; i < layers; ++i) {
+  for (size_t i = 0; i < s.out_size.size(); ++i) {
     t.outputs.push_back(download(a.act(i), size_t(n * s.out_size[i]), d));
     t.input_grads.push_back(download(a.input_grad(i), size_t(n * (i ? s.out_size[i - 1] : s.input_size)), d));
   }
@@ -108,7 +107,7 @@ Trace<float> record_float_step(Sequential& model, const Batch<float>& batch) {
   Buffer<float> grads(size_t(std::max<int64_t>(s.param_total, 1)), s.device);
   Runner<float> runner(model, arena, s.device, s.params.empty() ? nullptr : s.params.data(),
                        s.param_total ? grads.data() : nullptr);
-  return record_step(runner, s, model.size(), batch, grads.data(), s.device);
+  return record_step(runner, s, batch, grads.data(), s.device);
 }
 
 // ||a - b|| / max(||a||, ||b||), and the largest |a - b|.
@@ -165,7 +164,7 @@ CheckReport gradcheck(Sequential& model, const GradcheckOptions& o) {
   Arena<double> arena;
   arena.keep_input_grads = true;
   Runner<double> runner(model, arena, Device::CPU, param_data, s.param_total ? grads.data() : nullptr);
-  const Trace<double> trace = record_step(runner, s, L, batch, grads.data(), Device::CPU);
+  const Trace<double> trace = record_step(runner, s, batch, grads.data(), Device::CPU);
 
   // The mean loss when layers [begin, L) run on `input` with the current `params`.
   auto loss_from = [&](size_t begin, const double* input) {

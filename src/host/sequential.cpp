@@ -1,6 +1,6 @@
 // Sequential: building, compiling (shape inference, parameter layout, initialisation, loss
-// plan), devices, summary and weight access. Training loops live in training.cpp, files in
-// serialize.cpp.
+// plan), devices, summary and weight access. Training loops live in model/ (the step
+// runner), files in serialize.cpp.
 #include <array>
 #include <cmath>
 #include <iomanip>
