@@ -54,7 +54,7 @@ class Runner {
   Exec exec(bool training) const;
   const T* output() { return arena_.act(model_.size() - 1); }
 
-  // Layers [begin, end) forward from x (default: the loaded input batch).
+  // Layers begin.. (to the last) forward from x (default: the loaded input batch).
   void forward(int n, bool training, size_t begin = 0, const T* x = nullptr);
   // Row losses into row_loss and dL/d(output) into grad_a; `out` defaults to output().
   void loss_and_gradient(ops::TargetKind kind, int n, const T* out = nullptr);
