@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < kMicro; ++i) {
       const int m = m0 + ty + kThreadRows * i;
-      if (m < M) plane0[int64_t(m) * P] = activate(act, acc[i][j] + (bias ? bias[m] : 0.f));
+      if (m < M) plane0[int64_t(m) * P] = formulas::activate(act, acc[i][j] + (bias ? bias[m] : 0.f));
     }
   }
 }

@@ -129,7 +129,7 @@ struct BinaryCrossEntropy {
 // The same loss on logits z, written so no exp overflows: max(z, 0) - z t + log(1 + e^-|z|).
 struct BinaryCrossEntropyLogits {
   __device__ static TermAndGradient at(float z, float t) {
-    return {fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z))), sigmoid(z) - t};
+    return {fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z))), formulas::sigmoid(z) - t};
   }
 };
 
