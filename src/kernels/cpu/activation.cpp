@@ -91,7 +91,7 @@ template <class T>
 void activation_forward(ActivationSpec act, int64_t count, const T* x, T* y) {
   if (act.kind == Activation::Softmax) fail("activation_forward: softmax is not elementwise; use softmax_forward");
   if (act.kind == Activation::Linear) {
-    if (x != y) std::copy(x, x + count, y);
+    copy<T>(count, x, y);
     return;
   }
   const T alpha = T(act.alpha);
@@ -103,7 +103,7 @@ template <class T>
 void activation_backward(ActivationSpec act, int64_t count, const T* x, const T* y, const T* dy, T* dx) {
   if (act.kind == Activation::Softmax) fail("activation_backward: softmax is not elementwise; use softmax_backward");
   if (act.kind == Activation::Linear) {
-    if (dy != dx) std::copy(dy, dy + count, dx);
+    copy<T>(count, dy, dx);
     return;
   }
   const T alpha = T(act.alpha);
