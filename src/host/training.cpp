@@ -9,7 +9,9 @@
 #include <string_view>
 
 #include "cnn/error.hpp"
+#include "cnn/initializers.hpp"
 #include "cnn/model.hpp"
+#include "kernels/augment_map.hpp"
 #include "kernels/device_memory.hpp"
 #include "layers/layer_impl.hpp"
 #include "model_loss.hpp"
@@ -160,7 +162,7 @@ void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows
   for (int i = 0; i < n; ++i) {
     const float* src = x.data() + rows[i] * in;
     float* out = dst + int64_t(i) * in;
-    if (mirror_epoch >= 0 && (rows[i] + mirror_epoch) % 2 == 1) {
+    if (mirror_epoch >= 0 && augment::alternate_flipped(rows[i], mirror_epoch)) {
       for (int64_t r = 0; r < in / w; ++r) std::reverse_copy(src + r * w, src + (r + 1) * w, out + r * w);
     } else {
       std::copy_n(src, in, out);
@@ -262,7 +264,7 @@ void optimizer_step(State& s) {
     float* p = s.params.data() + begin;
     const float* g = s.grads.data() + begin;
     const float lr = o.learning_rate * s.lr_factor * seg.lr_scale;
-    if (o.optimizer == "adam") {
+    if (s.optimizer == OptimizerKind::Adam) {
       const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay, s.step};
       CNN_RUN_OP(e, float, adam_update, count, p, g, s.opt_m.data() + begin, s.opt_v.data() + begin, cfg);
     } else {
@@ -338,7 +340,7 @@ struct StepPlace {
 // but the data: SGD (Adam's bias correction changes every step), a constant learning rate,
 // and no layer drawing random numbers (dropout). Profiling times layers one by one.
 [[maybe_unused]] bool graphable(const State& s, const Layers& layers) {
-  if (s.device != Device::CUDA || s.profile || !s.graphs_enabled || s.opt.optimizer != "sgd" || s.lr_factor != 1.0f ||
+  if (s.device != Device::CUDA || s.profile || !s.graphs_enabled || s.optimizer != OptimizerKind::SGD || s.lr_factor != 1.0f ||
       !s.constant_lr)
     return false;
   for (const auto& l : layers)
@@ -501,11 +503,9 @@ ops::AugmentSpec augment_spec(const State& s, const Augmentation& a) {
             std::min(h, w), "), got ", a.translate);
   CNN_CHECK(a.cutout >= 0 && a.cutout <= h && a.cutout <= w, "fit: augment.cutout must be in [0, ", std::min(h, w),
             "], got ", a.cutout);
-  CNN_CHECK(a.flip == "none" || a.flip == "random" || a.flip == "alternate", "fit: unknown augment.flip '", a.flip,
-            "'; valid: none, random, alternate");
   spec.translate = a.translate;
   spec.cutout = a.cutout;
-  spec.flip = a.flip == "random" ? ops::FlipMode::Random : ops::FlipMode::None;  // alternate: mirrored while loading
+  spec.flip = parse_flip(a.flip, "fit") == FlipMode::Random ? FlipMode::Random : FlipMode::None;  // alternate: mirrored while loading
   return spec;
 }
 
@@ -518,8 +518,7 @@ void augment_batch(State& s, int n, const ops::AugmentSpec& spec) {
 }
 
 void check_schedule(const LRSchedule& l) {
-  CNN_CHECK(l.kind == "constant" || l.kind == "step" || l.kind == "cosine" || l.kind == "onecycle",
-            "fit: unknown lr_schedule '", l.kind, "'; valid schedules: constant, step, cosine, onecycle");
+  parse_schedule(l.kind, "fit");
   CNN_CHECK(l.step_epochs > 0, "fit: lr_schedule.step_epochs must be positive, got ", l.step_epochs);
   CNN_CHECK(l.warmup >= 0 && l.warmup < 1, "fit: lr_schedule.warmup must be in [0, 1), got ", l.warmup);
   for (float f : {l.gamma, l.min_factor, l.start_factor, l.end_factor})
@@ -528,11 +527,13 @@ void check_schedule(const LRSchedule& l) {
 
 }  // namespace
 
-double LRSchedule::factor(double t, int epoch) const {
+double LRSchedule::factor(double t, int epoch) const { return factor(parse_schedule(kind), t, epoch); }
+
+double LRSchedule::factor(ScheduleKind parsed_kind, double t, int epoch) const {
   t = std::clamp(t, 0.0, 1.0);
-  if (kind == "step") return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
-  if (kind == "cosine") return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
-  if (kind == "onecycle") {
+  if (parsed_kind == ScheduleKind::Step) return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
+  if (parsed_kind == ScheduleKind::Cosine) return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+  if (parsed_kind == ScheduleKind::OneCycle) {
     if (t < warmup) return start_factor + (1.0 - start_factor) * t / warmup;
     return 1.0 + (end_factor - 1.0) * (t - warmup) / (1.0 - warmup);
   }
@@ -563,6 +564,11 @@ History Sequential::fit(const Tensor& x, const Tensor& y, int epochs) {
 }
 
 History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& o) {
+  if (o.weight_averaging) {  // as a callback that runs before the others
+    FitOptions with = o;
+    with.callbacks.insert(with.callbacks.begin(), weight_averaging(*std::exchange(with.weight_averaging, std::nullopt)));
+    return fit(x_in, y_in, with);
+  }
   State& s = *state_;
   check_inputs(s, x_in, "fit");
   CNN_CHECK(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
@@ -571,9 +577,13 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
             o.validation_split);
   CNN_CHECK(!(o.validation_split > 0 && o.validation_data), "fit: give validation_split or validation_data, not both");
   check_schedule(o.lr_schedule);
-  s.constant_lr = o.lr_schedule.kind == "constant";
+  const ScheduleKind schedule = parse_schedule(o.lr_schedule.kind, "fit");
+  s.constant_lr = schedule == ScheduleKind::Constant;
   CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
             " must be in [0, epochs]");
+  if (o.resume_from.empty())
+    for (const InitializationReport& r : apply_data_dependent_initializers(*this, x_in, o))
+      if (o.verbose > 0) std::printf("%s\n", r.describe().c_str());
   const Tensor x_all = x_in.to(Device::CPU);
   CNN_CHECK(y_in.dim(0) == x_all.dim(0), "fit: y has ", y_in.dim(0), " rows but x has ", x_all.dim(0));
 
@@ -601,6 +611,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   const int bs = int(std::min<int64_t>(o.batch_size, N));
   const int steps = int((N + bs - 1) / bs);
   const ops::AugmentSpec augment = augment_spec(s, o.augment);
+  const bool alternate_flip = o.augment.enabled() && parse_flip(o.augment.flip) == FlipMode::Alternate;
   ensure_arena(s, layers_, bs);
   std::vector<int64_t> order(static_cast<size_t>(N));
   bool batch_logs = false;
@@ -630,7 +641,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     const double start = now_seconds();
     int64_t seen = 0;
     StepPlace place{epoch, 0, 0};
-    const int64_t mirror_epoch = o.augment.flip == "alternate" ? epoch : -1;
+    const int64_t mirror_epoch = alternate_flip ? epoch : -1;
     for (int step = 0; step < steps; ++step) {
       const int n = int(std::min<int64_t>(bs, N - int64_t(step) * bs));
       load_batch(s, x, targets, order.data() + int64_t(step) * bs, n, mirror_epoch);
@@ -638,7 +649,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       s.step_seed = step_seed(o.seed, epoch, step);
       if (augment.translate > 0 || augment.flip == ops::FlipMode::Random || augment.cutout > 0)
         augment_batch(s, n, augment);
-      s.lr_factor = float(o.lr_schedule.factor(double(int64_t(epoch) * steps + step) / (double(o.epochs) * steps), epoch));
+      s.lr_factor = float(o.lr_schedule.factor(schedule, double(int64_t(epoch) * steps + step) / (double(o.epochs) * steps), epoch));
       run_train_step(s, layers_, targets.kind, n, &place);
       for (const auto& cb : o.callbacks) cb->on_step_end(*this, s.step);
       seen += n;
