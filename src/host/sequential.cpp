@@ -83,8 +83,8 @@ void validate_optimizer_numbers(const CompileOptions& o) {
   CNN_CHECK(std::isfinite(o.beta1) && std::isfinite(o.beta2) && o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 &&
                 o.beta2 < 1,
             "compile: Adam betas must be in [0, 1), got ", o.beta1, ", ", o.beta2);
-  CNN_CHECK(std::isfinite(o.epsilon) && o.epsilon > 0, "compile: epsilon must be > 0 and finite, got ", o.epsilon);
-  CNN_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "compile: weight_decay must be >= 0 and finite, got ",
+  CNN_CHECK(std::isfinite(o.epsilon) && o.epsilon > 0, "compile: epsilon must be > 0, got ", o.epsilon);
+  CNN_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "compile: weight_decay must be >= 0, got ",
             o.weight_decay);
 }
 
@@ -104,7 +104,6 @@ void allocate_optimizer_state(Sequential::State& s) {
   s.opt_m = s.optimizer == OptimizerKind::Adam || s.opt.momentum > 0 ? Tensor({s.param_total}) : Tensor();
   s.opt_v = s.optimizer == OptimizerKind::Adam ? Tensor({s.param_total}) : Tensor();
 }
-
 
 // Keras-style initial values for one parameter.
 void initialise(const ParamSpec& spec, Rng& rng, float* out) {

@@ -340,8 +340,8 @@ struct StepPlace {
 // but the data: SGD (Adam's bias correction changes every step), a constant learning rate,
 // and no layer drawing random numbers (dropout). Profiling times layers one by one.
 [[maybe_unused]] bool graphable(const State& s, const Layers& layers) {
-  if (s.device != Device::CUDA || s.profile || !s.graphs_enabled || s.optimizer != OptimizerKind::SGD || s.lr_factor != 1.0f ||
-      !s.constant_lr)
+  if (s.device != Device::CUDA || s.profile || !s.graphs_enabled || s.optimizer != OptimizerKind::SGD ||
+      s.lr_factor != 1.0f || !s.constant_lr)
     return false;
   for (const auto& l : layers)
     if (l->uses_random()) return false;
@@ -505,7 +505,8 @@ ops::AugmentSpec augment_spec(const State& s, const Augmentation& a) {
             "], got ", a.cutout);
   spec.translate = a.translate;
   spec.cutout = a.cutout;
-  spec.flip = parse_flip(a.flip, "fit") == FlipMode::Random ? FlipMode::Random : FlipMode::None;  // alternate: mirrored while loading
+  // alternate: mirrored while loading
+  spec.flip = parse_flip(a.flip, "fit") == FlipMode::Random ? FlipMode::Random : FlipMode::None;
   return spec;
 }
 
@@ -532,7 +533,8 @@ double LRSchedule::factor(double t, int epoch) const { return factor(parse_sched
 double LRSchedule::factor(ScheduleKind parsed_kind, double t, int epoch) const {
   t = std::clamp(t, 0.0, 1.0);
   if (parsed_kind == ScheduleKind::Step) return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
-  if (parsed_kind == ScheduleKind::Cosine) return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+  if (parsed_kind == ScheduleKind::Cosine)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
   if (parsed_kind == ScheduleKind::OneCycle) {
     if (t < warmup) return start_factor + (1.0 - start_factor) * t / warmup;
     return 1.0 + (end_factor - 1.0) * (t - warmup) / (1.0 - warmup);
@@ -611,7 +613,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   const int bs = int(std::min<int64_t>(o.batch_size, N));
   const int steps = int((N + bs - 1) / bs);
   const ops::AugmentSpec augment = augment_spec(s, o.augment);
-  const bool alternate_flip = o.augment.enabled() && parse_flip(o.augment.flip) == FlipMode::Alternate;
+  const bool alternate_flip = parse_flip(o.augment.flip) == FlipMode::Alternate;
   ensure_arena(s, layers_, bs);
   std::vector<int64_t> order(static_cast<size_t>(N));
   bool batch_logs = false;
@@ -649,7 +651,8 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       s.step_seed = step_seed(o.seed, epoch, step);
       if (augment.translate > 0 || augment.flip == ops::FlipMode::Random || augment.cutout > 0)
         augment_batch(s, n, augment);
-      s.lr_factor = float(o.lr_schedule.factor(schedule, double(int64_t(epoch) * steps + step) / (double(o.epochs) * steps), epoch));
+      s.lr_factor =
+          float(o.lr_schedule.factor(schedule, double(int64_t(epoch) * steps + step) / (double(o.epochs) * steps), epoch));
       run_train_step(s, layers_, targets.kind, n, &place);
       for (const auto& cb : o.callbacks) cb->on_step_end(*this, s.step);
       seen += n;
