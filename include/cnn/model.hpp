@@ -216,7 +216,9 @@ class Sequential {
   static Sequential load_checkpoint(const std::string& path, TrainingProgress* progress = nullptr);
   // Replaces this model's weights and optimizer state with a checkpoint's (same architecture).
   void restore_checkpoint(const std::string& path, TrainingProgress* progress = nullptr);
-  // Architecture (+ compile settings) as in models/*.json, and back.
+  // Architecture (+ compile settings) as in models/*.json, and back. from_json checks a
+  // "training" section (a bad one fails the load) but does not keep it: the recipe comes
+  // from read_training_recipe / read_training_recipe_file.
   nlohmann::json to_json() const;
   static Sequential from_json(const nlohmann::json& model);
   static Sequential from_json_file(const std::string& path);
