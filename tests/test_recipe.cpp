@@ -439,6 +439,11 @@ TEST(FitWhitening, OnlyFreshWeightsAreWhitened) {
   EXPECT_TRUE(apply_data_dependent_initializers(twice, data.x.slice(0, 13), f).empty());
   twice.fit(data.x, data.y, f);
   EXPECT_EQ(conv_weight(twice), whitened);
+  // Nor after a step of train_on_batch.
+  Sequential stepped = Sequential::from_json(whitening_json());
+  stepped.train_on_batch(data.x.slice(0, 8), data.y.slice(0, 8));
+  EXPECT_FALSE(stepped.weights_fresh());
+  EXPECT_TRUE(apply_data_dependent_initializers(stepped, data.x, f).empty());
   // A model loaded from a file keeps its weights too.
   const std::string path = testing::TempDir() + "recipe_whitened.safetensors";
   twice.save(path);

@@ -84,7 +84,7 @@ struct Augmentation {
 // kernel_initializer "patch_whitening" is set from the patches of the first `images` images
 // fit trains on (after the validation split), with eps relative to the mean patch variance
 // (airbench's defaults). It happens only while the weights are fresh from compile: not after
-// load, set_weights, a checkpoint restore, resume_from or an earlier fit.
+// load, set_weights, a checkpoint restore, resume_from or any training step.
 struct PatchWhiteningOptions {
   int64_t images = 5000;
   double eps = 5e-4;
@@ -229,6 +229,7 @@ class Sequential {
   const CompileOptions& compile_options() const;
   // Overrides used by fit (for the CLI): learning rate and optimizer hyper-parameters.
   void set_learning_rate(float lr);
+  float learning_rate() const;
   // Switches to `options`' optimizer and its hyper-parameters (optimizer, learning_rate,
   // momentum, nesterov, beta1, beta2, epsilon, weight_decay, decoupled_weight_decay), keeping
   // the weights; the optimizer state and step count start again from zero. The other fields
@@ -237,7 +238,6 @@ class Sequential {
   // True from compile until the weights are replaced (set_weights, load, a checkpoint) or
   // trained: fit applies data-dependent initialisers only then.
   bool weights_fresh() const;
-  float learning_rate() const;
 
   int64_t count_params() const;      // all parameters
   int64_t trainable_params() const;  // of trainable layers

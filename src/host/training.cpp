@@ -365,6 +365,7 @@ void step_kernels(State& s, const Layers& layers, ops::TargetKind kind, int n, c
 // which removes the per-kernel launch cost (small nets are launch-bound).
 void run_train_step(State& s, const Layers& layers, ops::TargetKind kind, int n, const StepPlace* guard = nullptr) {
   ++s.step;
+  s.fresh_weights = false;  // trained: no data-dependent initialiser may replace them now
 #if CNN_WITH_CUDA
   if (graphable(s, layers)) {
     // Graph keys include the target kind: it selects different loss kernels.
