@@ -73,7 +73,7 @@ CallbackPtr lambda_callback(LambdaCallbackOptions options);
 //   lookahead  every `every` steps: slow += alpha (fast - slow), then fast = slow
 // With use_average_at_end the averaged weights replace the model's when training ends.
 struct WeightAveragingOptions {
-  std::string method = "ema";
+  std::string method = "ema";  // "ema" | "lookahead" (AveragingMethod), parsed by weight_averaging()
   float decay = 0.999f;
   int every = 5;
   float alpha = 0.5f;

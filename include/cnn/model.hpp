@@ -23,6 +23,12 @@
 
 namespace cnn {
 
+// Option types take the Keras-style names ("sgd", "cosine", "alternate", ...) as strings so
+// that user code and model files read alike; each name is parsed once, into the enums of
+// types.hpp, where it enters: by compile and fit for these structs (an unknown name fails
+// there, with the valid names), by read_training_recipe for files, by the CLI for flags.
+// Nothing compares a name per training step. Every float option must be finite: NaN and
+// infinity are refused with an error naming the option.
 struct CompileOptions {
   std::string optimizer = "sgd";  // "sgd" | "adam"
   // "cce"/"categorical_crossentropy", "scce"/"sparse_categorical_crossentropy",
@@ -62,6 +68,8 @@ struct LRSchedule {
   float start_factor = 0.2f, end_factor = 0.0f;
   // The multiplier at fractional progress t in [0, 1], epoch e of `epochs`.
   double factor(double t, int epoch) const;
+  // The same for an already parsed kind (fit parses `kind` once, then calls this every step).
+  double factor(ScheduleKind parsed_kind, double t, int epoch) const;
 };
 
 // On-the-fly augmentation of training batches (on the model's device), seeded per step.
@@ -70,6 +78,16 @@ struct Augmentation {
   std::string flip = "none";   // "none" | "random" (per image) | "alternate" (every other epoch per image)
   int cutout = 0;              // side of a zeroed square at a random place (0: off)
   bool enabled() const { return translate > 0 || flip != "none" || cutout > 0; }
+};
+
+// Data-dependent initialisation at the start of fit (initializers.hpp): every Conv2D with
+// kernel_initializer "patch_whitening" is set from the patches of the first `images` images
+// fit trains on (after the validation split), with eps relative to the mean patch variance
+// (airbench's defaults). It happens only while the weights are fresh from compile: not after
+// load, set_weights, a checkpoint restore, resume_from or any training step.
+struct PatchWhiteningOptions {
+  int64_t images = 5000;
+  double eps = 5e-4;
 };
 
 struct FitOptions {
@@ -92,6 +110,9 @@ struct FitOptions {
   // the saved epochs. With the same data, options and thread count, 2 + resume + 2 epochs
   // give bit-identical weights to 4 straight on the CPU.
   std::string resume_from{};
+  // Weight averaging for this run (the weight_averaging callback, run before `callbacks`).
+  std::optional<WeightAveragingOptions> weight_averaging{};
+  PatchWhiteningOptions patch_whitening{};
 };
 
 struct History {
@@ -112,6 +133,28 @@ struct TestTimeAugmentation {
   bool flip = false;
   int translate = 0;
 };
+
+// How a model file says it is trained: its "training" section (docs/FORMATS.md), read into
+// the options of fit and evaluate. `cnn train --model FILE` trains with exactly this (its
+// flags override single fields), so
+//   Sequential m = Sequential::from_json_file(path);
+//   const TrainingRecipe r = read_training_recipe_file(path);
+//   m.fit(x, y, r.fit);  m.evaluate(x_test, y_test, {.tta = r.tta});
+// trains the same weights as the CLI. Without a section (or for keys it leaves out) the
+// defaults are the CLI's: epochs 10, batch_size 32, validation_split 0.1, seed 1, shuffle.
+struct TrainingRecipe {
+  FitOptions fit;
+  TestTimeAugmentation tta;
+  TrainingRecipe();
+};
+// Reads a "training" section (an object). One key checker covers every level: an unknown
+// key, a value of the wrong type, a name that is not valid, a non-finite or out-of-range
+// number (epochs < 0, batch_size < 1, validation_split outside [0, 1), ...) raise cnn::Error
+// naming "training.<key>".
+TrainingRecipe read_training_recipe(const nlohmann::json& training);
+// The recipe of a model description file (its "training" section, or the defaults when it
+// has none). A saved model (.safetensors) holds no recipe: this gives the defaults for it.
+TrainingRecipe read_training_recipe_file(const std::string& path);
 
 struct EvaluateOptions {
   int batch_size = 256;
@@ -173,7 +216,9 @@ class Sequential {
   static Sequential load_checkpoint(const std::string& path, TrainingProgress* progress = nullptr);
   // Replaces this model's weights and optimizer state with a checkpoint's (same architecture).
   void restore_checkpoint(const std::string& path, TrainingProgress* progress = nullptr);
-  // Architecture (+ compile settings) as in models/*.json, and back.
+  // Architecture (+ compile settings) as in models/*.json, and back. from_json checks a
+  // "training" section (a bad one fails the load) but does not keep it: the recipe comes
+  // from read_training_recipe / read_training_recipe_file.
   nlohmann::json to_json() const;
   static Sequential from_json(const nlohmann::json& model);
   static Sequential from_json_file(const std::string& path);
@@ -185,6 +230,14 @@ class Sequential {
   // Overrides used by fit (for the CLI): learning rate and optimizer hyper-parameters.
   void set_learning_rate(float lr);
   float learning_rate() const;
+  // Switches to `options`' optimizer and its hyper-parameters (optimizer, learning_rate,
+  // momentum, nesterov, beta1, beta2, epsilon, weight_decay, decoupled_weight_decay), keeping
+  // the weights; the optimizer state and step count start again from zero. The other fields
+  // of `options` are ignored (they shape the model; compile again to change them).
+  void set_optimizer(const CompileOptions& options);
+  // True from compile until the weights are replaced (set_weights, load, a checkpoint) or
+  // trained: fit applies data-dependent initialisers only then.
+  bool weights_fresh() const;
 
   int64_t count_params() const;      // all parameters
   int64_t trainable_params() const;  // of trainable layers

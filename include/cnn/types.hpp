@@ -1,6 +1,9 @@
 #pragma once
 // Small vocabulary types shared by the public API and the kernels: devices, padding
-// modes and activations, with their Keras names.
+// modes, activations and the training recipe's choices (optimizer, learning-rate schedule,
+// flip mode, weight-averaging method), with their names in model files and on the command
+// line. Names are parsed once where they enter (file reader, CLI, compile, fit); an unknown
+// one raises cnn::Error listing the valid names.
 #include <string>
 #include <string_view>
 
@@ -30,6 +33,28 @@ struct ActivationSpec {
   Activation kind = Activation::Linear;
   float alpha = kDefaultLeakyAlpha;
 };
+
+enum class OptimizerKind { SGD, Adam };
+std::string to_string(OptimizerKind k);
+// `where` prefixes the error ("compile" gives "compile: unknown optimizer ...").
+OptimizerKind parse_optimizer(std::string_view name, std::string_view where = {});  // "sgd" | "adam"
+
+// LRSchedule's kinds (model.hpp has the formulas).
+enum class ScheduleKind { Constant, Step, Cosine, OneCycle };
+std::string to_string(ScheduleKind k);
+// "constant" | "step" | "cosine" | "onecycle"
+ScheduleKind parse_schedule(std::string_view name, std::string_view where = {});
+
+// Augmentation's left-right flip: none, per image at random, or every other epoch per image.
+enum class FlipMode { None, Random, Alternate };
+std::string to_string(FlipMode m);
+FlipMode parse_flip(std::string_view name, std::string_view where = {});  // "none" | "random" | "alternate"
+
+// Weight averaging (callbacks.hpp): exponential moving average or lookahead.
+enum class AveragingMethod { EMA, Lookahead };
+std::string to_string(AveragingMethod m);
+// "ema" | "lookahead"
+AveragingMethod parse_averaging_method(std::string_view name, std::string_view where = {});
 
 // True when the CUDA backend was compiled in (it may still find no GPU at run time).
 bool built_with_cuda();

@@ -2,13 +2,16 @@
 #include "cnn/initializers.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <string>
 
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
 #include "kernels/cpu/thread_pool.hpp"
+#include "model_state.hpp"
 
 namespace cnn {
 
@@ -219,6 +222,54 @@ std::vector<double> init_patch_whitening(Sequential& model, size_t layer_index, 
   }
   model.set_weights(weights);
   return eig.values;
+}
+
+namespace {
+// 5e-4 as "5e-4", 2.5e-3 as "2.5e-3": the way airbench writes its constants.
+std::string short_scientific(double v) {
+  if (v == 0) return "0";
+  const int exponent = int(std::floor(std::log10(std::fabs(v))));
+  char out[48];
+  std::snprintf(out, sizeof out, "%.6ge%d", v / std::pow(10.0, exponent), exponent);
+  return out;
+}
+}  // namespace
+
+std::string InitializationReport::describe() const {
+  char out[256];
+  std::snprintf(out, sizeof out,
+                "Whitened layer %zu (Conv2D) with the patches of %lld training images in %.2f s "
+                "(eigenvalues %.3g .. %.3g, eps %s x the mean)",
+                layer, (long long)images, seconds, eigenvalues.front(), eigenvalues.back(),
+                short_scientific(eps).c_str());
+  return out;
+}
+
+std::vector<InitializationReport> apply_data_dependent_initializers(Sequential& model, const Tensor& x,
+                                                                    const FitOptions& options) {
+  const PatchWhiteningOptions& w = options.patch_whitening;
+  CNN_CHECK(w.images >= 1, "fit: patch_whitening.images must be >= 1, got ", w.images);
+  CNN_CHECK(std::isfinite(w.eps) && w.eps >= 0, "fit: patch_whitening.eps must be finite and >= 0, got ", w.eps);
+  std::vector<InitializationReport> reports;
+  if (!model.weights_fresh()) return reports;
+  std::vector<size_t> layers;  // found first: whitening one layer makes the weights non-fresh
+  for (size_t i = 0; i < model.size(); ++i) {
+    const auto* conv = dynamic_cast<const Conv2D*>(&model.layer(i));
+    if (conv && conv->options().kernel_initializer == "patch_whitening") layers.push_back(i);
+  }
+  if (!layers.empty()) {
+    // The images fit trains on: those before the validation split.
+    const int64_t n = x.dim(0), n_fit = n - int64_t(double(n) * options.validation_split);
+    const Tensor images = x.slice(0, std::clamp<int64_t>(n_fit, 1, w.images));
+    for (size_t i : layers) {
+      const auto t0 = std::chrono::steady_clock::now();
+      InitializationReport r{i, images.dim(0), w.eps, 0, init_patch_whitening(model, i, images, w.eps, true)};
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      reports.push_back(std::move(r));
+    }
+  }
+  model.state().fresh_weights = false;
+  return reports;
 }
 
 }  // namespace cnn

@@ -19,6 +19,8 @@ std::string canonical_loss_name(LossKind kind);
 struct Sequential::State {
   bool compiled = false;
   CompileOptions opt;
+  OptimizerKind optimizer = OptimizerKind::SGD;  // opt.optimizer, parsed
+  bool fresh_weights = false;  // weights as compile made them (Sequential::weights_fresh)
 
   // Loss plan: with `fused`, the last layer emits logits and the loss applies softmax or
   // sigmoid itself (stable, gradient p - y); predict() applies it to the logits.

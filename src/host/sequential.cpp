@@ -72,23 +72,37 @@ void Sequential::compile(const std::string& optimizer, const std::string& loss, 
 
 namespace {
 
-void validate_compile_options(const CompileOptions& o) {
-  CNN_CHECK(o.optimizer == "sgd" || o.optimizer == "adam", "compile: unknown optimizer '", o.optimizer,
-            "'; valid optimizers: sgd, adam");
-  parse_loss(o.loss);
+// The optimizer's numbers (compile and set_optimizer). Comparisons alone would let NaN or
+// infinity through some of them, hence isfinite on each.
+void validate_optimizer_numbers(const CompileOptions& o) {
   CNN_CHECK(std::isfinite(o.learning_rate) && o.learning_rate > 0, "compile: learning_rate must be > 0, got ",
             o.learning_rate);
-  CNN_CHECK(o.momentum >= 0 && o.momentum < 1, "compile: momentum must be in [0, 1), got ", o.momentum);
+  CNN_CHECK(std::isfinite(o.momentum) && o.momentum >= 0 && o.momentum < 1, "compile: momentum must be in [0, 1), got ",
+            o.momentum);
   CNN_CHECK(!o.nesterov || o.momentum > 0, "compile: nesterov needs momentum > 0");
-  CNN_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "compile: Adam betas must be in [0, 1), got ",
-            o.beta1, ", ", o.beta2);
-  CNN_CHECK(o.epsilon > 0, "compile: epsilon must be > 0, got ", o.epsilon);
-  CNN_CHECK(o.weight_decay >= 0, "compile: weight_decay must be >= 0, got ", o.weight_decay);
+  CNN_CHECK(std::isfinite(o.beta1) && std::isfinite(o.beta2) && o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 &&
+                o.beta2 < 1,
+            "compile: Adam betas must be in [0, 1), got ", o.beta1, ", ", o.beta2);
+  CNN_CHECK(std::isfinite(o.epsilon) && o.epsilon > 0, "compile: epsilon must be > 0, got ", o.epsilon);
+  CNN_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "compile: weight_decay must be >= 0, got ",
+            o.weight_decay);
+}
+
+void validate_compile_options(const CompileOptions& o) {
+  parse_optimizer(o.optimizer, "compile");
+  parse_loss(o.loss);
+  validate_optimizer_numbers(o);
   CNN_CHECK(std::isfinite(o.bias_lr_scale) && o.bias_lr_scale > 0, "compile: bias_lr_scale must be > 0, got ",
             o.bias_lr_scale);
-  CNN_CHECK(o.label_smoothing >= 0 && o.label_smoothing < 1, "compile: label_smoothing must be in [0, 1), got ",
-            o.label_smoothing);
+  CNN_CHECK(std::isfinite(o.label_smoothing) && o.label_smoothing >= 0 && o.label_smoothing < 1,
+            "compile: label_smoothing must be in [0, 1), got ", o.label_smoothing);
   check_shape(o.input_shape, "compile: input_shape");
+}
+
+// Optimizer buffers: m for Adam and SGD with momentum, v for Adam (zeros), on the CPU.
+void allocate_optimizer_state(Sequential::State& s) {
+  s.opt_m = s.optimizer == OptimizerKind::Adam || s.opt.momentum > 0 ? Tensor({s.param_total}) : Tensor();
+  s.opt_v = s.optimizer == OptimizerKind::Adam ? Tensor({s.param_total}) : Tensor();
 }
 
 // Keras-style initial values for one parameter.
@@ -118,6 +132,7 @@ void Sequential::compile(const CompileOptions& o) {
   auto fresh = std::make_unique<State>();
   State& s = *fresh;
   s.opt = o;
+  s.optimizer = parse_optimizer(o.optimizer);
   s.loss = parse_loss(o.loss);
   s.input_shape = o.input_shape;
   s.input_size = shape_numel(o.input_shape);
@@ -185,10 +200,10 @@ void Sequential::compile(const CompileOptions& o) {
   if (s.param_total > 0) {
     s.params = Tensor::from_vector({s.param_total}, host);
     s.grads = Tensor({s.param_total});
-    if (o.optimizer == "adam" || o.momentum > 0) s.opt_m = Tensor({s.param_total});
-    if (o.optimizer == "adam") s.opt_v = Tensor({s.param_total});
+    allocate_optimizer_state(s);
   }
   s.compiled = true;
+  s.fresh_weights = true;
   state_ = std::move(fresh);
   to(o.device);
 }
@@ -232,6 +247,36 @@ void Sequential::set_learning_rate(float lr) {
   state_->opt.learning_rate = lr;
 }
 float Sequential::learning_rate() const { return state_->opt.learning_rate; }
+
+void Sequential::set_optimizer(const CompileOptions& o) {
+  State& s = *state_;
+  CNN_CHECK(s.compiled, "set_optimizer: compile the model first");
+  const OptimizerKind kind = parse_optimizer(o.optimizer, "compile");
+  validate_optimizer_numbers(o);
+  s.opt.optimizer = o.optimizer;
+  s.opt.learning_rate = o.learning_rate;
+  s.opt.momentum = o.momentum;
+  s.opt.nesterov = o.nesterov;
+  s.opt.beta1 = o.beta1;
+  s.opt.beta2 = o.beta2;
+  s.opt.epsilon = o.epsilon;
+  s.opt.weight_decay = o.weight_decay;
+  s.opt.decoupled_weight_decay = o.decoupled_weight_decay;
+  s.optimizer = kind;
+  s.step = 0;
+  if (s.param_total > 0) {
+    allocate_optimizer_state(s);
+    for (Tensor* t : {&s.opt_m, &s.opt_v})
+      if (!t->empty()) *t = t->to(s.device);
+  }
+  // Recorded CUDA graphs point at the optimizer buffers just replaced.
+  s.graph_warm.clear();
+#if CNN_WITH_CUDA
+  if (s.cuda) cuda::clear_graphs(*s.cuda);
+#endif
+}
+
+bool Sequential::weights_fresh() const { return state_->fresh_weights; }
 
 int64_t Sequential::count_params() const {
   int64_t n = 0;
@@ -287,6 +332,7 @@ void Sequential::set_weights(const std::vector<std::pair<std::string, Tensor>>& 
     at += current.numel();
   }
   if (!host.empty()) s.params.copy_from(host);
+  s.fresh_weights = false;
 }
 
 Tensor Sequential::parameters() const { return state_->params; }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <sstream>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <optional>
 
@@ -154,6 +155,159 @@ Sequential Sequential::from_json(const nlohmann::json& j) {
                   "the " + std::to_string(kMaxDescribedParams) + " a model description may ask for");
 }
 
+// ---- The "training" section ------------------------------------------------------------
+
+TrainingRecipe::TrainingRecipe() {
+  fit.epochs = 10;
+  fit.batch_size = 32;
+  fit.validation_split = 0.1f;
+}
+
+namespace {
+
+// Reads one object of the training section ("training", "training.augment", ...): refuses
+// keys it does not list, and reads each present key into its field with the checks that
+// make a bad file fail here, naming "<section>.<key>", rather than later in fit.
+class SectionReader {
+ public:
+  SectionReader(const nlohmann::json& j, std::string section, std::initializer_list<const char*> keys)
+      : j_(j), section_(std::move(section)) {
+    CNN_CHECK(j.is_object(), section_, " must be an object, got ", brief(j));
+    std::string valid;
+    for (const char* k : keys) valid += (valid.empty() ? "" : ", ") + std::string(k);
+    for (const auto& item : j.items()) {
+      bool known = false;
+      for (const char* k : keys) known = known || item.key() == k;
+      CNN_CHECK(known, section_, ": unknown key \"", item.key(), "\"; valid keys: ", valid);
+    }
+  }
+  const nlohmann::json* find(const char* key) const {
+    const auto it = j_.find(key);
+    return it == j_.end() ? nullptr : &*it;
+  }
+  std::string name(const char* key) const { return section_ + "." + key; }
+
+  // An integer in [lo, hi].
+  template <class Int>
+  void integer(const char* key, Int& out, int64_t lo, int64_t hi) const {
+    if (const auto* v = find(key)) {
+      const auto i = json_int(*v, lo, hi);
+      CNN_CHECK(i.has_value(), name(key), " must be an integer in [", lo, ", ", hi, "], got ", brief(*v));
+      out = Int(*i);
+    }
+  }
+  // A finite number in [lo, hi] (hi_open: [lo, hi)); JSON cannot spell NaN, but 1e999 parses as inf.
+  template <class Real>
+  void real(const char* key, Real& out, double lo, double hi, bool hi_open = false) const {
+    if (const auto* v = find(key)) {
+      const double d = v->is_number() ? v->get<double>() : std::nan("");
+      const bool in_range = std::isfinite(d) && std::fabs(d) <= FLT_MAX && d >= lo && (hi_open ? d < hi : d <= hi);
+      CNN_CHECK(in_range, name(key), " must be a finite number in [", lo, ", ", hi, hi_open ? ")" : "]", ", got ",
+                brief(*v));
+      out = v->get<Real>();
+    }
+  }
+  void boolean(const char* key, bool& out) const {
+    if (const auto* v = find(key)) {
+      CNN_CHECK(v->is_boolean(), name(key), " must be true or false, got ", brief(*v));
+      out = v->get<bool>();
+    }
+  }
+  // A name, checked by `parse` (which raises the error listing the valid names).
+  template <class Parse>
+  void choice(const char* key, std::string& out, Parse parse) const {
+    if (const auto* v = find(key)) {
+      CNN_CHECK(v->is_string(), name(key), " must be a string, got ", brief(*v));
+      parse(v->get<std::string>(), section_);
+      out = v->get<std::string>();
+    }
+  }
+
+ private:
+  const nlohmann::json& j_;
+  std::string section_;
+};
+
+constexpr int64_t kIntMax = INT32_MAX;
+
+}  // namespace
+
+TrainingRecipe read_training_recipe(const nlohmann::json& training) {
+  TrainingRecipe out;
+  FitOptions& f = out.fit;
+  const SectionReader top(training, "training",
+                          {"epochs", "batch_size", "validation_split", "shuffle", "seed", "lr_schedule", "augment",
+                           "weight_averaging", "tta", "patch_whitening"});
+  top.integer("epochs", f.epochs, 0, kIntMax);
+  top.integer("batch_size", f.batch_size, 1, kIntMax);
+  top.real("validation_split", f.validation_split, 0, 1, true);
+  top.boolean("shuffle", f.shuffle);
+  top.integer("seed", f.seed, 0, INT64_MAX);
+  if (const auto* l = top.find("lr_schedule")) {
+    const SectionReader r(*l, "training.lr_schedule",
+                          {"kind", "step_epochs", "gamma", "min_factor", "warmup", "start_factor", "end_factor"});
+    LRSchedule& s = f.lr_schedule;
+    r.choice("kind", s.kind, [](const std::string& n, const std::string& where) { parse_schedule(n, where); });
+    r.integer("step_epochs", s.step_epochs, 1, kIntMax);
+    r.real("gamma", s.gamma, 0, FLT_MAX);
+    r.real("min_factor", s.min_factor, 0, FLT_MAX);
+    r.real("warmup", s.warmup, 0, 1, true);
+    r.real("start_factor", s.start_factor, 0, FLT_MAX);
+    r.real("end_factor", s.end_factor, 0, FLT_MAX);
+  }
+  if (const auto* a = top.find("augment")) {
+    const SectionReader r(*a, "training.augment", {"translate", "flip", "cutout"});
+    r.integer("translate", f.augment.translate, 0, kIntMax);
+    r.choice("flip", f.augment.flip, [](const std::string& n, const std::string& where) { parse_flip(n, where); });
+    r.integer("cutout", f.augment.cutout, 0, kIntMax);
+  }
+  if (const auto* w = top.find("weight_averaging")) {
+    const SectionReader r(*w, "training.weight_averaging", {"method", "decay", "every", "alpha"});
+    WeightAveragingOptions o;
+    r.choice("method", o.method,
+             [](const std::string& n, const std::string& where) { parse_averaging_method(n, where); });
+    r.real("decay", o.decay, 0, 1, true);
+    r.integer("every", o.every, 1, kIntMax);
+    r.real("alpha", o.alpha, 0, 1);
+    CNN_CHECK(o.alpha > 0, "training.weight_averaging.alpha must be in (0, 1], got ", o.alpha);
+    f.weight_averaging = o;
+  }
+  if (const auto* t = top.find("tta")) {
+    const SectionReader r(*t, "training.tta", {"flip", "translate"});
+    r.boolean("flip", out.tta.flip);
+    r.integer("translate", out.tta.translate, 0, kIntMax);
+  }
+  if (const auto* p = top.find("patch_whitening")) {
+    const SectionReader r(*p, "training.patch_whitening", {"images", "eps"});
+    r.integer("images", f.patch_whitening.images, 1, INT64_MAX);
+    r.real("eps", f.patch_whitening.eps, 0, FLT_MAX);
+  }
+  return out;
+}
+
+namespace {
+nlohmann::json parse_json_file(const std::string& path);
+
+// A saved model starts with its 8-byte header length, then the header's '{'.
+bool is_saved_model_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char first[9] = {};
+  in.read(first, 9);
+  return in.gcount() == 9 && first[8] == '{';
+}
+}  // namespace
+
+TrainingRecipe read_training_recipe_file(const std::string& path) {
+  if (is_saved_model_file(path)) return {};
+  const nlohmann::json j = parse_json_file(path);
+  if (!j.is_object() || !j.contains("training")) return {};
+  try {
+    return read_training_recipe(j["training"]);
+  } catch (const Error& e) {
+    fail("'", path, "': ", e.what());
+  }
+}
+
 namespace {
 Sequential describe(const nlohmann::json& j, int64_t max_params, const std::string& budget) {
   CNN_CHECK(j.is_object(), "model JSON must be an object, got ", j.type_name());
@@ -176,6 +330,7 @@ Sequential describe(const nlohmann::json& j, int64_t max_params, const std::stri
             "model JSON: \"layers\" must be a non-empty array");
   CNN_CHECK(j["layers"].size() <= kMaxLayers, "model JSON: ", j["layers"].size(), " layers is more than the ",
             kMaxLayers, " allowed");
+  if (j.contains("training")) read_training_recipe(j["training"]);  // refuse a bad recipe at load
   Sequential model;
   for (size_t i = 0; i < j["layers"].size(); ++i) {
     try {
@@ -240,14 +395,19 @@ Sequential describe(const nlohmann::json& j, int64_t max_params, const std::stri
 }
 }  // namespace
 
-Sequential Sequential::from_json_file(const std::string& path) {
+namespace {
+nlohmann::json parse_json_file(const std::string& path) {
   const std::string text = read_file(path, kMaxJsonBytes, "model JSON");
-  nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
     fail("model JSON '", path, "' is not valid JSON: ", e.what());
   }
+}
+}  // namespace
+
+Sequential Sequential::from_json_file(const std::string& path) {
+  const nlohmann::json j = parse_json_file(path);
   try {
     return from_json(j);
   } catch (const Error& e) {

@@ -12,6 +12,7 @@ std::string lower(std::string_view s) {
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
   return out;
 }
+std::string prefix(std::string_view where) { return where.empty() ? std::string() : std::string(where) + ": "; }
 }  // namespace
 
 std::string to_string(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
@@ -56,6 +57,57 @@ Activation parse_activation(std::string_view name) {
   if (n == "gelu") return Activation::GELU;
   fail("unknown activation '", name,
        "'; valid activations: linear, relu, leaky_relu, sigmoid, tanh, softmax, gelu");
+}
+
+// The recipe's names are exact (lower case), as model files and the CLI have always spelt them.
+std::string to_string(OptimizerKind k) { return k == OptimizerKind::SGD ? "sgd" : "adam"; }
+
+OptimizerKind parse_optimizer(std::string_view name, std::string_view where) {
+  if (name == "sgd") return OptimizerKind::SGD;
+  if (name == "adam") return OptimizerKind::Adam;
+  fail(prefix(where), "unknown optimizer '", name, "'; valid optimizers: sgd, adam");
+}
+
+std::string to_string(ScheduleKind k) {
+  switch (k) {
+    case ScheduleKind::Constant: return "constant";
+    case ScheduleKind::Step: return "step";
+    case ScheduleKind::Cosine: return "cosine";
+    case ScheduleKind::OneCycle: return "onecycle";
+  }
+  return "?";
+}
+
+ScheduleKind parse_schedule(std::string_view name, std::string_view where) {
+  if (name == "constant") return ScheduleKind::Constant;
+  if (name == "step") return ScheduleKind::Step;
+  if (name == "cosine") return ScheduleKind::Cosine;
+  if (name == "onecycle") return ScheduleKind::OneCycle;
+  fail(prefix(where), "unknown lr_schedule '", name, "'; valid schedules: constant, step, cosine, onecycle");
+}
+
+std::string to_string(FlipMode m) {
+  switch (m) {
+    case FlipMode::None: return "none";
+    case FlipMode::Random: return "random";
+    case FlipMode::Alternate: return "alternate";
+  }
+  return "?";
+}
+
+FlipMode parse_flip(std::string_view name, std::string_view where) {
+  if (name == "none") return FlipMode::None;
+  if (name == "random") return FlipMode::Random;
+  if (name == "alternate") return FlipMode::Alternate;
+  fail(prefix(where), "unknown augment.flip '", name, "'; valid: none, random, alternate");
+}
+
+std::string to_string(AveragingMethod m) { return m == AveragingMethod::EMA ? "ema" : "lookahead"; }
+
+AveragingMethod parse_averaging_method(std::string_view name, std::string_view where) {
+  if (name == "ema") return AveragingMethod::EMA;
+  if (name == "lookahead") return AveragingMethod::Lookahead;
+  fail(prefix(where), "unknown method '", name, "'; valid methods: ema, lookahead");
 }
 
 }  // namespace cnn

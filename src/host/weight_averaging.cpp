@@ -10,9 +10,8 @@ namespace {
 
 class WeightAveraging : public Callback {
  public:
-  explicit WeightAveraging(WeightAveragingOptions o) : o_(std::move(o)) {
-    CNN_CHECK(o_.method == "ema" || o_.method == "lookahead", "weight_averaging: unknown method '", o_.method,
-              "'; valid methods: ema, lookahead");
+  explicit WeightAveraging(WeightAveragingOptions o)
+      : o_(std::move(o)), method_(parse_averaging_method(o_.method, "weight_averaging")) {
     CNN_CHECK(o_.decay >= 0 && o_.decay < 1, "weight_averaging: decay must be in [0, 1), got ", o_.decay);
     CNN_CHECK(o_.every > 0, "weight_averaging: every must be positive, got ", o_.every);
     CNN_CHECK(o_.alpha > 0 && o_.alpha <= 1, "weight_averaging: alpha must be in (0, 1], got ", o_.alpha);
@@ -27,7 +26,7 @@ class WeightAveraging : public Callback {
     if (shadow_.device() != s.device) shadow_ = shadow_.to(s.device);
     const Exec e = s.exec(true);
     const int64_t count = s.params.numel();
-    if (o_.method == "ema") {
+    if (method_ == AveragingMethod::EMA) {
       CNN_RUN_OP(e, float, lerp, count, shadow_.data(), s.params.data(), 1.0f - o_.decay);
     } else if (step % o_.every == 0) {
       CNN_RUN_OP(e, float, lerp, count, shadow_.data(), s.params.data(), o_.alpha);
@@ -40,6 +39,7 @@ class WeightAveraging : public Callback {
 
  private:
   WeightAveragingOptions o_;
+  AveragingMethod method_;
   Tensor shadow_;
 };
 

@@ -27,6 +27,11 @@ CNN_HOST_DEVICE uint64_t draw(uint64_t seed, int64_t image, Slot slot) {
   return random::random_bits(seed ^ random::kAugmentStream, uint64_t(image) * kSlots + slot);
 }
 
+// FlipMode::Alternate: image `image` (its index in the data set) is mirrored in the epochs
+// where image + epoch is odd. fit mirrors while it loads a batch (the data-set index is known
+// there); the op uses the same rule on the index it is given.
+CNN_HOST_DEVICE bool alternate_flipped(int64_t image, int64_t epoch) { return ((image + epoch) & 1) != 0; }
+
 CNN_HOST_DEVICE ImageMap image_map(const ops::AugmentSpec& s, uint64_t seed, int h, int w, int64_t image) {
   ImageMap m;
   if (s.translate > 0) {
@@ -35,7 +40,7 @@ CNN_HOST_DEVICE ImageMap image_map(const ops::AugmentSpec& s, uint64_t seed, int
     m.shift_x = int(random::below(draw(seed, image, kShiftX), range)) - s.translate;
   }
   if (s.flip == ops::FlipMode::Random) m.flip = (draw(seed, image, kFlip) >> 63) != 0;
-  else if (s.flip == ops::FlipMode::Alternate) m.flip = ((image + s.epoch) & 1) != 0;
+  else if (s.flip == ops::FlipMode::Alternate) m.flip = alternate_flipped(image, s.epoch);
   if (s.cutout > 0) {
     m.cut = s.cutout;
     m.cut_y = int(random::below(draw(seed, image, kCutY), uint32_t(h - s.cutout + 1)));

@@ -314,7 +314,7 @@ namespace cnn::ops {
 // square lies inside the image). The same seed gives the same batch on both backends, bit
 // for bit (the op only copies or zeroes values). first_index lets a data set be augmented
 // in chunks with the same result as in one call.
-enum class FlipMode { None, Random, Alternate };
+using cnn::FlipMode;  // types.hpp: None, Random, Alternate
 struct AugmentSpec {
   int translate = 0;          // largest shift per axis, 0 = off; must be < h and < w
   FlipMode flip = FlipMode::None;

@@ -23,6 +23,11 @@ bool is_saved_model(const std::string& path);
 // `input_shape` (channels 1 makes CIFAR grayscale). An empty dir searches for CIFAR-10.
 TrainTest load_data_for(const Shape& input_shape, const std::string& dir, int64_t train_limit, int64_t test_limit);
 
+// For every float flag, before its range check: refuses NaN and infinity (CLI11's Range and
+// PositiveNumber let NaN through, since every comparison with NaN is false). The error names
+// the flag: "--lr: must be a finite number, got nan".
+CLI::Validator finite_number();
+
 // Registers each subcommand's options and returns the function that runs it.
 using Runner = std::function<int()>;
 Runner add_train(CLI::App& app);

@@ -1,3 +1,5 @@
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -5,6 +7,17 @@
 
 namespace cnn::cli {
 namespace fs = std::filesystem;
+
+CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0') return "";  // not a number: the type conversion reports it
+        return std::isfinite(v) ? std::string() : "must be a finite number, got " + text;
+      },
+      "");
+}
 
 bool is_saved_model(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -9,8 +9,6 @@
 #include <optional>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "cli.hpp"
 
 namespace cnn::cli {
@@ -18,218 +16,147 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The "training" section of a model description: defaults for `cnn train`.
-struct Recipe {
-  FitOptions fit;
-  TestTimeAugmentation tta;
-  std::optional<WeightAveragingOptions> averaging;
+// `cnn train`'s flags. Unset ones stay empty and leave the model file's value (its "training"
+// section, read by the library) or the model's compile options in place.
+struct TrainFlags {
+  std::string model, data, save, log, device = "cpu", checkpoint, resume;
+  std::optional<std::string> optimizer, lr_schedule, flip;
+  std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
+  std::optional<double> lr, momentum, validation_split, ema;
+  std::optional<uint64_t> seed;
+  bool tta_flip = false;
+  int verbose = 1;
+  int64_t limit = 0, test_limit = 0;
 };
 
-Recipe read_recipe(const nlohmann::json& r) {
-  Recipe out;
-  out.fit.epochs = 10;
-  out.fit.batch_size = 32;
-  out.fit.validation_split = 0.1f;
-  auto check_keys = [](const nlohmann::json& j, const char* what, std::initializer_list<const char*> keys) {
-    CNN_CHECK(j.is_object(), "training.", what, " must be an object");
-    for (const auto& item : j.items()) {
-      bool ok = false;
-      for (const char* k : keys) ok = ok || item.key() == k;
-      std::string valid;
-      for (const char* k : keys) valid += (valid.empty() ? "" : ", ") + std::string(k);
-      CNN_CHECK(ok, "training.", what, ": unknown key \"", item.key(), "\"; valid keys: ", valid);
-    }
-  };
-  try {
-    check_keys(r, "(top)", {"epochs", "batch_size", "validation_split", "shuffle", "seed", "lr_schedule", "augment",
-                            "weight_averaging", "tta"});
-    out.fit.epochs = r.value("epochs", out.fit.epochs);
-    out.fit.batch_size = r.value("batch_size", out.fit.batch_size);
-    out.fit.validation_split = r.value("validation_split", out.fit.validation_split);
-    out.fit.shuffle = r.value("shuffle", true);
-    out.fit.seed = r.value("seed", uint64_t(1));
-    if (r.contains("lr_schedule")) {
-      const auto& l = r["lr_schedule"];
-      check_keys(l, "lr_schedule", {"kind", "step_epochs", "gamma", "min_factor", "warmup", "start_factor", "end_factor"});
-      LRSchedule& s = out.fit.lr_schedule;
-      s.kind = l.value("kind", s.kind);
-      s.step_epochs = l.value("step_epochs", s.step_epochs);
-      s.gamma = l.value("gamma", s.gamma);
-      s.min_factor = l.value("min_factor", s.min_factor);
-      s.warmup = l.value("warmup", s.warmup);
-      s.start_factor = l.value("start_factor", s.start_factor);
-      s.end_factor = l.value("end_factor", s.end_factor);
-    }
-    if (r.contains("augment")) {
-      const auto& a = r["augment"];
-      check_keys(a, "augment", {"translate", "flip", "cutout"});
-      out.fit.augment.translate = a.value("translate", 0);
-      out.fit.augment.flip = a.value("flip", std::string("none"));
-      out.fit.augment.cutout = a.value("cutout", 0);
-    }
-    if (r.contains("weight_averaging")) {
-      const auto& w = r["weight_averaging"];
-      check_keys(w, "weight_averaging", {"method", "decay", "every", "alpha"});
-      WeightAveragingOptions o;
-      o.method = w.value("method", o.method);
-      o.decay = w.value("decay", o.decay);
-      o.every = w.value("every", o.every);
-      o.alpha = w.value("alpha", o.alpha);
-      out.averaging = o;
-    }
-    if (r.contains("tta")) {
-      const auto& t = r["tta"];
-      check_keys(t, "tta", {"flip", "translate"});
-      out.tta.flip = t.value("flip", false);
-      out.tta.translate = t.value("translate", 0);
-    }
-  } catch (const nlohmann::json::exception& e) {
-    fail("the model file's \"training\" section has a value of the wrong type: ", e.what());
+void add_train_flags(CLI::App* sub, TrainFlags& f) {
+  sub->add_option("--model", f.model, "Model description (models/*.json) or a saved model to train further");
+  sub->add_option("--checkpoint", f.checkpoint, "Write a training checkpoint here after every epoch");
+  sub->add_option("--resume", f.resume, "Continue the run saved in this checkpoint (and keep checkpointing to it)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--data", f.data, "Data folder (CIFAR-10 binary, MNIST IDX, or image folders); default: search for CIFAR-10");
+  sub->add_option("--epochs", f.epochs, "Epochs (default: the model file's training.epochs, else 10)")->check(CLI::PositiveNumber);
+  sub->add_option("--batch-size", f.batch_size, "Batch size (default: training.batch_size, else 32)")->check(CLI::PositiveNumber);
+  sub->add_option("--lr", f.lr, "Learning rate (default: the model's compile.learning_rate)")
+      ->check(finite_number())->check(CLI::PositiveNumber);
+  sub->add_option("--optimizer", f.optimizer, "sgd or adam (default: the model's)")->check(CLI::IsMember({"sgd", "adam"}));
+  sub->add_option("--momentum", f.momentum, "SGD momentum")->check(finite_number())->check(CLI::Range(0.0, 0.999999));
+  sub->add_option("--seed", f.seed, "Seed for initial weights and shuffling");
+  sub->add_option("--validation-split", f.validation_split, "Fraction of the training set held out (default 0.1)")
+      ->check(finite_number())->check(CLI::Range(0.0, 0.99));
+  sub->add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  sub->add_option("--save", f.save, "Where to save the trained model (default: out/<model>.safetensors)");
+  sub->add_option("--log", f.log, "Append per-epoch metrics to this CSV file");
+  sub->add_option("--limit", f.limit, "Use only the first N training images")->check(CLI::PositiveNumber);
+  sub->add_option("--test-limit", f.test_limit, "Use only the first N test images")->check(CLI::PositiveNumber);
+  sub->add_option("--verbose", f.verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
+  sub->add_option("--lr-schedule", f.lr_schedule, "constant, step, cosine or onecycle (details: training.lr_schedule)")
+      ->check(CLI::IsMember({"constant", "step", "cosine", "onecycle"}));
+  sub->add_option("--augment-translate", f.translate, "Random shifts of up to N pixels (reflect padding)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--augment-flip", f.flip, "none, random or alternate")
+      ->check(CLI::IsMember({"none", "random", "alternate"}));
+  sub->add_option("--augment-cutout", f.cutout, "Zero a random NxN square per image")->check(CLI::NonNegativeNumber);
+  sub->add_option("--ema", f.ema, "Keep an exponential moving average of the weights with this decay; use it at the end")
+      ->check(finite_number())->check(CLI::Range(0.0, 0.999999));
+  sub->add_flag("--tta-flip", f.tta_flip, "Test-time augmentation: average with the mirrored images");
+  sub->add_option("--tta-translate", f.tta_translate, "Test-time augmentation: also shifted by +-N pixels")
+      ->check(CLI::NonNegativeNumber);
+}
+
+// The model to train, with the optimizer flags applied. --seed draws new initial weights for
+// a description; a saved model or checkpoint keeps its weights (the optimizer state restarts).
+Sequential model_to_train(const TrainFlags& f) {
+  Sequential model = load_model(f.model);
+  CNN_CHECK(model.compiled(), "'", f.model, "' has no input_shape, so it cannot be compiled");
+  CompileOptions co = model.compile_options();
+  if (f.optimizer) co.optimizer = *f.optimizer;
+  if (f.lr) co.learning_rate = float(*f.lr);
+  if (f.momentum) co.momentum = float(*f.momentum);
+  if (f.seed && model.weights_fresh()) {
+    co.seed = *f.seed;
+    model.compile(co);
+  } else if (f.optimizer || f.momentum) {
+    model.set_optimizer(co);
+  } else if (f.lr) {
+    model.set_learning_rate(co.learning_rate);
   }
-  return out;
+  model.to(parse_device(f.device));
+  return model;
+}
+
+// The model file's training recipe with the flags on top.
+TrainingRecipe recipe_with_flags(const TrainFlags& f) {
+  TrainingRecipe r = read_training_recipe_file(f.model);
+  FitOptions& fo = r.fit;
+  if (f.epochs) fo.epochs = *f.epochs;
+  if (f.batch_size) fo.batch_size = *f.batch_size;
+  if (f.validation_split) fo.validation_split = float(*f.validation_split);
+  fo.verbose = f.verbose;
+  if (f.seed) fo.seed = *f.seed;
+  if (f.lr_schedule) fo.lr_schedule.kind = *f.lr_schedule;
+  if (f.translate) fo.augment.translate = *f.translate;
+  if (f.flip) fo.augment.flip = *f.flip;
+  if (f.cutout) fo.augment.cutout = *f.cutout;
+  if (f.ema) fo.weight_averaging = WeightAveragingOptions{"ema", float(*f.ema)};
+  if (f.tta_flip) r.tta.flip = true;
+  if (f.tta_translate) r.tta.translate = *f.tta_translate;
+  if (!f.log.empty()) fo.callbacks.push_back(csv_logger(f.log, true));
+  fo.checkpoint_path = f.checkpoint;
+  fo.resume_from = f.resume;
+  return r;
+}
+
+int run_train(TrainFlags f) {
+  if (f.model.empty() && f.resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
+  if (f.model.empty()) f.model = f.resume;
+  if (!f.resume.empty() && f.checkpoint.empty()) f.checkpoint = f.resume;
+  Sequential model = model_to_train(f);
+
+  const TrainTest data = load_data_for(model.compile_options().input_shape, f.data, f.limit, f.test_limit);
+  CNN_CHECK(data.train.size() > 0, "the data set has no training images");
+  model.class_names = data.train.class_names;
+  CNN_CHECK(int64_t(model.class_names.size()) <= model.layer(model.size() - 1).output_shape()[0],
+            "the data set has ", model.class_names.size(), " classes but the model outputs ",
+            model.layer(model.size() - 1).output_shape()[0]);
+
+  const TrainingRecipe recipe = recipe_with_flags(f);
+  const FitOptions& fo = recipe.fit;
+  const std::string save = !f.save.empty() ? f.save : "out/" + fs::path(f.model).stem().string() + ".safetensors";
+  if (fs::path(save).has_parent_path()) fs::create_directories(fs::path(save).parent_path());
+
+  // fit would apply the data-dependent initialisers itself; done here first to log them
+  // before the "Training" line (whatever --verbose says).
+  if (fo.resume_from.empty())
+    for (const InitializationReport& r : apply_data_dependent_initializers(model, data.train.x, fo))
+      std::printf("%s\n", r.describe().c_str());
+
+  std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s\n", f.model.c_str(),
+              (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
+              fo.epochs, fo.batch_size, to_string(model.device()).c_str());
+  const auto start = std::chrono::steady_clock::now();
+  const History h = model.fit(data.train.x, data.train.y, fo);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  model.save(save);
+  std::printf("Trained %d epochs in %.1f s (%.1f s per epoch); saved %s\n", h.epochs(), seconds,
+              h.epochs() ? seconds / h.epochs() : 0.0, save.c_str());
+  if (data.test.size() > 0) {
+    EvaluateOptions eo;
+    eo.tta = recipe.tta;
+    const Evaluation ev = model.evaluate(data.test.x, data.test.y, eo);
+    std::printf("Test: loss %.4f, accuracy %.4f (%lld images%s)\n", ev.loss, ev.accuracy, (long long)data.test.size(),
+                eo.tta.flip || eo.tta.translate ? ", test-time augmentation" : "");
+  }
+  return 0;
 }
 
 }  // namespace
 
 Runner add_train(CLI::App& app) {
-  struct Args {
-    std::string model, data, save, log, device = "cpu", optimizer, checkpoint, resume, lr_schedule, flip;
-    int translate = -1, cutout = -1, tta_translate = -1;
-    bool tta_flip = false;
-    double ema = -1;
-    int epochs = 0, batch_size = 0, verbose = 1;
-    double lr = 0, validation_split = -1, momentum = -1;
-    uint64_t seed = 0;
-    bool seed_set = false;
-    int64_t limit = 0, test_limit = 0;
-  };
-  auto a = std::make_shared<Args>();
+  auto flags = std::make_shared<TrainFlags>();
   auto* sub = app.add_subcommand("train", "Train a model (JSON description) on a data set, save it, evaluate it");
-  sub->add_option("--model", a->model, "Model description (models/*.json) or a saved model to train further");
-  sub->add_option("--checkpoint", a->checkpoint, "Write a training checkpoint here after every epoch");
-  sub->add_option("--resume", a->resume, "Continue the run saved in this checkpoint (and keep checkpointing to it)")
-      ->check(CLI::ExistingFile);
-  sub->add_option("--data", a->data, "Data folder (CIFAR-10 binary, MNIST IDX, or image folders); default: search for CIFAR-10");
-  sub->add_option("--epochs", a->epochs, "Epochs (default: the model file's training.epochs, else 10)")->check(CLI::PositiveNumber);
-  sub->add_option("--batch-size", a->batch_size, "Batch size (default: training.batch_size, else 32)")->check(CLI::PositiveNumber);
-  sub->add_option("--lr", a->lr, "Learning rate (default: the model's compile.learning_rate)")->check(CLI::PositiveNumber);
-  sub->add_option("--optimizer", a->optimizer, "sgd or adam (default: the model's)")->check(CLI::IsMember({"sgd", "adam"}));
-  sub->add_option("--momentum", a->momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999999));
-  sub->add_option("--seed", a->seed, "Seed for initial weights and shuffling");
-  sub->add_option("--validation-split", a->validation_split, "Fraction of the training set held out (default 0.1)")
-      ->check(CLI::Range(0.0, 0.99));
-  sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  sub->add_option("--save", a->save, "Where to save the trained model (default: out/<model>.safetensors)");
-  sub->add_option("--log", a->log, "Append per-epoch metrics to this CSV file");
-  sub->add_option("--limit", a->limit, "Use only the first N training images")->check(CLI::PositiveNumber);
-  sub->add_option("--test-limit", a->test_limit, "Use only the first N test images")->check(CLI::PositiveNumber);
-  sub->add_option("--verbose", a->verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
-  sub->add_option("--lr-schedule", a->lr_schedule, "constant, step, cosine or onecycle (details: training.lr_schedule)")
-      ->check(CLI::IsMember({"constant", "step", "cosine", "onecycle"}));
-  sub->add_option("--augment-translate", a->translate, "Random shifts of up to N pixels (reflect padding)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--augment-flip", a->flip, "none, random or alternate")
-      ->check(CLI::IsMember({"none", "random", "alternate"}));
-  sub->add_option("--augment-cutout", a->cutout, "Zero a random NxN square per image")->check(CLI::NonNegativeNumber);
-  sub->add_option("--ema", a->ema, "Keep an exponential moving average of the weights with this decay; use it at the end")
-      ->check(CLI::Range(0.0, 0.999999));
-  sub->add_flag("--tta-flip", a->tta_flip, "Test-time augmentation: average with the mirrored images");
-  sub->add_option("--tta-translate", a->tta_translate, "Test-time augmentation: also shifted by +-N pixels")
-      ->check(CLI::NonNegativeNumber);
-  return [a, sub] {
-    a->seed_set = sub->count("--seed") > 0;
-    if (a->model.empty() && a->resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
-    if (a->model.empty()) a->model = a->resume;
-    if (!a->resume.empty() && a->checkpoint.empty()) a->checkpoint = a->resume;
-    // Training defaults: the model file's "training" section, then the flags.
-    nlohmann::json recipe = nlohmann::json::object();
-    if (!is_saved_model(a->model) && fs::exists(a->model)) {
-      std::ifstream in(a->model);
-      try {
-        recipe = nlohmann::json::parse(in).value("training", nlohmann::json::object());
-      } catch (const nlohmann::json::exception&) {
-      }
-    }
-    Sequential model = load_model(a->model);
-    CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape, so it cannot be compiled");
-    CompileOptions co = model.compile_options();
-    if (!a->optimizer.empty()) co.optimizer = a->optimizer;
-    if (a->lr > 0) co.learning_rate = float(a->lr);
-    if (a->momentum >= 0) co.momentum = float(a->momentum);
-    if (a->seed_set) co.seed = a->seed;
-    const bool recompile = !a->optimizer.empty() || a->momentum >= 0 || a->seed_set;
-    std::vector<std::pair<std::string, Tensor>> weights;
-    if (recompile && is_saved_model(a->model)) weights = model.weights();
-    if (recompile) model.compile(co);
-    if (!weights.empty()) model.set_weights(weights);
-    if (a->lr > 0) model.set_learning_rate(float(a->lr));
-    model.to(parse_device(a->device));
-
-    const TrainTest data = load_data_for(model.compile_options().input_shape, a->data, a->limit, a->test_limit);
-    CNN_CHECK(data.train.size() > 0, "the data set has no training images");
-    model.class_names = data.train.class_names;
-    CNN_CHECK(int64_t(model.class_names.size()) <= model.layer(model.size() - 1).output_shape()[0],
-              "the data set has ", model.class_names.size(), " classes but the model outputs ",
-              model.layer(model.size() - 1).output_shape()[0]);
-
-    Recipe plan = read_recipe(recipe);
-    FitOptions& fo = plan.fit;
-    if (a->epochs) fo.epochs = a->epochs;
-    if (a->batch_size) fo.batch_size = a->batch_size;
-    if (a->validation_split >= 0) fo.validation_split = float(a->validation_split);
-    fo.verbose = a->verbose;
-    if (a->seed_set) fo.seed = a->seed;
-    if (!a->lr_schedule.empty()) fo.lr_schedule.kind = a->lr_schedule;
-    if (a->translate >= 0) fo.augment.translate = a->translate;
-    if (!a->flip.empty()) fo.augment.flip = a->flip;
-    if (a->cutout >= 0) fo.augment.cutout = a->cutout;
-    if (a->ema >= 0) plan.averaging = WeightAveragingOptions{"ema", float(a->ema)};
-    if (plan.averaging) fo.callbacks.push_back(weight_averaging(*plan.averaging));
-    if (a->tta_flip) plan.tta.flip = true;
-    if (a->tta_translate >= 0) plan.tta.translate = a->tta_translate;
-    if (!a->log.empty()) fo.callbacks.push_back(csv_logger(a->log, true));
-    fo.checkpoint_path = a->checkpoint;
-    fo.resume_from = a->resume;
-    const std::string save = !a->save.empty() ? a->save : "out/" + fs::path(a->model).stem().string() + ".safetensors";
-    if (fs::path(save).has_parent_path()) fs::create_directories(fs::path(save).parent_path());
-
-    // Data-dependent initialisers (a Conv2D's kernel_initializer "patch_whitening"), from the
-    // first 5000 images fit trains on, unless the weights come from a saved model or a checkpoint.
-    if (a->resume.empty() && !is_saved_model(a->model)) {
-      const int64_t n_fit = data.train.size() - int64_t(double(data.train.size()) * fo.validation_split);
-      const Tensor whiten_x = data.train.x.slice(0, std::clamp<int64_t>(n_fit, 1, 5000));
-      for (size_t i = 0; i < model.size(); ++i) {
-        const auto* conv = dynamic_cast<const Conv2D*>(&model.layer(i));
-        if (!conv || conv->options().kernel_initializer != "patch_whitening") continue;
-        const auto t0 = std::chrono::steady_clock::now();
-        // airbench's eps 5e-4, relative to the mean patch variance (airbench's inputs are standardised).
-        const std::vector<double> lambda = init_patch_whitening(model, i, whiten_x, 5e-4, true);
-        std::printf("Whitened layer %zu (Conv2D) with the patches of %lld training images in %.2f s "
-                    "(eigenvalues %.3g .. %.3g, eps 5e-4 x the mean)\n",
-                    i, (long long)whiten_x.dim(0),
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), lambda.front(),
-                    lambda.back());
-      }
-    }
-
-    std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s\n", a->model.c_str(),
-                (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
-                fo.epochs, fo.batch_size, to_string(model.device()).c_str());
-    const auto start = std::chrono::steady_clock::now();
-    const History h = model.fit(data.train.x, data.train.y, fo);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    model.save(save);
-    std::printf("Trained %d epochs in %.1f s (%.1f s per epoch); saved %s\n", h.epochs(), seconds,
-                h.epochs() ? seconds / h.epochs() : 0.0, save.c_str());
-    if (data.test.size() > 0) {
-      EvaluateOptions eo;
-      eo.tta = plan.tta;
-      const Evaluation ev = model.evaluate(data.test.x, data.test.y, eo);
-      std::printf("Test: loss %.4f, accuracy %.4f (%lld images%s)\n", ev.loss, ev.accuracy, (long long)data.test.size(),
-                  eo.tta.flip || eo.tta.translate ? ", test-time augmentation" : "");
-    }
-    return 0;
-  };
+  add_train_flags(sub, *flags);
+  return [flags] { return run_train(*flags); };
 }
 
 // eval --confusion / --mistakes. Class names: the data set's, else the model's, padded with

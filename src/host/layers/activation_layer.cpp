@@ -1,4 +1,6 @@
 // A standalone activation layer (Keras's Activation / ReLU / LeakyReLU / Softmax).
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "cnn/layers.hpp"
@@ -8,7 +10,7 @@ namespace cnn {
 
 ActivationLayer::ActivationLayer(const std::string& activation, float alpha)
     : act_{parse_activation(activation), alpha} {
-  CNN_CHECK(alpha >= 0, "Activation: leaky_relu alpha must be >= 0, got ", alpha);
+  CNN_CHECK(std::isfinite(alpha) && alpha >= 0, "Activation: leaky_relu alpha must be >= 0, got ", alpha);
 }
 
 Shape ActivationLayer::build(const Shape& in) {

@@ -1,6 +1,8 @@
 // Conv2D: y = act(conv(x, W) + b). Weight [filters, in_channels, k_h, k_w], bias [filters].
 // kernel_initializer "patch_whitening" (data-dependent, cnn/initializers.hpp) is glorot_uniform
-// at compile; init_patch_whitening (run by `cnn train`) replaces it.
+// at compile; init_patch_whitening (run by fit on fresh weights) replaces it.
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "cnn/layers.hpp"
@@ -26,7 +28,7 @@ Conv2D::Conv2D(Conv2DOptions options) : opt_(std::move(options)) {
   CNN_CHECK(act_.kind != Activation::Softmax,
             "Conv2D: activation 'softmax' is not supported on convolutions; use Flatten() then "
             "Dense(units, \"softmax\")");
-  CNN_CHECK(opt_.alpha >= 0, "Conv2D: leaky_relu alpha must be >= 0, got ", opt_.alpha);
+  CNN_CHECK(std::isfinite(opt_.alpha) && opt_.alpha >= 0, "Conv2D: leaky_relu alpha must be >= 0, got ", opt_.alpha);
   if (opt_.kernel_initializer != kPatchWhitening) {
     try {
       parse_initializer(opt_.kernel_initializer);

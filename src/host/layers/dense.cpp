@@ -13,7 +13,7 @@ Dense::Dense(int units, std::string activation) : Dense(DenseOptions{units, std:
 Dense::Dense(DenseOptions options) : opt_(std::move(options)) {
   CNN_CHECK(opt_.units > 0, "Dense: units must be positive, got ", opt_.units);
   act_ = {parse_activation(opt_.activation), opt_.alpha};
-  CNN_CHECK(opt_.alpha >= 0, "Dense: leaky_relu alpha must be >= 0, got ", opt_.alpha);
+  CNN_CHECK(std::isfinite(opt_.alpha) && opt_.alpha >= 0, "Dense: leaky_relu alpha must be >= 0, got ", opt_.alpha);
   CNN_CHECK(std::isfinite(opt_.scale) && opt_.scale != 0, "Dense: scale must be finite and non-zero, got ", opt_.scale);
   CNN_CHECK(opt_.kernel_initializer != "patch_whitening",
             "Dense: kernel_initializer 'patch_whitening' is for Conv2D layers only");

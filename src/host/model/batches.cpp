@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cnn/error.hpp"
+#include "kernels/augment_map.hpp"
 
 namespace cnn {
 
@@ -88,7 +89,7 @@ void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows
   for (int i = 0; i < n; ++i) {
     const float* src = x.data() + rows[i] * in;
     float* out = dst + int64_t(i) * in;
-    if (mirror_epoch >= 0 && (rows[i] + mirror_epoch) % 2 == 1) {
+    if (mirror_epoch >= 0 && augment::alternate_flipped(rows[i], mirror_epoch)) {
       for (int64_t r = 0; r < in / w; ++r) std::reverse_copy(src + r * w, src + (r + 1) * w, out + r * w);
     } else {
       std::copy_n(src, in, out);

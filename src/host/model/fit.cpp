@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <numeric>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "cnn/callbacks.hpp"
 #include "cnn/error.hpp"
+#include "cnn/initializers.hpp"
 #include "cnn/rng.hpp"
 #include "kernels/device_memory.hpp"
 #include "model/batches.hpp"
@@ -22,8 +24,7 @@ namespace {
 using State = Sequential::State;
 
 void check_schedule(const LRSchedule& l) {
-  CNN_CHECK(l.kind == "constant" || l.kind == "step" || l.kind == "cosine" || l.kind == "onecycle",
-            "fit: unknown lr_schedule '", l.kind, "'; valid schedules: constant, step, cosine, onecycle");
+  parse_schedule(l.kind, "fit");
   CNN_CHECK(l.step_epochs > 0, "fit: lr_schedule.step_epochs must be positive, got ", l.step_epochs);
   CNN_CHECK(l.warmup >= 0 && l.warmup < 1, "fit: lr_schedule.warmup must be in [0, 1), got ", l.warmup);
   for (float f : {l.gamma, l.min_factor, l.start_factor, l.end_factor})
@@ -84,11 +85,10 @@ ops::AugmentSpec augment_spec(const State& s, const Augmentation& a) {
             std::min(h, w), "), got ", a.translate);
   CNN_CHECK(a.cutout >= 0 && a.cutout <= h && a.cutout <= w, "fit: augment.cutout must be in [0, ", std::min(h, w),
             "], got ", a.cutout);
-  CNN_CHECK(a.flip == "none" || a.flip == "random" || a.flip == "alternate", "fit: unknown augment.flip '", a.flip,
-            "'; valid: none, random, alternate");
   spec.translate = a.translate;
   spec.cutout = a.cutout;
-  spec.flip = a.flip == "random" ? ops::FlipMode::Random : ops::FlipMode::None;  // alternate: mirrored while loading
+  // alternate: mirrored while loading
+  spec.flip = parse_flip(a.flip, "fit") == FlipMode::Random ? FlipMode::Random : FlipMode::None;
   return spec;
 }
 
@@ -120,6 +120,8 @@ class FitLoop {
         batch_size_(int(std::min<int64_t>(o.batch_size, rows_))),
         steps_(int((rows_ + batch_size_ - 1) / batch_size_)),
         augment_(augment_spec(s_, o.augment)),
+        schedule_(parse_schedule(o.lr_schedule.kind, "fit")),
+        alternate_flip_(parse_flip(o.augment.flip) == FlipMode::Alternate),
         order_(static_cast<size_t>(rows_)) {
     runner_.plan(batch_size_);
     for (const auto& cb : o.callbacks) batch_logs_ = batch_logs_ || (cb && cb->wants_batch_logs());
@@ -170,12 +172,12 @@ class FitLoop {
   // Loads, augments and trains on the rows of step `at.step`.
   void train_batch(const StepPlace& at) {
     const int n = batch_rows(at.step);
-    const int64_t mirror_epoch = o_.augment.flip == "alternate" ? at.epoch : -1;
+    const int64_t mirror_epoch = alternate_flip_ ? at.epoch : -1;
     load_batch(s_, data_.x, data_.targets, order_.data() + int64_t(at.step) * batch_size_, n, mirror_epoch);
     s_.step_seed = step_seed(o_.seed, at.epoch, at.step);
     if (augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0) augment_batch(n);
     const double progress = double(int64_t(at.epoch) * steps_ + at.step) / (double(o_.epochs) * steps_);
-    s_.lr_factor = float(o_.lr_schedule.factor(progress, at.epoch));
+    s_.lr_factor = float(o_.lr_schedule.factor(schedule_, progress, at.epoch));
     runner_.train_step(data_.targets.kind, n, &at);
   }
 
@@ -220,17 +222,22 @@ class FitLoop {
   const int64_t rows_;
   const int batch_size_, steps_;
   const ops::AugmentSpec augment_;
+  const ScheduleKind schedule_;
+  const bool alternate_flip_;
   std::vector<int64_t> order_;
   bool batch_logs_ = false;
 };
 
 }  // namespace
 
-double LRSchedule::factor(double t, int epoch) const {
+double LRSchedule::factor(double t, int epoch) const { return factor(parse_schedule(kind), t, epoch); }
+
+double LRSchedule::factor(ScheduleKind parsed_kind, double t, int epoch) const {
   t = std::clamp(t, 0.0, 1.0);
-  if (kind == "step") return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
-  if (kind == "cosine") return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
-  if (kind == "onecycle") {
+  if (parsed_kind == ScheduleKind::Step) return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
+  if (parsed_kind == ScheduleKind::Cosine)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+  if (parsed_kind == ScheduleKind::OneCycle) {
     if (t < warmup) return start_factor + (1.0 - start_factor) * t / warmup;
     return 1.0 + (end_factor - 1.0) * (t - warmup) / (1.0 - warmup);
   }
@@ -244,9 +251,17 @@ History Sequential::fit(const Tensor& x, const Tensor& y, int epochs) {
 }
 
 History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
+  if (o.weight_averaging) {  // as a callback that runs before the others
+    FitOptions with = o;
+    with.callbacks.insert(with.callbacks.begin(), weight_averaging(*std::exchange(with.weight_averaging, std::nullopt)));
+    return fit(x, y, with);
+  }
   State& s = *state_;
   check_fit_options(s, x, o);
-  s.constant_lr = o.lr_schedule.kind == "constant";
+  s.constant_lr = parse_schedule(o.lr_schedule.kind, "fit") == ScheduleKind::Constant;
+  if (o.resume_from.empty())
+    for (const InitializationReport& r : apply_data_dependent_initializers(*this, x, o))
+      if (o.verbose > 0) std::printf("%s\n", r.describe().c_str());
   const FitData data = split_validation(s, x, y, o);
   FitLoop loop(*this, data, o);
 

@@ -177,7 +177,7 @@ void Runner<T>::optimizer_step()
     float* p = s_.params.data() + begin;
     const float* g = s_.grads.data() + begin;
     const float lr = o.learning_rate * s_.lr_factor * seg.lr_scale;
-    if (o.optimizer == "adam") {
+    if (s_.optimizer == OptimizerKind::Adam) {
       const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay, s_.step};
       CNN_RUN_OP(e, float, adam_update, count, p, g, s_.opt_m.data() + begin, s_.opt_v.data() + begin, cfg);
     } else {
@@ -240,7 +240,7 @@ template <class T>
 bool Runner<T>::graphable() const
   requires std::is_same_v<T, float>
 {
-  if (device_ != Device::CUDA || s_.profile || !s_.graphs_enabled || s_.opt.optimizer != "sgd" ||
+  if (device_ != Device::CUDA || s_.profile || !s_.graphs_enabled || s_.optimizer != OptimizerKind::SGD ||
       s_.lr_factor != 1.0f || !s_.constant_lr)
     return false;
   for (size_t i = 0; i < model_.size(); ++i)
@@ -272,6 +272,7 @@ void Runner<T>::train_step(ops::TargetKind kind, int n, const StepPlace* guard)
   requires std::is_same_v<T, float>
 {
   ++s_.step;
+  s_.fresh_weights = false;  // trained: no data-dependent initialiser may replace them now
 #if CNN_WITH_CUDA
   if (graphable()) {
     // Graph keys include the target kind: it selects different loss kernels.
