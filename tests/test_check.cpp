@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "cnn/cnn.hpp"
+#include "host/model/runner_test_seam.hpp"
 
 namespace cnn {
 namespace {
@@ -58,7 +59,7 @@ TEST(Gradcheck, PassesForEveryLossAndActivationCombination) {
 
 TEST(Gradcheck, ABrokenLayerFailsAndIsNamed) {
   Sequential m = lenet5(1);
-  m.set_gradient_fault_for_testing(5, 1.01);  // Dense(120): gradients 1% too large
+  const test_seam::ScopedGradientFault fault(5, 1.01);  // Dense(120): gradients 1% too large
   GradcheckOptions o;
   o.max_elements = 8;
   const CheckReport r = gradcheck(m, o);

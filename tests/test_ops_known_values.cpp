@@ -141,6 +141,22 @@ TEST(KnownValues, Activations) {
   EXPECT_EQ(s, (V{1, 0}));
 }
 
+TEST(KnownValues, CopyWritesExactlyCountElementsAndAllowsInPlace) {
+  const V src{1.5, -2.25, 3e300, -0.0};
+  V dst{9, 9, 9, 9, 9};
+  cpu::copy<double>(4, src.data(), dst.data());
+  EXPECT_EQ(dst, (V{1.5, -2.25, 3e300, -0.0, 9}));
+  EXPECT_TRUE(std::signbit(dst[3]));
+  cpu::copy<double>(0, src.data(), dst.data() + 4);  // nothing to copy
+  EXPECT_EQ(dst[4], 9);
+  cpu::copy<double>(5, dst.data(), dst.data());  // in place: unchanged
+  EXPECT_EQ(dst, (V{1.5, -2.25, 3e300, -0.0, 9}));
+  const std::vector<float> f{0.1f, -7.0f, 1e-40f};  // a denormal survives too
+  std::vector<float> g(3, 0.0f);
+  cpu::copy<float>(3, f.data(), g.data());
+  EXPECT_EQ(g, f);
+}
+
 TEST(KnownValues, SoftmaxIsStableForHugeLogits) {
   const V x{0, std::log(2.0), std::log(3.0), 1000, 1000, -1000};
   V y(6);

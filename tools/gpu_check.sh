@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU (no network needed):
 #   1. builds Release for this GPU's architecture,
-#   2. runs every test (GPU ones included),
+#   2. runs every test: the CPU tests and the GPU tests,
 #   3. runs the GPU tests again under compute-sanitizer memcheck and racecheck,
 #   4. trains LeNet-5 for 2 epochs on the GPU on whatever CIFAR-10 batches the data folder has
 #      (synthetic data of CIFAR's shape when there are none),
 #   5. compares LeNet-5 and the larger CIFAR net on the GPU with the CPU reference (cnn check),
-# and prints a summary table last. Logs go to $OUT when set, else out/gpu_check/.
+# and prints a summary table last.
 # Debian packages the machine lacks (GoogleTest, nlohmann-json, CLI11, stb, zlib headers) are
 # taken from devdeps/root when present (tools/prepare_device_deps.sh makes it).
-#   bash tools/gpu_check.sh            # everything (about 5 minutes on an H100)
+#   bash tools/gpu_check.sh            # everything (target: under 8 minutes on an H100)
 #   SKIP_SANITIZERS=1 bash tools/gpu_check.sh
 #   bash tools/gpu_check.sh --prebuilt DIR   # binaries built elsewhere for this GPU (cnn,
 #        cnn_tests, cnn_gpu_tests, libstb.so.0 and source_dir.txt in DIR, made by
 #        tools/prebuild_gpu.sh): skips configure and build
+#
+# Raw outputs, small text only, under fixed names that the docs cite (docs/runs/README.md), go to
+#   docs/gpu_runs/<date>-<gpu>/     date: UTC YYYY-MM-DD; gpu: nvidia-smi's name without
+#                                   "NVIDIA ", lower case, other characters as "-"
+#                                   (2026-11-26-h200, 2026-12-02-h100-80gb-hbm3)
+# or, when $OUT is set (a lent machine sends $OUT back), $OUT/<date>-<gpu>/: commit that folder
+# as docs/gpu_runs/<date>-<gpu>/. The files:
+#   machine.txt            GPU name, compute capability, driver, memory; date; commit; how built
+#   configure.log, build.log   (not with --prebuilt)
+#   cpu-tests.log          the CPU tests (ctest -L cpu; with --prebuilt cnn_tests, less the
+#                          tests that need the build machine's paths: the filter is in the log)
+#   gpu-tests.log          the GPU test binary, every GPU test ("[  PASSED  ] N tests.")
+#   memcheck.log, racecheck.log   compute-sanitizer over the GPU tests (filters in the logs)
+#   train-lenet5-gpu.log   cnn train on the GPU, 2 epochs
+#   check-lenet5.log, check-cifar_cnn.log, check-airbench94.log   cnn check tables
+#   bench-airbench94.log   cnn bench of airbench94 at batch 1024
+#   summary.txt            the summary table printed last
+# Scratch files (synthetic data, the trained model) go to out/gpu_check/, never into that folder.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-log_dir=${OUT:-out/gpu_check}
-mkdir -p "$log_dir"
+cd "$(dirname "$0")/.." || exit 2
+scratch=out/gpu_check
 build=build/gpu
 prebuilt=""
 [ "${1:-}" = --prebuilt ] && prebuilt=$(cd "$2" && pwd)
@@ -41,10 +58,26 @@ step() {
   [ "${status%% *}" = PASS ] || tail -n 25 "$log_dir/$name.log"
 }
 
-gpu=$(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)
+gpu=$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 arch=$(echo "$gpu" | awk -F', ' '{gsub(/\./, "", $2); print $2}')
 [ -n "$arch" ] || { echo "gpu_check: no NVIDIA GPU found (nvidia-smi)"; exit 2; }
 echo "GPU: $gpu"
+gpu_slug=$(echo "${gpu%%,*}" | sed -e 's/^NVIDIA //' | tr '[:upper:]' '[:lower:]' | sed -e 's/[^a-z0-9]\{1,\}/-/g' -e 's/^-//' -e 's/-$//')
+run_name=$(date -u +%Y-%m-%d)-$gpu_slug
+if [ -n "${OUT:-}" ]; then log_dir=$OUT/$run_name; else log_dir=docs/gpu_runs/$run_name; fi
+mkdir -p "$log_dir" "$scratch"
+echo "raw outputs: $log_dir/"
+{
+  echo "gpu (name, compute capability, driver, memory): $gpu"
+  echo "date: $(date -u -Iseconds)"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo 'unknown (no git here)')"
+  if [ -n "$prebuilt" ]; then
+    echo "binaries: prebuilt in $prebuilt (built from $(cat "$prebuilt/source_dir.txt" 2>/dev/null))"
+  else
+    echo "binaries: built here in $build for sm_$arch"
+  fi
+  echo "host: $(uname -srm), $(nproc) CPUs"
+} >"$log_dir/machine.txt"
 prefix=()
 [ -d devdeps/root/usr ] && prefix=(-DCMAKE_PREFIX_PATH="$PWD/devdeps/root/usr")
 
@@ -56,14 +89,17 @@ if [ -n "$prebuilt" ]; then
   src=$(cat "$prebuilt/source_dir.txt" 2>/dev/null || true)
   [ -n "$src" ] && [ ! -e "$src" ] && mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"
   step gpu-tests 300 "$gpu_tests"
-  step cpu-tests 300 "$prebuilt/cnn_tests" --gtest_filter=-Cli*:Pictures*
+  # Not here: the CLI and picture tests (the built CLI and fonts at the build machine's paths)
+  # and the kill tests (the crash helper is not among the prebuilt binaries).
+  step cpu-tests 300 "$prebuilt/cnn_tests" --gtest_filter=-Cli*:Pictures*:CrashSafety*
 else
   step configure 300 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNN_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCNN_WERROR=OFF "${prefix[@]}"
   step build 900 cmake --build "$build" -j "$jobs"
-  step tests 600 bash -c "cd $build && ctest --output-on-failure -j $jobs --timeout 300"
+  step cpu-tests 600 bash -c "cd $build && ctest -L cpu --output-on-failure -j $jobs --timeout 300"
   cnn=$build/cnn
   gpu_tests=$(find "$build" -name cnn_gpu_tests -type f -perm -u+x | head -1)
+  step gpu-tests 300 "$gpu_tests"
 fi
 if [ -z "${SKIP_SANITIZERS:-}" ] && [ -n "$gpu_tests" ]; then
   # API errors are expected (the tests provoke out-of-memory and bad copies on purpose), and
@@ -76,7 +112,7 @@ fi
 
 # Data: the CIFAR-10 batches found, else a synthetic set of CIFAR's shape and layout.
 data=$("$cnn" data-dir 2>/dev/null) || {
-  data=$log_dir/synthetic-cifar
+  data=$scratch/synthetic-cifar
   mkdir -p "$data"
   python3 - "$data" <<'PY'
 import os, random, sys
@@ -90,7 +126,7 @@ PY
 }
 echo "data: $data"
 step train-lenet5-gpu 300 "$cnn" train --model models/lenet5.json --data "$data" --epochs 2 --device cuda \
-  --verbose 2 --save "$log_dir/lenet5_gpu.safetensors"
+  --verbose 2 --save "$scratch/lenet5_gpu.safetensors"
 step check-lenet5 120 "$cnn" check --model models/lenet5.json --batch-size 32
 step check-cifar_cnn 120 "$cnn" check --model models/cifar_cnn.json --batch-size 16
 step check-airbench94 120 "$cnn" check --model models/airbench94.json --batch-size 8
@@ -99,10 +135,17 @@ step check-airbench94 120 "$cnn" check --model models/airbench94.json --batch-si
 step bench-airbench94 120 "$cnn" bench --model models/airbench94.json --device cuda --batch-size 1024 \
   --steps 10 --warmup 3 --repeats 3
 
+{
+  echo "Summary ($gpu)"
+  printf '%-28s %-28s %6s\n' step result time
+  for r in "${rows[@]}"; do echo "$r"; done
+  grep -h -E "^Test:|Trained" "$log_dir"/train-lenet5-gpu.log 2>/dev/null
+  for f in cpu-tests gpu-tests memcheck racecheck; do
+    grep -h -E "tests passed|tests failed|PASSED|FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY" "$log_dir/$f.log" 2>/dev/null |
+      sed "s/^/$f: /"
+  done
+  echo "raw outputs: $log_dir/"
+} >"$log_dir/summary.txt"
 echo
-echo "Summary ($gpu)"
-printf '%-28s %-28s %6s\n' step result time
-for r in "${rows[@]}"; do echo "$r"; done
-grep -h -E "^Test:|Trained" "$log_dir"/train-lenet5-gpu.log 2>/dev/null
-grep -h -E "tests passed|tests failed|PASSED|FAILED  \]" "$log_dir"/*tests.log 2>/dev/null | head -8
+cat "$log_dir/summary.txt"
 exit $overall

@@ -209,10 +209,6 @@ class Sequential {
   std::vector<LayerTiming> layer_timings() const;
   void reset_timings();
 
-  // Test hook for the checkers: multiplies layer `layer`'s parameter gradients by `scale` in
-  // every backward pass (scale 1 or layer -1 turns it off). Never needed in normal use.
-  void set_gradient_fault_for_testing(int layer, double scale);
-
   bool stop_training = false;  // set by a callback to end fit after the current epoch
   // Optional names of the output classes; saved with the model and used by `cnn predict`.
   std::vector<std::string> class_names;

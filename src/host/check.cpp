@@ -1,5 +1,5 @@
-// gradcheck and compare_devices: one instrumented training step, templated on the scalar
-// type, that keeps every layer's output and gradients (the training loop overwrites them).
+// gradcheck and compare_devices: the training step of the step runner (double on the CPU,
+// float on both devices) with an arena that keeps every layer's output and gradients.
 #include "cnn/check.hpp"
 
 #include <algorithm>
@@ -13,7 +13,7 @@
 #include "buffer.hpp"
 #include "cnn/error.hpp"
 #include "cnn/gradcheck.hpp"
-#include "model_loss.hpp"
+#include "model/runner.hpp"
 
 namespace cnn {
 namespace {
@@ -53,12 +53,16 @@ Batch<T> random_batch(const State& s, int n, uint64_t seed) {
   return b;
 }
 
-// Host vector <-> device buffer.
+// The batch's inputs and targets into the runner's arena.
 template <class T>
-Buffer<T> upload(const std::vector<T>& v, Device d) {
-  Buffer<T> b(std::max<size_t>(v.size(), 1), d);
-  memory::copy(b.data(), d, v.data(), Device::CPU, v.size() * sizeof(T));
-  return b;
+void load(Runner<T>& runner, const Batch<T>& batch, Device d) {
+  Arena<T>& a = runner.arena();
+  auto upload = [&](auto* dst, size_t capacity, const auto& v) {
+    memory::copy(dst, d, v.data(), Device::CPU, std::min(v.size(), capacity) * sizeof(v[0]));
+  };
+  upload(a.input.data(), a.input.size(), batch.x);
+  upload(a.labels.data(), a.labels.size(), batch.labels);
+  upload(a.targets.data(), a.targets.size(), batch.targets);
 }
 template <class T>
 std::vector<T> download(const T* p, size_t count, Device d) {
@@ -74,69 +78,36 @@ struct Trace {
   std::vector<T> row_loss;
 };
 
-// Runs layers [begin, end) forward from `input`, keeping each output in outs[i].
+// Forward, loss and backward of one batch through the runner, with every layer's output
+// and input gradient kept (its arena keeps input gradients).
 template <class T>
-void forward_range(Sequential& m, State& s, const Exec& e, int n, size_t begin, const T* input, T* params,
-                   std::vector<Buffer<T>>& outs) {
-  const T* x = input;
-  for (size_t i = begin; i < m.size(); ++i) {
-    LayerBuffers<T> b;
-    b.n = n;
-    b.x = x;
-    b.y = outs[i].data();
-    b.params = params ? params + s.param_offset[i] : nullptr;
-    m.layer(i).forward(e, b);
-    x = b.y;
+Trace<T> record_step(Runner<T>& runner, const State& s, const Batch<T>& batch, const T* grads, Device d) {
+  const int n = batch.n;
+  runner.plan(n);
+  load(runner, batch, d);
+  runner.forward(n, true);
+  runner.loss_and_gradient(batch.kind, n);
+  runner.backward(n);
+  Arena<T>& a = runner.arena();
+  Trace<T> t;
+  t.row_loss = download(a.row_loss.data(), size_t(n), d);
+  for (size_t i = 0; i < s.out_size.size(); ++i) {
+    t.outputs.push_back(download(a.act(i), size_t(n * s.out_size[i]), d));
+    t.input_grads.push_back(download(a.input_grad(i), size_t(n * (i ? s.out_size[i - 1] : s.input_size)), d));
   }
+  t.param_grads = download(grads, size_t(s.param_total), d);
+  return t;
 }
 
-// Forward, loss and backward of one batch with every intermediate kept; `params` is the
-// flat parameter array on the model's device (for T = double: a CPU copy).
-template <class T>
-Trace<T> traced_step(Sequential& m, State& s, const Batch<T>& batch, T* params) {
-  const Device d = std::is_same_v<T, double> ? Device::CPU : s.device;
-  const Exec e{d, s.cuda.get(), true};
-  const int n = batch.n;
-  const size_t L = m.size();
-  std::vector<Buffer<T>> outs, dxs;
-  for (size_t i = 0; i < L; ++i) {
-    outs.emplace_back(size_t(n * s.out_size[i]), d);
-    dxs.emplace_back(size_t(n * (i ? s.out_size[i - 1] : s.input_size)), d);
-  }
-  const Buffer<T> x = upload(batch.x, d), targets = upload(batch.targets, d);
-  const Buffer<int32_t> labels = upload(batch.labels, d);
-  forward_range<T>(m, s, e, n, 0, x.data(), params, outs);
-  Buffer<T> row_loss(size_t(n), d), dy(size_t(n * s.output_size()), d), grads(size_t(std::max<int64_t>(s.param_total, 1)), d);
-  model_loss<T>(e, s, batch.kind, n, outs[L - 1].data(), labels.data(), targets.data(), row_loss.data(), dy.data());
-  Trace<T> t;
-  t.row_loss = download(row_loss.data(), size_t(n), d);
-  for (size_t i = L; i-- > 0;) {
-    // Layers may overwrite dy, so each gets a copy of the gradient from above.
-    const T* above = i + 1 < L ? dxs[i + 1].data() : dy.data();
-    Buffer<T> dy_copy(size_t(n * s.out_size[i]), d);
-    memory::copy(dy_copy.data(), d, above, d, dy_copy.size() * sizeof(T));
-    LayerBuffers<T> b;
-    b.n = n;
-    b.x = i ? outs[i - 1].data() : x.data();
-    b.y = outs[i].data();
-    b.params = params ? params + s.param_offset[i] : nullptr;
-    b.grads = s.param_total ? grads.data() + s.param_offset[i] : nullptr;
-    b.dy = dy_copy.data();
-    b.dx = dxs[i].data();
-    m.layer(i).backward(e, b);
-    if constexpr (std::is_same_v<T, double>) {
-      if (int(i) == s.fault_layer) {
-        const int64_t count = m.layer(i).param_count();
-        for (int64_t k = 0; k < count; ++k) grads.data()[s.param_offset[i] + k] *= T(s.fault_scale);
-      }
-    }
-  }
-  for (size_t i = 0; i < L; ++i) {
-    t.outputs.push_back(download(outs[i].data(), outs[i].size(), d));
-    t.input_grads.push_back(download(dxs[i].data(), dxs[i].size(), d));
-  }
-  t.param_grads = download(grads.data(), size_t(s.param_total), d);
-  return t;
+// The float step of `model` on its device, into a checker's arena and gradient buffer.
+Trace<float> record_float_step(Sequential& model, const Batch<float>& batch) {
+  State& s = model.state();
+  Arena<float> arena;
+  arena.keep_input_grads = true;
+  Buffer<float> grads(size_t(std::max<int64_t>(s.param_total, 1)), s.device);
+  Runner<float> runner(model, arena, s.device, s.params.empty() ? nullptr : s.params.data(),
+                       s.param_total ? grads.data() : nullptr);
+  return record_step(runner, s, batch, grads.data(), s.device);
 }
 
 // ||a - b|| / max(||a||, ||b||), and the largest |a - b|.
@@ -179,33 +150,28 @@ std::string CheckReport::table() const {
   return os.str();
 }
 
-void Sequential::set_gradient_fault_for_testing(int layer, double scale) {
-  state_->fault_layer = layer;
-  state_->fault_scale = scale;
-}
-
 CheckReport gradcheck(Sequential& model, const GradcheckOptions& o) {
   CNN_CHECK(model.compiled(), "gradcheck: compile the model first");
   CNN_CHECK(o.batch_size > 0, "gradcheck: batch_size must be positive");
   State& s = model.state();
   const size_t L = model.size();
   for (int l : o.layers) CNN_CHECK(l >= 0 && size_t(l) < L, "gradcheck: layer ", l, " out of range (", L, " layers)");
-  const Exec e{Device::CPU, nullptr, true};
   const Batch<double> batch = random_batch<double>(s, o.batch_size, o.seed);
   std::vector<double> params;
   for (float v : s.params.to_vector()) params.push_back(double(v));
-  const Trace<double> trace = traced_step<double>(model, s, batch, params.empty() ? nullptr : params.data());
+  std::vector<double> grads(size_t(std::max<int64_t>(s.param_total, 1)));
+  double* const param_data = params.empty() ? nullptr : params.data();
+  Arena<double> arena;
+  arena.keep_input_grads = true;
+  Runner<double> runner(model, arena, Device::CPU, param_data, s.param_total ? grads.data() : nullptr);
+  const Trace<double> trace = record_step(runner, s, batch, grads.data(), Device::CPU);
 
-  std::vector<Buffer<double>> outs;
-  for (size_t i = 0; i < L; ++i) outs.emplace_back(size_t(batch.n * s.out_size[i]), Device::CPU);
-  std::vector<double> row_loss(size_t(batch.n)), dy(size_t(batch.n * s.output_size()));
   // The mean loss when layers [begin, L) run on `input` with the current `params`.
   auto loss_from = [&](size_t begin, const double* input) {
-    forward_range<double>(model, s, e, batch.n, begin, input, params.empty() ? nullptr : params.data(), outs);
-    model_loss<double>(e, s, batch.kind, batch.n, outs[L - 1].data(), batch.labels.data(), batch.targets.data(),
-                       row_loss.data(), dy.data());
+    runner.forward(batch.n, true, begin, input);
+    runner.loss_and_gradient(batch.kind, batch.n);
     double sum = 0;
-    for (double v : row_loss) sum += v;
+    for (int r = 0; r < batch.n; ++r) sum += arena.row_loss.data()[r];
     return sum / batch.n;
   };
 
@@ -263,7 +229,6 @@ CheckReport compare_devices(const Sequential& model, const CompareOptions& o) {
   };
   Sequential cpu = copy_on(Device::CPU), gpu = copy_on(Device::CUDA);
   State& sc = cpu.state();
-  State& sg = gpu.state();
   Batch<float> batch = random_batch<float>(sc, o.batch_size, o.seed);
   if (o.x) {
     CNN_CHECK(o.y, "check: give targets with the batch");
@@ -281,8 +246,8 @@ CheckReport compare_devices(const Sequential& model, const CompareOptions& o) {
       batch.labels.assign(size_t(batch.n), 0);
     }
   }
-  const Trace<float> a = traced_step<float>(cpu, sc, batch, sc.params.empty() ? nullptr : sc.params.data());
-  const Trace<float> b = traced_step<float>(gpu, sg, batch, sg.params.empty() ? nullptr : sg.params.data());
+  const Trace<float> a = record_float_step(cpu, batch);
+  const Trace<float> b = record_float_step(gpu, batch);
 
   CheckReport report;
   auto add = [&](int layer, const std::string& type, const std::string& what, Shape shape, const std::vector<float>& x,

@@ -8,6 +8,7 @@
 #include "buffer.hpp"
 #include "cnn/model.hpp"
 #include "kernels/ops.hpp"
+#include "model/arena.hpp"
 
 namespace cnn {
 
@@ -44,32 +45,22 @@ struct Sequential::State {
   int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
   float lr_factor = 1.0f;               // the LR schedule's multiplier for the current step
 
-  // Arena for the largest batch planned so far.
-  int planned_batch = 0;
-  Buffer<float> input, acts, grad_a, grad_b, row_loss, targets;
-  Buffer<int32_t> labels;
-  Buffer<double> metrics;  // [0] summed loss, [1] correct predictions
-  std::vector<int64_t> act_offset;  // per layer, into acts
-
-  // set_gradient_fault_for_testing: scale this layer's parameter gradients.
-  int fault_layer = -1;
-  double fault_scale = 1;
+  // The activations of the training step, planned for the largest batch so far (model/arena.hpp).
+  Arena<float> arena;
 
   // Profiling (set_profiling): per layer, then loss and optimizer.
   bool profile = false;
   std::vector<Sequential::LayerTiming> timings;
 
-  // CUDA graphs of the training step (training.cpp): batch sizes run once already, whether
+  // CUDA graphs of the training step (model/step.cpp): batch sizes run once already, whether
   // graphs are allowed, and whether the learning rate is constant for the current fit.
   std::set<int64_t> graph_warm;
   bool graphs_enabled = true;
   bool constant_lr = true;
 
   uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
-  Buffer<float> augmented;  // augmentation output before it replaces the input batch
 
   Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed}; }
-  float* act(size_t i) { return acts.data() + act_offset[i]; }
   int64_t output_size() const { return out_size.back(); }
   ops::TargetKind target_kind() const;
 };

@@ -1,6 +1,6 @@
 // Sequential: building, compiling (shape inference, parameter layout, initialisation, loss
-// plan), devices, summary and weight access. Training loops live in training.cpp, files in
-// serialize.cpp.
+// plan), devices, summary and weight access. Training loops live in model/ (the step
+// runner), files in serialize.cpp.
 #include <array>
 #include <cmath>
 #include <iomanip>
@@ -209,10 +209,7 @@ void Sequential::to(Device device) {
   s.device = device;
   s.opt.device = device;
   // The arena is re-planned on the new device at the next batch.
-  s.planned_batch = 0;
-  for (Buffer<float>* b : {&s.input, &s.acts, &s.grad_a, &s.grad_b, &s.row_loss, &s.targets}) *b = Buffer<float>();
-  s.labels = Buffer<int32_t>();
-  s.metrics = Buffer<double>();
+  s.arena = Arena<float>();
   if (device == Device::CPU) s.cuda.reset();
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cnn/error.hpp"
+#include "kernels/host_device.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/random.hpp"
 

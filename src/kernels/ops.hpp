@@ -127,6 +127,10 @@ void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y);
 template <class T>
 void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx);
 
+// dst = src for `count` elements; src == dst does nothing, other overlaps are not allowed.
+template <class T>
+void copy(int64_t count, const T* src, T* dst);
+
 // Elementwise activation (not softmax). backward reads x (pre-activation) and y (output):
 // ReLU/LeakyReLU/Sigmoid/Tanh need only y, GELU needs x; pass both.
 template <class T>
@@ -231,6 +235,10 @@ void maxpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
 void maxpool2d_backward(Ctx& c, const Pool2DShape& s, const float* x, const float* dy, float* dx);
 void avgpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
 void avgpool2d_backward(Ctx& c, const Pool2DShape& s, const float* dy, float* dx);
+
+// dst = src for `count` elements of device memory: a cudaMemcpyAsync on the context's stream,
+// so it may be called inside a captured training step. src == dst does nothing.
+void copy(Ctx& c, int64_t count, const float* src, float* dst);
 
 void activation_forward(Ctx& c, ActivationSpec act, int64_t count, const float* x, float* y);
 void activation_backward(Ctx& c, ActivationSpec act, int64_t count, const float* x, const float* y,

@@ -10,11 +10,7 @@
 // nearby seeds (step t, step t + 1) give unrelated streams.
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define CNN_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define CNN_HOST_DEVICE inline
-#endif
+#include "kernels/host_device.hpp"
 
 namespace cnn::random {
 

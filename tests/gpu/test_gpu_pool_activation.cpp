@@ -160,6 +160,26 @@ TEST_F(GpuTest, ActivationBackwardWithoutXExceptGelu) {
   }
 }
 
+// The copy op against the CPU's, exactly (tolerance 0), at several sizes and in place.
+TEST_F(GpuTest, CopyMatchesTheCpu) {
+  for (int64_t count : {int64_t(1), int64_t(1000), int64_t(100003), int64_t(2000003)}) {
+    SCOPED_TRACE("count " + std::to_string(count));
+    OpCheck op(ctx(), 44);
+    const int src = op.input("src", count, -6, 6);
+    const int dst = op.output("dst", count, 0);
+    const int same = op.state("in place", op.random(count), 0);
+    op.run(
+        [&](auto& d) {
+          gpu::copy(ctx(), count, d[src], d[dst]);
+          gpu::copy(ctx(), count, d[same], d[same]);
+        },
+        [&](auto& h) {
+          cpu::copy<double>(count, h[src], h[dst]);
+          cpu::copy<double>(count, h[same], h[same]);
+        });
+  }
+}
+
 TEST_F(GpuTest, ActivationRefusesSoftmax) {
   EXPECT_THROW(gpu::activation_forward(ctx(), {Activation::Softmax}, 1, nullptr, nullptr), Error);
   EXPECT_THROW(gpu::activation_backward(ctx(), {Activation::Softmax}, 1, nullptr, nullptr, nullptr, nullptr), Error);

@@ -4,18 +4,12 @@
 
 #include "cnn/error.hpp"
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/formulas/activation.hpp"
 #include "kernels/ops.hpp"
 
 namespace cnn::ops::cpu {
 namespace {
-
-template <class T>
-T sigmoid(T x) {
-  // Two branches so exp never overflows.
-  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
-}
+namespace f = ::cnn::formulas;
 
 // body(begin, end) over [0, count) in blocks of 16k elements, on the pool when large
 // (`cost`: rough work per element, 1 for a compare, ~20 for exp/erf).
@@ -28,11 +22,9 @@ void elementwise(int64_t count, double cost, Body body) {
   });
 }
 
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-
 // The elementwise loops take their pointers as arguments (locals the compiler can keep in
-// registers), one loop per activation, and load every operand unconditionally: a load inside
+// registers), one loop per activation, and load every operand unconditionally (the formulas
+// take values, not pointers): a load inside
 // `c ? dy[i] : 0` is control flow to GCC, which then neither vectorizes the loop nor avoids
 // the branch (mispredicted half the time on ReLU's random signs). dx may equal dy.
 template <class T>
@@ -40,26 +32,20 @@ void forward_range(Activation kind, T alpha, int64_t begin, int64_t end, const T
   switch (kind) {
     case Activation::ReLU:
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        const T v = x[i];
-        y[i] = v > T(0) ? v : T(0);
-      }
+      for (int64_t i = begin; i < end; ++i) y[i] = f::relu(x[i]);
       return;
     case Activation::LeakyReLU:
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        const T v = x[i], scaled = alpha * v;
-        y[i] = v > T(0) ? v : scaled;
-      }
+      for (int64_t i = begin; i < end; ++i) y[i] = f::leaky_relu(x[i], alpha);
       return;
     case Activation::Sigmoid:
-      for (int64_t i = begin; i < end; ++i) y[i] = sigmoid(x[i]);
+      for (int64_t i = begin; i < end; ++i) y[i] = f::sigmoid(x[i]);
       return;
     case Activation::Tanh:
-      for (int64_t i = begin; i < end; ++i) y[i] = std::tanh(x[i]);
+      for (int64_t i = begin; i < end; ++i) y[i] = f::tanh(x[i]);
       return;
-    case Activation::GELU:  // exact form: x * Phi(x)
-      for (int64_t i = begin; i < end; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(kInvSqrt2)));
+    case Activation::GELU:
+      for (int64_t i = begin; i < end; ++i) y[i] = f::gelu(x[i]);
       return;
     case Activation::Linear:
     case Activation::Softmax:
@@ -72,32 +58,22 @@ void backward_range(Activation kind, T alpha, int64_t begin, int64_t end, const 
   switch (kind) {
     case Activation::ReLU:
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        const T g = dy[i];
-        dx[i] = y[i] > T(0) ? g : T(0);
-      }
+      for (int64_t i = begin; i < end; ++i) dx[i] = f::relu_grad(y[i], dy[i]);
       return;
-    case Activation::LeakyReLU:  // y > 0 exactly where x > 0 because alpha >= 0
+    case Activation::LeakyReLU:
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        const T g = dy[i], scaled = alpha * g;
-        dx[i] = y[i] > T(0) ? g : scaled;
-      }
+      for (int64_t i = begin; i < end; ++i) dx[i] = f::leaky_relu_grad(y[i], dy[i], alpha);
       return;
     case Activation::Sigmoid:
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
+      for (int64_t i = begin; i < end; ++i) dx[i] = f::sigmoid_grad(y[i], dy[i]);
       return;
     case Activation::Tanh:
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+      for (int64_t i = begin; i < end; ++i) dx[i] = f::tanh_grad(y[i], dy[i]);
       return;
-    case Activation::GELU:  // d/dx x Phi(x) = Phi(x) + x phi(x)
-      for (int64_t i = begin; i < end; ++i) {
-        const T cdf = T(0.5) * (T(1) + std::erf(x[i] * T(kInvSqrt2)));
-        const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x[i] * x[i]);
-        dx[i] = dy[i] * (cdf + x[i] * pdf);
-      }
+    case Activation::GELU:
+      for (int64_t i = begin; i < end; ++i) dx[i] = f::gelu_grad(x[i], dy[i]);
       return;
     case Activation::Linear:
     case Activation::Softmax:
@@ -115,7 +91,7 @@ template <class T>
 void activation_forward(ActivationSpec act, int64_t count, const T* x, T* y) {
   if (act.kind == Activation::Softmax) fail("activation_forward: softmax is not elementwise; use softmax_forward");
   if (act.kind == Activation::Linear) {
-    if (x != y) std::copy(x, x + count, y);
+    copy<T>(count, x, y);
     return;
   }
   const T alpha = T(act.alpha);
@@ -127,7 +103,7 @@ template <class T>
 void activation_backward(ActivationSpec act, int64_t count, const T* x, const T* y, const T* dy, T* dx) {
   if (act.kind == Activation::Softmax) fail("activation_backward: softmax is not elementwise; use softmax_backward");
   if (act.kind == Activation::Linear) {
-    if (dy != dx) std::copy(dy, dy + count, dx);
+    copy<T>(count, dy, dx);
     return;
   }
   const T alpha = T(act.alpha);

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/fast.hpp"
+#include "kernels/formulas/activation.hpp"  // before the target pragma: see fast_kernels.inc
 
 namespace cnn::ops::cpu::fast {
 

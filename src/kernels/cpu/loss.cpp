@@ -4,12 +4,11 @@
 #include <cmath>
 
 #include "cnn/error.hpp"
+#include "kernels/formulas/loss.hpp"
 #include "kernels/ops.hpp"
 
 namespace cnn::ops::cpu {
 namespace {
-
-constexpr double kClip = 1e-7;  // Keras's epsilon for losses on probabilities
 
 inline void check_label(int32_t label, int cols, int row) {
   CNN_CHECK(label >= 0 && label < cols, "loss: label ", label, " at row ", row, " is out of range for ",
@@ -21,6 +20,22 @@ template <class T>
 T target_at(TargetKind kind, const int32_t* labels, const T* targets, T smoothing, int cols, int r, int j) {
   const T t = kind == TargetKind::Labels ? T(labels[r] == j ? 1 : 0) : targets[int64_t(r) * cols + j];
   return smoothing == T(0) ? t : t * (T(1) - smoothing) + smoothing / T(cols);
+}
+
+// Losses that are a mean over the row's columns of an element-wise term (formulas/loss.hpp):
+// term(pred, target) gives the term and its derivative. dpred may alias pred.
+template <class T, class Term>
+void elementwise_row_loss(int rows, int cols, const T* pred, const T* targets, T* row_loss, T* dpred, Term term) {
+  for (int r = 0; r < rows; ++r) {
+    T loss = 0;
+    for (int j = 0; j < cols; ++j) {
+      const int64_t i = int64_t(r) * cols + j;
+      const formulas::LossTerm<T> e = term(pred[i], targets[i]);
+      loss += e.loss;
+      dpred[i] = e.grad / T(cols) / T(rows);
+    }
+    row_loss[r] = loss / T(cols);
+  }
 }
 
 template <class T>
@@ -64,8 +79,8 @@ void cross_entropy(int rows, int cols, const T* probs, TargetKind kind, const in
       const int64_t i = int64_t(r) * cols + j;
       const T t = target_at(kind, labels, targets, smoothing, cols, r, j);
       const T p = probs[i];
-      const bool clipped = p < T(kClip) || p > T(1 - kClip);
-      const T pc = std::clamp(p, T(kClip), T(1 - kClip));
+      const bool clipped = formulas::probability_clipped(p);
+      const T pc = formulas::clip_probability(p);
       loss -= t * std::log(pc);
       dprobs[i] = clipped ? T(0) : -t / pc / T(rows);
     }
@@ -75,49 +90,21 @@ void cross_entropy(int rows, int cols, const T* probs, TargetKind kind, const in
 
 template <class T>
 void mse_loss(int rows, int cols, const T* pred, const T* targets, T* row_loss, T* dpred) {
-  for (int r = 0; r < rows; ++r) {
-    T loss = 0;
-    for (int j = 0; j < cols; ++j) {
-      const int64_t i = int64_t(r) * cols + j;
-      const T d = pred[i] - targets[i];
-      loss += d * d;
-      dpred[i] = T(2) * d / T(cols) / T(rows);
-    }
-    row_loss[r] = loss / T(cols);
-  }
+  elementwise_row_loss(rows, cols, pred, targets, row_loss, dpred,
+                       [](T p, T t) { return formulas::squared_error(p, t); });
 }
 
 template <class T>
 void binary_cross_entropy(int rows, int cols, const T* probs, const T* targets, T* row_loss, T* dprobs) {
-  for (int r = 0; r < rows; ++r) {
-    T loss = 0;
-    for (int j = 0; j < cols; ++j) {
-      const int64_t i = int64_t(r) * cols + j;
-      const T t = targets[i], p = probs[i];
-      const bool clipped = p < T(kClip) || p > T(1 - kClip);
-      const T pc = std::clamp(p, T(kClip), T(1 - kClip));
-      loss -= t * std::log(pc) + (T(1) - t) * std::log(T(1) - pc);
-      dprobs[i] = clipped ? T(0) : (-t / pc + (T(1) - t) / (T(1) - pc)) / T(cols) / T(rows);
-    }
-    row_loss[r] = loss / T(cols);
-  }
+  elementwise_row_loss(rows, cols, probs, targets, row_loss, dprobs,
+                       [](T p, T t) { return formulas::binary_cross_entropy(p, t); });
 }
 
 template <class T>
 void binary_cross_entropy_logits(int rows, int cols, const T* logits, const T* targets, T* row_loss,
                                  T* dlogits) {
-  for (int r = 0; r < rows; ++r) {
-    T loss = 0;
-    for (int j = 0; j < cols; ++j) {
-      const int64_t i = int64_t(r) * cols + j;
-      const T z = logits[i], t = targets[i];
-      // max(z, 0) - z t + log(1 + exp(-|z|)): no overflow for any z.
-      loss += std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::abs(z)));
-      const T p = z >= 0 ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
-      dlogits[i] = (p - t) / T(cols) / T(rows);
-    }
-    row_loss[r] = loss / T(cols);
-  }
+  elementwise_row_loss(rows, cols, logits, targets, row_loss, dlogits,
+                       [](T z, T t) { return formulas::binary_cross_entropy_logits(z, t); });
 }
 
 template <class T>

@@ -1,8 +1,10 @@
-// Optimizer updates on the CPU, in PyTorch's formulation (so runs match torch.optim).
+// Optimizer updates on the CPU: the per-element formulas of formulas/optimizer.hpp over a flat
+// parameter buffer.
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "kernels/formulas/optimizer.hpp"
 #include "kernels/ops.hpp"
 
 namespace cnn::ops::cpu {
@@ -21,50 +23,30 @@ void elementwise(int64_t count, Body body) {
 
 }  // namespace
 
+// The bodies copy the scalars into a local: the compiler keeps them in registers instead of
+// reloading them past every store to param.
 template <class T>
 void sgd_update(int64_t count, T* param, const T* grad, T* velocity, const SgdConfig& cfg) {
-  const T lr = T(cfg.lr), m = T(cfg.momentum), wd = T(cfg.weight_decay);
-  const bool coupled = wd != T(0) && !cfg.decoupled_weight_decay;
-  const T shrink = cfg.decoupled_weight_decay ? T(1) - lr * wd : T(1);
-  const bool nesterov = cfg.nesterov;
+  const formulas::SgdScalars<T> scalars = formulas::sgd_scalars<T>(cfg);
   elementwise(count, [=](int64_t begin, int64_t end) {
-    if (velocity) {
+    const formulas::SgdScalars<T> s = scalars;
+    if (velocity) {  // two loops, so the velocity test is not inside one
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        T g = grad[i];
-        if (coupled) g += wd * param[i];
-        const T v = m * velocity[i] + g;
-        velocity[i] = v;
-        g = nesterov ? g + m * v : v;
-        param[i] = param[i] * shrink - lr * g;
-      }
+      for (int64_t i = begin; i < end; ++i) formulas::sgd_update_at(i, param, grad, velocity, s);
     } else {
 #pragma omp simd
-      for (int64_t i = begin; i < end; ++i) {
-        T g = grad[i];
-        if (coupled) g += wd * param[i];
-        param[i] = param[i] * shrink - lr * g;
-      }
+      for (int64_t i = begin; i < end; ++i) formulas::sgd_update_at<T>(i, param, grad, nullptr, s);
     }
   });
 }
 
 template <class T>
 void adam_update(int64_t count, T* param, const T* grad, T* m, T* v, const AdamConfig& cfg) {
-  const T lr = T(cfg.lr), b1 = T(cfg.beta1), b2 = T(cfg.beta2), eps = T(cfg.eps), wd = T(cfg.weight_decay);
-  const T c1 = T(1) - std::pow(b1, T(cfg.step)), c2 = T(1) - std::pow(b2, T(cfg.step));
-  const bool coupled = wd != T(0) && !cfg.decoupled_weight_decay;
-  const T shrink = cfg.decoupled_weight_decay ? T(1) - lr * wd : T(1);
+  const formulas::AdamScalars<T> scalars = formulas::adam_scalars<T>(cfg);
   elementwise(count, [=](int64_t begin, int64_t end) {
+    const formulas::AdamScalars<T> s = scalars;
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      T g = grad[i];
-      if (coupled) g += wd * param[i];
-      m[i] = b1 * m[i] + (T(1) - b1) * g;
-      v[i] = b2 * v[i] + (T(1) - b2) * g * g;
-      const T m_hat = m[i] / c1, v_hat = v[i] / c2;
-      param[i] = param[i] * shrink - lr * m_hat / (std::sqrt(v_hat) + eps);
-    }
+    for (int64_t i = begin; i < end; ++i) formulas::adam_update_at(i, param, grad, m, v, s);
   });
 }
 

@@ -12,13 +12,13 @@ constexpr int kRowsPerBlock = kThreads / kWarpSize;  // one warp per softmax row
 // y = act(x). Grid-stride so any count fits one launch; x == y (in place) is fine.
 __global__ void activation_forward_kernel(ActivationSpec act, int64_t count, const float* x, float* y) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = activate(act, x[i]);
+    y[i] = formulas::activate(act, x[i]);
 }
 
 __global__ void activation_backward_kernel(ActivationSpec act, int64_t count, const float* x, const float* y,
                                            const float* dy, float* dx) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    dx[i] = activation_grad(act, x, i, y[i], dy[i]);
+    dx[i] = formulas::activation_grad(act, x, i, y[i], dy[i]);
 }
 
 // One warp per row: max, then sum of exp(x - max), then the normalised values. Each lane

@@ -1,12 +1,13 @@
 #pragma once
-// Device-side helpers shared by the kernels: launch sizing, the elementwise activations
-// (used by the activation ops and fused into the conv and dense epilogues) and
-// deterministic warp/block reductions.
+// Device-side helpers shared by the kernels: launch sizing, the activation guard and
+// deterministic warp/block reductions. The activation formulas themselves (used by the
+// activation ops and fused into the conv and dense epilogues) are formulas/activation.hpp.
 #include <cmath>
 #include <cstdint>
 
 #include "cnn/error.hpp"
 #include "kernels/cuda/context.cuh"
+#include "kernels/formulas/activation.hpp"
 
 namespace cnn::cuda {
 
@@ -26,47 +27,6 @@ inline unsigned grid_for(const Context& ctx, int64_t count, int threads) {
 // Host-side guard shared by every op that takes an ActivationSpec.
 inline void check_elementwise(ops::ActivationSpec act, const char* op) {
   CNN_CHECK(act.kind != Activation::Softmax, op, ": softmax is not elementwise; use softmax_forward");
-}
-
-// ---- Activations: the same formulas, in float, as src/kernels/cpu/activation.cpp ----------
-
-constexpr float kInvSqrt2 = 0.70710678118654752440f;
-constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
-
-__device__ __forceinline__ float sigmoid(float x) {
-  // Two branches so expf never overflows.
-  if (x >= 0.f) return 1.f / (1.f + expf(-x));
-  const float e = expf(x);
-  return e / (1.f + e);
-}
-
-__device__ __forceinline__ float activate(ops::ActivationSpec act, float x) {
-  switch (act.kind) {
-    case Activation::ReLU: return x > 0.f ? x : 0.f;
-    case Activation::LeakyReLU: return x > 0.f ? x : act.alpha * x;
-    case Activation::Sigmoid: return sigmoid(x);
-    case Activation::Tanh: return tanhf(x);
-    case Activation::GELU: return 0.5f * x * (1.f + erff(x * kInvSqrt2));  // exact form x Phi(x)
-    default: return x;  // Linear; Softmax is refused on the host (check_elementwise)
-  }
-}
-
-// dL/dx from dL/dy. Reads x only for GELU, so x may be null for the others.
-__device__ __forceinline__ float activation_grad(ops::ActivationSpec act, const float* x, int64_t i, float y,
-                                                 float dy) {
-  switch (act.kind) {
-    case Activation::ReLU: return y > 0.f ? dy : 0.f;
-    case Activation::LeakyReLU: return y > 0.f ? dy : act.alpha * dy;  // y > 0 exactly where x > 0
-    case Activation::Sigmoid: return dy * y * (1.f - y);
-    case Activation::Tanh: return dy * (1.f - y * y);
-    case Activation::GELU: {  // Phi(x) + x phi(x)
-      const float xi = x[i];
-      const float cdf = 0.5f * (1.f + erff(xi * kInvSqrt2));
-      const float pdf = kInvSqrt2Pi * expf(-0.5f * xi * xi);
-      return dy * (cdf + xi * pdf);
-    }
-    default: return dy;
-  }
 }
 
 // ---- Reductions -----------------------------------------------------------------------------

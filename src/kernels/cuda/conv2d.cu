@@ -51,6 +51,29 @@ __device__ __forceinline__ void micro_tile_step(float (&acc)[kMicro][kMicro], co
     for (int j = 0; j < kMicro; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
 }
 
+// The double-buffered main loop of the GEMM kernels, over the inner index range
+// [begin, end) in steps of kTileK: stage(k0) loads the tile at k0 from global memory into
+// the thread's registers (zeros outside the matrices), store(buf) writes the staged tile
+// into shared buffer `buf`, and multiply(buf) runs the micro-tile steps on buffer `buf`.
+// The next tile's loads are issued before the current tile's multiply-adds.
+template <class Stage, class Store, class Multiply>
+__device__ __forceinline__ void double_buffered_tiles(int begin, int end, Stage&& stage, Store&& store,
+                                                      Multiply&& multiply) {
+  stage(begin);
+  store(0);
+  __syncthreads();
+  int buf = 0;
+  for (int k0 = begin; k0 < end; k0 += kTileK) {
+    const bool more = k0 + kTileK < end;
+    if (more) stage(k0 + kTileK);  // in flight during the multiply-adds below
+    multiply(buf);
+    // The other buffer was last read before the previous iteration's barrier.
+    if (more) store(buf ^ 1);
+    __syncthreads();
+    buf ^= 1;
+  }
+}
+
 // Shared by all loaders: thread roles when a 64 x 16 tile is read with the 16-long index
 // fastest (4 elements per thread), and when a 16 x 64 tile is read with the 64-long index
 // fastest (4 elements per thread).
@@ -156,41 +179,30 @@ __global__ void __launch_bounds__(kThreads)
   float a_next[kLoads], b_next[kLoads];
   float acc[kMicro][kMicro] = {};
 
-  // Stage the tile at k0 into registers (zeros outside the matrices)...
-#define CNN_LOAD_TILE(k0)                                                                 \
-  _Pragma("unroll") for (int i = 0; i < kLoads; ++i) {                                    \
-    const int m = m0 + a_m + kStrideA * i, k = (k0) + a_k;                                \
-    a_next[i] = (m < M && k < K) ? op.a(m, k) : 0.f;                                      \
-  }                                                                                       \
-  _Pragma("unroll") for (int i = 0; i < kLoads; ++i) {                                    \
-    const int k = (k0) + b_k + kStrideB * i;                                              \
-    b_next[i] = (column_in_range && k < K) ? op.b(column, k) : 0.f;                       \
-  }
-  // ...and from registers into shared buffer `buf`.
-#define CNN_STORE_TILE(buf)                                                                 \
-  _Pragma("unroll") for (int i = 0; i < kLoads; ++i) As[buf][a_k][a_m + kStrideA * i] = a_next[i]; \
-  _Pragma("unroll") for (int i = 0; i < kLoads; ++i) Bs[buf][b_k + kStrideB * i][b_n] = b_next[i];
-
-  CNN_LOAD_TILE(0)
-  CNN_STORE_TILE(0)
-  __syncthreads();
-  int buf = 0;
-  for (int k0 = 0; k0 < K; k0 += kTileK) {
-    const bool more = k0 + kTileK < K;
-    if (more) {
-      CNN_LOAD_TILE(k0 + kTileK)  // in flight during the multiply-adds below
-    }
+  double_buffered_tiles(
+      0, K,
+      [&](int k0) {
 #pragma unroll
-    for (int kk = 0; kk < kTileK; ++kk) micro_tile_step(acc, As[buf][kk], Bs[buf][kk], ty, tx);
-    // The other buffer was last read before the previous iteration's barrier.
-    if (more) {
-      CNN_STORE_TILE(buf ^ 1)
-    }
-    __syncthreads();
-    buf ^= 1;
-  }
-#undef CNN_LOAD_TILE
-#undef CNN_STORE_TILE
+        for (int i = 0; i < kLoads; ++i) {
+          const int m = m0 + a_m + kStrideA * i, k = k0 + a_k;
+          a_next[i] = (m < M && k < K) ? op.a(m, k) : 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < kLoads; ++i) {
+          const int k = k0 + b_k + kStrideB * i;
+          b_next[i] = (column_in_range && k < K) ? op.b(column, k) : 0.f;
+        }
+      },
+      [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < kLoads; ++i) As[buf][a_k][a_m + kStrideA * i] = a_next[i];
+#pragma unroll
+        for (int i = 0; i < kLoads; ++i) Bs[buf][b_k + kStrideB * i][b_n] = b_next[i];
+      },
+      [&](int buf) {
+#pragma unroll
+        for (int kk = 0; kk < kTileK; ++kk) micro_tile_step(acc, As[buf][kk], Bs[buf][kk], ty, tx);
+      });
 
 #pragma unroll
   for (int j = 0; j < kMicro; ++j) {
@@ -201,7 +213,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < kMicro; ++i) {
       const int m = m0 + ty + kThreadRows * i;
-      if (m < M) plane0[int64_t(m) * P] = activate(act, acc[i][j] + (bias ? bias[m] : 0.f));
+      if (m < M) plane0[int64_t(m) * P] = formulas::activate(act, acc[i][j] + (bias ? bias[m] : 0.f));
     }
   }
 }
@@ -255,47 +267,37 @@ __global__ void __launch_bounds__(kThreads)
   float d_next[kLoads], c_next[kLoads];
   float acc[kMicro][kMicro] = {};
 
-#define CNN_LOAD_TILE(r0)                                                                      \
-  {                                                                                            \
-    const int r = (r0) + l_r;                                                                  \
-    const bool r_ok = r < r_end;                                                               \
-    const int rr = r_ok ? r : r_begin;                                                         \
-    const int img = rr / P, p = rr - img * P;                                                  \
-    const int oh = p / s.w_out, ow = p - oh * s.w_out;                                         \
-    const int ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;           \
-    const float* image = x + int64_t(img) * s.c_in * s.h_in * s.w_in;                          \
-    const float* grad = dy + int64_t(img) * M * P + p;                                         \
-    _Pragma("unroll") for (int i = 0; i < kLoads; ++i) {                                       \
-      const int m = m0 + l_row + kRowStride * i;                                               \
-      d_next[i] = (r_ok && m < M) ? grad[int64_t(m) * P] : 0.f;                                \
-      const int ih = ih0 + col_kh[i], iw = iw0 + col_kw[i];                                    \
-      const bool inside = ih >= 0 && ih < s.h_in && iw >= 0 && iw < s.w_in;                    \
-      c_next[i] = (r_ok && col_valid[i] && inside) ? image[col_offset[i] + int64_t(ih) * s.w_in + iw] : 0.f; \
-    }                                                                                          \
-  }
-#define CNN_STORE_TILE(buf)                                                                    \
-  _Pragma("unroll") for (int i = 0; i < kLoads; ++i) {                                         \
-    Ds[buf][l_r][l_row + kRowStride * i] = d_next[i];                                          \
-    Cs[buf][l_r][l_row + kRowStride * i] = c_next[i];                                          \
-  }
-
-  CNN_LOAD_TILE(r_begin)
-  CNN_STORE_TILE(0)
-  __syncthreads();
-  int buf = 0;
-  for (int r0 = r_begin; r0 < r_end; r0 += kTileK) {
-    const bool more = r0 + kTileK < r_end;
-    if (more) CNN_LOAD_TILE(r0 + kTileK)
+  double_buffered_tiles(
+      r_begin, r_end,
+      [&](int r0) {
+        const int r = r0 + l_r;
+        const bool r_ok = r < r_end;
+        const int rr = r_ok ? r : r_begin;
+        const int img = rr / P, p = rr - img * P;
+        const int oh = p / s.w_out, ow = p - oh * s.w_out;
+        const int ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;
+        const float* image = x + int64_t(img) * s.c_in * s.h_in * s.w_in;
+        const float* grad = dy + int64_t(img) * M * P + p;
 #pragma unroll
-    for (int rr = 0; rr < kTileK; ++rr) micro_tile_step(acc, Ds[buf][rr], Cs[buf][rr], ty, tx);
-    if (more) {
-      CNN_STORE_TILE(buf ^ 1)
-    }
-    __syncthreads();
-    buf ^= 1;
-  }
-#undef CNN_LOAD_TILE
-#undef CNN_STORE_TILE
+        for (int i = 0; i < kLoads; ++i) {
+          const int m = m0 + l_row + kRowStride * i;
+          d_next[i] = (r_ok && m < M) ? grad[int64_t(m) * P] : 0.f;
+          const int ih = ih0 + col_kh[i], iw = iw0 + col_kw[i];
+          const bool inside = ih >= 0 && ih < s.h_in && iw >= 0 && iw < s.w_in;
+          c_next[i] = (r_ok && col_valid[i] && inside) ? image[col_offset[i] + int64_t(ih) * s.w_in + iw] : 0.f;
+        }
+      },
+      [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < kLoads; ++i) {
+          Ds[buf][l_r][l_row + kRowStride * i] = d_next[i];
+          Cs[buf][l_r][l_row + kRowStride * i] = c_next[i];
+        }
+      },
+      [&](int buf) {
+#pragma unroll
+        for (int rr = 0; rr < kTileK; ++rr) micro_tile_step(acc, Ds[buf][rr], Cs[buf][rr], ty, tx);
+      });
 
   float* slice = out + int64_t(blockIdx.z) * M * K;
 #pragma unroll

@@ -26,7 +26,7 @@ __global__ void bias_activation_kernel(int64_t count, int cols, const float* __r
                                        float* __restrict__ y) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     const float b = bias ? bias[i % cols] : 0.f;
-    y[i] = activate(act, y[i] + b);
+    y[i] = formulas::activate(act, y[i] + b);
   }
 }
 

@@ -4,6 +4,7 @@
 // (so the gradient may alias the input). Gradients carry the 1/rows of the batch mean.
 // Labels were validated by the host; the kernels assume them in range.
 #include "kernels/cuda/common.cuh"
+#include "kernels/formulas/loss.hpp"
 
 namespace cnn::ops::cuda {
 namespace {
@@ -12,11 +13,6 @@ using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
 constexpr int kRowsPerBlock = kThreads / kWarpSize;
-// Keras's clip for losses on probabilities, rounded to float exactly as the CPU's T(1e-7)
-// and T(1 - 1e-7) are.
-constexpr float kClipLo = float(1e-7);
-constexpr float kClipHi = float(1 - 1e-7);
-
 unsigned row_blocks(int rows) { return unsigned(ceil_div(rows, kRowsPerBlock)); }
 
 // Target j of a row after label smoothing: t (1 - s) + s / cols.
@@ -77,8 +73,8 @@ __global__ void cross_entropy_kernel(int rows, int cols, const float* probs, Tar
   for (int j = lane; j < cols; j += kWarpSize) {
     const float t = target_at(kind, label, t_row, smoothing, cols, j);
     const float p = probs[base + j];
-    const bool clipped = p < kClipLo || p > kClipHi;
-    const float pc = fminf(fmaxf(p, kClipLo), kClipHi);
+    const bool clipped = formulas::probability_clipped(p);
+    const float pc = formulas::clip_probability(p);
     loss -= t * logf(pc);
     dprobs[base + j] = clipped ? 0.f : -t / pc / float(rows);
   }
@@ -87,10 +83,9 @@ __global__ void cross_entropy_kernel(int rows, int cols, const float* probs, Tar
 }
 
 // Losses that are a mean over the row's columns of an element-wise term: one kernel, the
-// term and its derivative (before the 1/cols/rows of the means) given by Term.
-struct TermAndGradient {
-  float loss, grad;
-};
+// term and its derivative (before the 1/cols/rows of the means, formulas/loss.hpp) given by
+// Term::at.
+using TermAndGradient = formulas::LossTerm<float>;
 
 template <class Term>
 __global__ void elementwise_row_loss_kernel(int rows, int cols, const float* pred, const float* targets,
@@ -109,28 +104,16 @@ __global__ void elementwise_row_loss_kernel(int rows, int cols, const float* pre
   if (lane == 0) row_loss[row] = loss / float(cols);
 }
 
-// (pred - target)^2.
 struct SquaredError {
-  __device__ static TermAndGradient at(float p, float t) {
-    const float d = p - t;
-    return {d * d, 2.f * d};
-  }
+  __device__ static TermAndGradient at(float p, float t) { return formulas::squared_error(p, t); }
 };
 
-// -(t log p + (1 - t) log(1 - p)), p clipped as in cross_entropy (no gradient where clipped).
 struct BinaryCrossEntropy {
-  __device__ static TermAndGradient at(float p, float t) {
-    const bool clipped = p < kClipLo || p > kClipHi;
-    const float pc = fminf(fmaxf(p, kClipLo), kClipHi);
-    return {-(t * logf(pc) + (1.f - t) * logf(1.f - pc)), clipped ? 0.f : -t / pc + (1.f - t) / (1.f - pc)};
-  }
+  __device__ static TermAndGradient at(float p, float t) { return formulas::binary_cross_entropy(p, t); }
 };
 
-// The same loss on logits z, written so no exp overflows: max(z, 0) - z t + log(1 + e^-|z|).
 struct BinaryCrossEntropyLogits {
-  __device__ static TermAndGradient at(float z, float t) {
-    return {fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z))), sigmoid(z) - t};
-  }
+  __device__ static TermAndGradient at(float z, float t) { return formulas::binary_cross_entropy_logits(z, t); }
 };
 
 // One launch per Term; the name is a literal for CNN_CUDA_CHECK_LAUNCH's message.

@@ -1,0 +1,309 @@
+// Training entry points: fit (epochs of shuffled, augmented batches with progress, callbacks,
+// validation and checkpoints), train_on_batch and train_steps.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <optional>
+#include <vector>
+
+#include "cnn/callbacks.hpp"
+#include "cnn/error.hpp"
+#include "cnn/rng.hpp"
+#include "kernels/device_memory.hpp"
+#include "model/batches.hpp"
+#include "model/evaluate.hpp"
+#include "model/runner.hpp"
+#include "progress.hpp"
+
+namespace cnn {
+namespace {
+
+using State = Sequential::State;
+
+void check_schedule(const LRSchedule& l) {
+  CNN_CHECK(l.kind == "constant" || l.kind == "step" || l.kind == "cosine" || l.kind == "onecycle",
+            "fit: unknown lr_schedule '", l.kind, "'; valid schedules: constant, step, cosine, onecycle");
+  CNN_CHECK(l.step_epochs > 0, "fit: lr_schedule.step_epochs must be positive, got ", l.step_epochs);
+  CNN_CHECK(l.warmup >= 0 && l.warmup < 1, "fit: lr_schedule.warmup must be in [0, 1), got ", l.warmup);
+  for (float f : {l.gamma, l.min_factor, l.start_factor, l.end_factor})
+    CNN_CHECK(std::isfinite(f) && f >= 0, "fit: lr_schedule factors must be finite and >= 0");
+}
+
+void check_fit_options(const State& s, const Tensor& x, const FitOptions& o) {
+  check_inputs(s, x, "fit");
+  CNN_CHECK(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
+  CNN_CHECK(o.batch_size > 0, "fit: batch_size must be positive, got ", o.batch_size);
+  CNN_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split must be in [0, 1), got ",
+            o.validation_split);
+  CNN_CHECK(!(o.validation_split > 0 && o.validation_data), "fit: give validation_split or validation_data, not both");
+  check_schedule(o.lr_schedule);
+  CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
+            " must be in [0, epochs]");
+}
+
+// fit's data on the host: the training rows and their targets, and the validation set.
+struct FitData {
+  Tensor x;
+  Targets targets;
+  std::optional<Tensor> x_val;
+  std::optional<Targets> t_val;
+};
+
+// Keras's split: the last fraction of the rows, before shuffling; or validation_data.
+FitData split_validation(const State& s, const Tensor& x_in, const Tensor& y_in, const FitOptions& o) {
+  const Tensor x_all = x_in.to(Device::CPU);
+  CNN_CHECK(y_in.dim(0) == x_all.dim(0), "fit: y has ", y_in.dim(0), " rows but x has ", x_all.dim(0));
+  const int64_t N_all = x_all.dim(0);
+  const int64_t n_val = int64_t(double(N_all) * o.validation_split);
+  CNN_CHECK(o.validation_split == 0 || (n_val > 0 && n_val < N_all), "fit: validation_split ", o.validation_split,
+            " of ", N_all, " samples leaves an empty training or validation set");
+  FitData d;
+  d.x = n_val ? x_all.slice(0, N_all - n_val) : x_all;
+  const Tensor y = n_val ? y_in.to(Device::CPU).slice(0, N_all - n_val) : y_in;
+  d.targets = prepare_targets(s, y, d.x.dim(0), "fit");
+  if (n_val) {
+    d.x_val = x_all.slice(N_all - n_val, N_all);
+    d.t_val = prepare_targets(s, y_in.to(Device::CPU).slice(N_all - n_val, N_all), n_val, "fit (validation_split)");
+  } else if (o.validation_data) {
+    check_inputs(s, o.validation_data->x, "fit (validation_data)");
+    d.x_val = o.validation_data->x.to(Device::CPU);
+    d.t_val = prepare_targets(s, o.validation_data->y, d.x_val->dim(0), "fit (validation_data)");
+  }
+  return d;
+}
+
+// Validates fit's augmentation options against the model's input shape.
+ops::AugmentSpec augment_spec(const State& s, const Augmentation& a) {
+  ops::AugmentSpec spec;
+  if (!a.enabled()) return spec;
+  CNN_CHECK(s.input_shape.size() == 3, "fit: augmentation needs image inputs [channels, height, width], the model takes ",
+            shape_str(s.input_shape));
+  const int64_t h = s.input_shape[1], w = s.input_shape[2];
+  CNN_CHECK(a.translate >= 0 && a.translate < h && a.translate < w, "fit: augment.translate must be in [0, ",
+            std::min(h, w), "), got ", a.translate);
+  CNN_CHECK(a.cutout >= 0 && a.cutout <= h && a.cutout <= w, "fit: augment.cutout must be in [0, ", std::min(h, w),
+            "], got ", a.cutout);
+  CNN_CHECK(a.flip == "none" || a.flip == "random" || a.flip == "alternate", "fit: unknown augment.flip '", a.flip,
+            "'; valid: none, random, alternate");
+  spec.translate = a.translate;
+  spec.cutout = a.cutout;
+  spec.flip = a.flip == "random" ? ops::FlipMode::Random : ops::FlipMode::None;  // alternate: mirrored while loading
+  return spec;
+}
+
+// Random numbers of a step: a function of (seed, epoch, step), so a resumed run repeats exactly.
+uint64_t step_seed(uint64_t seed, int epoch, int step) {
+  Rng rng(seed * 0x9E3779B97F4A7C15ull ^ (uint64_t(epoch) << 32 | uint32_t(step)));
+  return rng.next_u64();
+}
+
+void append(History& h, const EpochLogs& logs) {
+  h.loss.push_back(logs.loss);
+  h.accuracy.push_back(logs.accuracy);
+  h.val_loss.push_back(logs.val_loss);
+  h.val_accuracy.push_back(logs.val_accuracy);
+  h.seconds.push_back(logs.seconds);
+  h.learning_rate.push_back(logs.learning_rate);
+}
+
+// The epochs of one fit: batches of the shuffled rows through the model's step runner.
+class FitLoop {
+ public:
+  FitLoop(Sequential& model, const FitData& data, const FitOptions& o)
+      : model_(model),
+        s_(model.state()),
+        runner_(model),
+        data_(data),
+        o_(o),
+        rows_(data.x.dim(0)),
+        batch_size_(int(std::min<int64_t>(o.batch_size, rows_))),
+        steps_(int((rows_ + batch_size_ - 1) / batch_size_)),
+        augment_(augment_spec(s_, o.augment)),
+        order_(static_cast<size_t>(rows_)) {
+    runner_.plan(batch_size_);
+    for (const auto& cb : o.callbacks) batch_logs_ = batch_logs_ || (cb && cb->wants_batch_logs());
+  }
+
+  EpochLogs run_epoch(int epoch) {
+    ProgressBar bar(steps_, o_.verbose);
+    shuffle(epoch);
+    s_.arena.metrics.zero();
+    const double start = now_seconds();
+    int64_t seen = 0;
+    StepPlace place{epoch, 0, 0};
+    for (int step = 0; step < steps_; ++step) {
+      place.step = step;
+      train_batch(place);
+      for (const auto& cb : o_.callbacks) cb->on_step_end(model_, s_.step);
+      seen += batch_rows(step);
+      const double elapsed = now_seconds() - start;
+      const bool draw = bar.due(step + 1, elapsed);
+      if (draw || batch_logs_) log_batch(place, seen, elapsed, draw ? &bar : nullptr);
+    }
+    place.step = steps_ - 1;
+    EpochLogs logs = epoch_metrics(place);
+    if (data_.x_val) {
+      const Evaluation ev = evaluate_batches(runner_, s_, *data_.x_val, *data_.t_val, {});
+      logs.val_loss = ev.loss;
+      logs.val_accuracy = ev.accuracy;
+    }
+    logs.seconds = now_seconds() - start;
+    bar.finish(logs.seconds, {{"loss", logs.loss},
+                              {"accuracy", logs.accuracy},
+                              {"val_loss", logs.val_loss},
+                              {"val_accuracy", logs.val_accuracy}});
+    return logs;
+  }
+
+ private:
+  int batch_rows(int step) const { return int(std::min<int64_t>(batch_size_, rows_ - int64_t(step) * batch_size_)); }
+
+  // Each epoch's order depends only on (seed, epoch), so a resumed run shuffles the same.
+  void shuffle(int epoch) {
+    std::iota(order_.begin(), order_.end(), 0);
+    if (!o_.shuffle) return;
+    Rng rng(o_.seed * 0x9E3779B97F4A7C15ull + uint64_t(epoch));
+    for (int64_t i = rows_ - 1; i > 0; --i) std::swap(order_[size_t(i)], order_[size_t(rng.below(uint64_t(i + 1)))]);
+  }
+
+  // Loads, augments and trains on the rows of step `at.step`.
+  void train_batch(const StepPlace& at) {
+    const int n = batch_rows(at.step);
+    const int64_t mirror_epoch = o_.augment.flip == "alternate" ? at.epoch : -1;
+    load_batch(s_, data_.x, data_.targets, order_.data() + int64_t(at.step) * batch_size_, n, mirror_epoch);
+    s_.step_seed = step_seed(o_.seed, at.epoch, at.step);
+    if (augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0) augment_batch(n);
+    const double progress = double(int64_t(at.epoch) * steps_ + at.step) / (double(o_.epochs) * steps_);
+    s_.lr_factor = float(o_.lr_schedule.factor(progress, at.epoch));
+    runner_.train_step(data_.targets.kind, n, &at);
+  }
+
+  // Random translation / flip / cutout of the loaded batch, in place, on the model's device.
+  void augment_batch(int n) {
+    const Exec e = runner_.exec(true);
+    Arena<float>& a = runner_.arena();
+    const int c = int(s_.input_shape[0]), h = int(s_.input_shape[1]), w = int(s_.input_shape[2]);
+    CNN_RUN_OP(e, float, augment_images, n, c, h, w, a.input.data(), a.augmented.data(), augment_, s_.step_seed);
+    copy_values(e, int64_t(n) * s_.input_size, a.augmented.data(), a.input.data());
+  }
+
+  // The running metrics (a device read, so only when a progress update or callback wants
+  // them); a NaN there stops fit.
+  void log_batch(StepPlace& place, int64_t seen, double elapsed, ProgressBar* bar) {
+    const Totals tot = runner_.read_metrics();
+    if (!std::isfinite(tot.loss_sum)) runner_.non_finite_error(batch_rows(place.step), place, true);
+    place.checked = place.step + 1;
+    const BatchLogs logs{place.step, tot.loss_sum / double(seen),
+                         tot.correct / accuracy_units(s_, data_.targets.kind, seen)};
+    if (bar) bar->update(place.step + 1, elapsed, {{"loss", logs.loss}, {"accuracy", logs.accuracy}});
+    for (const auto& cb : o_.callbacks) cb->on_batch_end(model_, logs);
+  }
+
+  // The epoch's training loss and accuracy; `last` is the epoch's last step.
+  EpochLogs epoch_metrics(const StepPlace& last) {
+    const Totals tot = runner_.read_metrics();
+    if (!std::isfinite(tot.loss_sum)) runner_.non_finite_error(batch_rows(last.step), last, true);
+    EpochLogs logs;
+    logs.epoch = last.epoch;
+    logs.loss = tot.loss_sum / double(rows_);
+    logs.accuracy = tot.correct / accuracy_units(s_, data_.targets.kind, rows_);
+    logs.learning_rate = double(s_.opt.learning_rate) * s_.lr_factor;
+    return logs;
+  }
+
+  Sequential& model_;
+  State& s_;
+  Runner<float> runner_;
+  const FitData& data_;
+  const FitOptions& o_;
+  const int64_t rows_;
+  const int batch_size_, steps_;
+  const ops::AugmentSpec augment_;
+  std::vector<int64_t> order_;
+  bool batch_logs_ = false;
+};
+
+}  // namespace
+
+double LRSchedule::factor(double t, int epoch) const {
+  t = std::clamp(t, 0.0, 1.0);
+  if (kind == "step") return std::pow(double(gamma), double(epoch / std::max(step_epochs, 1)));
+  if (kind == "cosine") return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+  if (kind == "onecycle") {
+    if (t < warmup) return start_factor + (1.0 - start_factor) * t / warmup;
+    return 1.0 + (end_factor - 1.0) * (t - warmup) / (1.0 - warmup);
+  }
+  return 1.0;
+}
+
+History Sequential::fit(const Tensor& x, const Tensor& y, int epochs) {
+  FitOptions o;
+  o.epochs = epochs;
+  return fit(x, y, o);
+}
+
+History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
+  State& s = *state_;
+  check_fit_options(s, x, o);
+  s.constant_lr = o.lr_schedule.kind == "constant";
+  const FitData data = split_validation(s, x, y, o);
+  FitLoop loop(*this, data, o);
+
+  History history;
+  int first_epoch = o.initial_epoch;
+  if (!o.resume_from.empty()) {
+    TrainingProgress progress;
+    restore_checkpoint(o.resume_from, &progress);
+    history = progress.history;
+    first_epoch = progress.epoch;
+  }
+  stop_training = false;
+  for (const auto& cb : o.callbacks) cb->on_train_begin(*this);
+  for (int epoch = first_epoch; epoch < o.epochs && !stop_training; ++epoch) {
+    for (const auto& cb : o.callbacks) cb->on_epoch_begin(*this, epoch);
+    if (o.verbose > 0) std::printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+    const EpochLogs logs = loop.run_epoch(epoch);
+    append(history, logs);
+    if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, {epoch + 1, history});
+    for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
+  }
+  s.lr_factor = 1.0f;
+  s.constant_lr = true;
+  for (const auto& cb : o.callbacks) cb->on_train_end(*this);
+  return history;
+}
+
+double Sequential::train_on_batch(const Tensor& x_in, const Tensor& y) {
+  State& s = *state_;
+  check_inputs(s, x_in, "train_on_batch");
+  const Tensor x = x_in.to(Device::CPU);
+  const Targets t = prepare_targets(s, y, x.dim(0), "train_on_batch");
+  const int n = int(x.dim(0));
+  Runner<float> runner(*this);
+  runner.plan(n);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  s.arena.metrics.zero();
+  load_batch(s, x, t, rows.data(), n);
+  runner.train_step(t.kind, n);
+  return runner.read_metrics().loss_sum / double(n);
+}
+
+void Sequential::train_steps(const Tensor& x_in, const Tensor& y, int steps) {
+  State& s = *state_;
+  check_inputs(s, x_in, "train_steps");
+  CNN_CHECK(steps >= 0, "train_steps: steps must be >= 0, got ", steps);
+  const Tensor x = x_in.to(Device::CPU);
+  const Targets t = prepare_targets(s, y, x.dim(0), "train_steps");
+  const int n = int(x.dim(0));
+  Runner<float> runner(*this);
+  runner.plan(n);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  load_batch(s, x, t, rows.data(), n);
+  for (int i = 0; i < steps; ++i) runner.train_step(t.kind, n);
+  memory::synchronize(s.device);
+}
+
+}  // namespace cnn

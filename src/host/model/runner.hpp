@@ -1,0 +1,99 @@
+#pragma once
+// One training step for every entry point: forward -> loss -> backward -> optimizer update.
+// fit, train_on_batch, train_steps, evaluate, predict and layer_outputs run the model's own
+// Runner<float>; compare_devices runs Runner<float> on both devices and gradcheck runs
+// Runner<double> on the CPU, each with an arena that keeps every layer's input gradient.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "cnn/model.hpp"
+#include "layers/layer_impl.hpp"
+#include "model/arena.hpp"
+#include "model_state.hpp"
+
+namespace cnn {
+
+inline double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Copies count values on the device of `e`.
+template <class T>
+void copy_values(const Exec& e, int64_t count, const T* src, T* dst) {
+  CNN_RUN_OP(e, T, copy, count, src, dst);
+}
+
+// Where a training step is, for error messages.
+struct StepPlace {
+  int epoch = 0;    // 0-based
+  int step = 0;     // 0-based within the epoch
+  int checked = 0;  // GPU: the first step not yet covered by an earlier check
+};
+
+// The metrics accumulated on the device since they were last zeroed.
+struct Totals {
+  double loss_sum = 0, correct = 0;
+};
+
+template <class T>
+class Runner {
+ public:
+  // The model's own step: its float arena, parameters and gradients on its device, its
+  // profiling and CUDA graphs.
+  explicit Runner(Sequential& model)
+    requires std::is_same_v<T, float>;
+  // A checker's step on device d with its own arena and parameter/gradient arrays.
+  Runner(Sequential& model, Arena<T>& arena, Device d, T* params, T* grads);
+
+  // Plans the arena for `batch` rows (a no-op when it already fits).
+  void plan(int batch);
+  Arena<T>& arena() { return arena_; }
+  Exec exec(bool training) const;
+  const T* output() { return arena_.act(model_.size() - 1); }
+
+  // Layers begin.. (to the last) forward from x (default: the loaded input batch).
+  void forward(int n, bool training, size_t begin = 0, const T* x = nullptr);
+  // Row losses into row_loss and dL/d(output) into grad_a; `out` defaults to output().
+  void loss_and_gradient(ops::TargetKind kind, int n, const T* out = nullptr);
+  // loss_and_gradient, then the loss sum and correct count accumulated into metrics.
+  void loss_with_metrics(ops::TargetKind kind, int n, const T* out = nullptr);
+  // From the gradient in grad_a down through the layers, into the parameter gradients.
+  void backward(int n);
+
+  // One training step of the loaded batch: ++step, forward, loss and metrics, backward,
+  // optimizer update; replayed from a CUDA graph where that is possible. With a guard, the
+  // CPU checks the loss and gradients before the update.
+  void train_step(ops::TargetKind kind, int n, const StepPlace* guard = nullptr)
+    requires std::is_same_v<T, float>;
+  Totals read_metrics();
+  // fit's message when a step went NaN/Inf, naming what became non-finite first.
+  [[noreturn]] void non_finite_error(int n, const StepPlace& at, bool backward_ran)
+    requires std::is_same_v<T, float>;
+
+ private:
+  T* params();
+  T* grads();
+  void step_kernels(ops::TargetKind kind, int n, const StepPlace* guard)
+    requires std::is_same_v<T, float>;
+  void optimizer_step()
+    requires std::is_same_v<T, float>;
+  bool graphable() const
+    requires std::is_same_v<T, float>;
+  std::string first_non_finite(int n, bool backward_ran)
+    requires std::is_same_v<T, float>;
+  template <class Body>
+  void timed(size_t row, bool is_forward, Body body);
+
+  Sequential& model_;
+  Sequential::State& s_;
+  Arena<T>& arena_;
+  Device device_;
+  bool owns_model_buffers_;  // the model's own arena, parameters, profiling and graphs
+  T* params_ = nullptr;      // a checker's arrays
+  T* grads_ = nullptr;
+};
+
+}  // namespace cnn

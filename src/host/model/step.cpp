@@ -1,0 +1,325 @@
+// The step runner: forward, loss, backward and optimizer update over the arena, the NaN
+// guard, CUDA-graph capture/replay of the training step, and per-layer profiling.
+#include <cmath>
+#include <vector>
+
+#include "cnn/error.hpp"
+#include "kernels/device_memory.hpp"
+#include "model/runner.hpp"
+#include "model/runner_test_seam.hpp"
+#include "model_loss.hpp"
+
+namespace cnn {
+
+namespace test_seam {
+GradientFault& gradient_fault() {
+  thread_local GradientFault fault;
+  return fault;
+}
+}  // namespace test_seam
+
+namespace {
+
+// Each layer draws its own random numbers: the step's seed mixed with the layer index, the
+// same in forward and backward (dropout recomputes its mask from it).
+Exec layer_exec(Exec e, size_t layer) {
+  e.seed = (e.seed ^ 0xD1B54A32D192ED03ull) * (uint64_t(layer) * 2 + 1) + uint64_t(layer);
+  return e;
+}
+
+template <class T>
+bool all_finite(const T* p, size_t count, Device d) {
+  if (count == 0) return true;
+  std::vector<T> host(count);
+  memory::copy(host.data(), Device::CPU, p, d, count * sizeof(T));
+  for (T v : host)
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+}  // namespace
+
+template <class T>
+Runner<T>::Runner(Sequential& model)
+  requires std::is_same_v<T, float>
+    : model_(model), s_(model.state()), arena_(s_.arena), device_(s_.device), owns_model_buffers_(true) {}
+
+template <class T>
+Runner<T>::Runner(Sequential& model, Arena<T>& arena, Device d, T* params, T* grads)
+    : model_(model),
+      s_(model.state()),
+      arena_(arena),
+      device_(d),
+      owns_model_buffers_(false),
+      params_(params),
+      grads_(grads) {}
+
+// The model's buffers are looked up at each use: a callback may replace them during fit.
+template <class T>
+T* Runner<T>::params() {
+  if constexpr (std::is_same_v<T, float>)
+    if (owns_model_buffers_) return s_.params.empty() ? nullptr : s_.params.data();
+  return params_;
+}
+template <class T>
+T* Runner<T>::grads() {
+  if constexpr (std::is_same_v<T, float>)
+    if (owns_model_buffers_) return s_.grads.empty() ? nullptr : s_.grads.data();
+  return grads_;
+}
+
+template <class T>
+Exec Runner<T>::exec(bool training) const {
+  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0};
+}
+
+template <class T>
+void Runner<T>::plan(int batch) {
+  if (batch <= arena_.planned_batch) return;
+  if (owns_model_buffers_) {
+    // Recorded graphs point at the buffers being replaced (and at layer scratch that may grow).
+    s_.graph_warm.clear();
+#if CNN_WITH_CUDA
+    if (s_.cuda) cuda::clear_graphs(*s_.cuda);
+#endif
+  }
+  arena_.plan(s_, batch, device_);
+}
+
+// Times `body` into timings[row] when profiling (synchronising the device around it).
+template <class T>
+template <class Body>
+void Runner<T>::timed(size_t row, bool is_forward, Body body) {
+  if (!owns_model_buffers_ || !s_.profile) return body();
+  memory::synchronize(device_);
+  const double t0 = now_seconds();
+  body();
+  memory::synchronize(device_);
+  auto& t = s_.timings[row];
+  (is_forward ? t.forward_ms : t.backward_ms) += (now_seconds() - t0) * 1e3;
+  if (is_forward) ++t.calls;
+}
+
+template <class T>
+void Runner<T>::forward(int n, bool training, size_t begin, const T* x) {
+  const Exec e = exec(training);
+  if (!x) x = arena_.input.data();
+  T* p = params();
+  for (size_t i = begin; i < model_.size(); ++i) {
+    LayerBuffers<T> b;
+    b.n = n;
+    b.x = x;
+    b.y = arena_.act(i);
+    b.params = p ? p + s_.param_offset[i] : nullptr;
+    const Exec el = layer_exec(e, i);
+    Layer& l = model_.layer(i);
+    timed(i, true, [&] { l.forward(el, b); });
+    x = b.y;
+  }
+}
+
+template <class T>
+void Runner<T>::loss_and_gradient(ops::TargetKind kind, int n, const T* out) {
+  model_loss<T>(exec(true), s_, kind, n, out ? out : output(), arena_.labels.data(), arena_.targets.data(),
+                arena_.row_loss.data(), arena_.grad_a.data());
+}
+
+template <class T>
+void Runner<T>::loss_with_metrics(ops::TargetKind kind, int n, const T* out) {
+  if (!out) out = output();
+  loss_and_gradient(kind, n, out);
+  const bool logits = s_.fused && s_.loss == LossKind::BinaryCE;
+  CNN_RUN_OP(exec(true), T, accumulate_metrics, n, int(s_.output_size()), arena_.row_loss.data(), out, kind,
+             arena_.labels.data(), arena_.targets.data(), logits, arena_.metrics.data());
+}
+
+template <class T>
+void Runner<T>::backward(int n) {
+  const Exec e = exec(true);
+  const bool keep = arena_.keep_input_grads;
+  const size_t L = model_.size();
+  T* dy = arena_.grad_a.data();
+  T* dx = arena_.grad_b.data();
+  T* p = params();
+  T* g = grads();
+  for (size_t i = L; i-- > 0;) {
+    Layer& l = model_.layer(i);
+    if (!keep && !l.trainable && !s_.need_dx[i]) break;  // nothing below needs a gradient
+    // Layers may overwrite dy: a kept gradient from above is handed down as a copy.
+    if (keep && i + 1 < L) copy_values(e, int64_t(n) * s_.out_size[i], arena_.input_grad(i + 1), dy);
+    LayerBuffers<T> b;
+    b.n = n;
+    b.x = i ? arena_.act(i - 1) : arena_.input.data();
+    b.y = arena_.act(i);
+    b.params = p ? p + s_.param_offset[i] : nullptr;
+    b.grads = g ? g + s_.param_offset[i] : nullptr;
+    b.dy = dy;
+    b.dx = keep ? arena_.input_grad(i) : s_.need_dx[i] ? dx : nullptr;
+    const Exec el = layer_exec(e, i);
+    timed(i, false, [&] { l.backward(el, b); });
+    if constexpr (std::is_same_v<T, double>) {
+      const test_seam::GradientFault& fault = test_seam::gradient_fault();
+      if (int(i) == fault.layer && b.grads)
+        for (int64_t k = 0; k < l.param_count(); ++k) b.grads[k] *= T(fault.scale);
+    }
+    if (!keep) std::swap(dy, dx);
+  }
+}
+
+template <class T>
+void Runner<T>::optimizer_step()
+  requires std::is_same_v<T, float>
+{
+  const Exec e = exec(true);
+  const CompileOptions& o = s_.opt;
+  for (const auto& seg : s_.trainable_segments) {
+    const int64_t begin = seg.begin, count = seg.end - seg.begin;
+    float* p = s_.params.data() + begin;
+    const float* g = s_.grads.data() + begin;
+    const float lr = o.learning_rate * s_.lr_factor * seg.lr_scale;
+    if (o.optimizer == "adam") {
+      const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay, s_.step};
+      CNN_RUN_OP(e, float, adam_update, count, p, g, s_.opt_m.data() + begin, s_.opt_v.data() + begin, cfg);
+    } else {
+      const ops::SgdConfig cfg{lr, o.momentum, o.nesterov, o.weight_decay, o.decoupled_weight_decay};
+      float* v = s_.opt_m.empty() ? nullptr : s_.opt_m.data() + begin;
+      CNN_RUN_OP(e, float, sgd_update, count, p, g, v, cfg);
+    }
+  }
+}
+
+template <class T>
+Totals Runner<T>::read_metrics() {
+  double host[2];
+  memory::copy(host, Device::CPU, arena_.metrics.data(), device_, sizeof host);
+  return {host[0], host[1]};
+}
+
+// ---- NaN/Inf guard -----------------------------------------------------------------
+
+// What went non-finite first in the last step, in the order the step computed it: layer
+// outputs (forward), then parameter gradients (backward, last layer first), then parameters.
+template <class T>
+std::string Runner<T>::first_non_finite(int n, bool backward_ran)
+  requires std::is_same_v<T, float>
+{
+  const size_t L = model_.size();
+  auto name = [&](size_t i) { return "layer " + std::to_string(i) + " (" + model_.layer(i).type() + ")"; };
+  auto param_count = [&](size_t i) { return size_t(model_.layer(i).param_count()); };
+  if (!all_finite(arena_.input.data(), size_t(n * s_.input_size), device_)) return "the input batch holds NaN/Inf";
+  for (size_t i = 0; i < L; ++i)
+    if (!all_finite(arena_.act(i), size_t(n * s_.out_size[i]), device_)) return "the output of " + name(i);
+  if (backward_ran)
+    for (size_t i = L; i-- > 0;)
+      if (!all_finite(s_.grads.data() + s_.param_offset[i], param_count(i), device_))
+        return "the parameter gradient of " + name(i);
+  for (size_t i = 0; i < L; ++i)
+    if (!all_finite(s_.params.data() + s_.param_offset[i], param_count(i), device_))
+      return "the parameters of " + name(i);
+  return "the loss itself (every layer output is finite)";
+}
+
+template <class T>
+void Runner<T>::non_finite_error(int n, const StepPlace& at, bool backward_ran)
+  requires std::is_same_v<T, float>
+{
+  const std::string where = device_ == Device::CPU || at.checked == at.step
+                                ? "step " + std::to_string(at.step + 1)
+                                : "one of steps " + std::to_string(at.checked + 1) + "-" + std::to_string(at.step + 1);
+  fail("fit: training diverged in epoch ", at.epoch + 1, ", ", where, ": ", first_non_finite(n, backward_ran),
+       " became NaN/Inf. Lower the learning rate, check the data for NaN/Inf, or add normalisation; the last "
+       "checkpoint written (if any) is from before this epoch");
+}
+
+// ---- The training step -------------------------------------------------------------
+
+// A step can be replayed from a CUDA graph when nothing in it changes from step to step
+// but the data: SGD (Adam's bias correction changes every step), a constant learning rate,
+// and no layer drawing random numbers (dropout). Profiling times layers one by one.
+template <class T>
+bool Runner<T>::graphable() const
+  requires std::is_same_v<T, float>
+{
+  if (device_ != Device::CUDA || s_.profile || !s_.graphs_enabled || s_.opt.optimizer != "sgd" ||
+      s_.lr_factor != 1.0f || !s_.constant_lr)
+    return false;
+  for (size_t i = 0; i < model_.size(); ++i)
+    if (model_.layer(i).uses_random()) return false;
+  return true;
+}
+
+template <class T>
+void Runner<T>::step_kernels(ops::TargetKind kind, int n, const StepPlace* guard)
+  requires std::is_same_v<T, float>
+{
+  const size_t L = model_.size();
+  forward(n, true);
+  timed(L, true, [&] { loss_with_metrics(kind, n); });
+  const bool check = guard && device_ == Device::CPU;
+  if (check && !all_finite(arena_.row_loss.data(), size_t(n), device_)) non_finite_error(n, *guard, false);
+  backward(n);
+  if (check && !s_.grads.empty() && !all_finite(s_.grads.data(), size_t(s_.param_total), device_))
+    non_finite_error(n, *guard, true);
+  timed(L + 1, false, [&] { optimizer_step(); });
+}
+
+// On the CPU the loss and the gradients are checked before the update, so a NaN never
+// reaches the weights and the message names the exact step. On the GPU a step is captured
+// into a CUDA graph on its second run at a batch size and replayed after, which removes the
+// per-kernel launch cost (small nets are launch-bound).
+template <class T>
+void Runner<T>::train_step(ops::TargetKind kind, int n, const StepPlace* guard)
+  requires std::is_same_v<T, float>
+{
+  ++s_.step;
+#if CNN_WITH_CUDA
+  if (graphable()) {
+    // Graph keys include the target kind: it selects different loss kernels.
+    const int64_t key = int64_t(n) * 4 + int64_t(kind);
+    if (cuda::replay(*s_.cuda, key)) return;
+    if (s_.graph_warm.count(key)) {  // warmed up: every buffer this step touches exists
+      cuda::capture_begin(*s_.cuda);
+      try {
+        step_kernels(kind, n, guard);
+      } catch (...) {
+        try {
+          cuda::capture_end(*s_.cuda, -1);  // leave capture mode; the partial graph is dropped below
+        } catch (...) {
+        }
+        cuda::clear_graphs(*s_.cuda);
+        s_.graphs_enabled = false;  // fall back to plain launches from now on
+        throw;
+      }
+      cuda::capture_end(*s_.cuda, key);
+      cuda::replay(*s_.cuda, key);
+      return;
+    }
+    s_.graph_warm.insert(key);
+  }
+#endif
+  step_kernels(kind, n, guard);
+}
+
+template class Runner<float>;
+template class Runner<double>;
+
+// ---- Profiling ---------------------------------------------------------------------
+
+void Sequential::set_profiling(bool on) {
+  State& s = *state_;
+  CNN_CHECK(s.compiled, "set_profiling: compile the model first");
+  s.profile = on;
+  if (s.timings.size() != layers_.size() + 2) reset_timings();
+}
+
+void Sequential::reset_timings() {
+  State& s = *state_;
+  s.timings.assign(layers_.size() + 2, {});
+  for (size_t i = 0; i < layers_.size(); ++i) s.timings[i].name = std::to_string(i) + " " + layers_[i]->type();
+  s.timings[layers_.size()].name = "loss";
+  s.timings[layers_.size() + 1].name = "optimizer";
+}
+
+std::vector<Sequential::LayerTiming> Sequential::layer_timings() const { return state_->timings; }
+
+}  // namespace cnn
