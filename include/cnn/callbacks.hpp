@@ -1,6 +1,7 @@
 #pragma once
 // Callbacks for Sequential::fit, as in Keras: EarlyStopping, ModelCheckpoint, CSVLogger and
 // LambdaCallback for user code per epoch and per batch.
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>

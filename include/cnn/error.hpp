@@ -1,6 +1,7 @@
 #pragma once
 // cnn::Error: the one exception type the library throws for bad input, bad files and
 // device failures. Its message always names the operation and the values involved.
+#include <cstddef>
 #include <sstream>
 #include <stdexcept>
 #include <string>

@@ -7,8 +7,11 @@
 // The compute entry points exist for float (CPU or CUDA, as Exec says) and for double (CPU
 // only, for gradient checks of whole models); concrete layers implement both with one
 // template through CNN_LAYER_COMPUTE (see layers/*.cpp).
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>

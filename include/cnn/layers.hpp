@@ -5,8 +5,11 @@
 // initialisers) for the rest: Conv2D({.filters = 32, .kernel_size = {3, 5}, .padding = "same"}).
 // Weight layouts (also in saved files): Conv2D weight [filters, in_channels, k_h, k_w],
 // Dense weight [units, in_features], biases [filters] / [units].
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cnn/layer.hpp"
 

@@ -8,11 +8,14 @@
 //       cnn::Flatten(), cnn::Dense(120, "relu"), cnn::Dense(84, "relu"), cnn::Dense(10, "softmax")});
 //   model.compile("sgd", "cce", 0.01, {1, 32, 32});
 //   model.fit(x, y, 30);
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>

@@ -62,5 +62,8 @@ bool built_with_cuda();
 bool cuda_available();
 // Why cuda_available() is false, in one line ("built without CUDA", "no CUDA device: ...").
 std::string cuda_unavailable_reason();
+// The instruction set the CPU kernels' fast paths use now: "avx512", "avx2" or "generic" (the
+// reference code): what the processor has, lowered by $CNN_CPU_ISA.
+const char* cpu_instruction_set();
 
 }  // namespace cnn

@@ -11,7 +11,7 @@
 
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
-#include "host/data_internal.hpp"
+#include "data_internal.hpp"
 
 namespace fs = std::filesystem;
 

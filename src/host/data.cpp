@@ -9,7 +9,7 @@
 
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
-#include "host/data_internal.hpp"
+#include "data_internal.hpp"
 
 #ifndef CNN_SOURCE_DIR
 #define CNN_SOURCE_DIR ""

@@ -10,7 +10,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/layers.hpp"
-#include "kernels/cpu/thread_pool.hpp"
+#include "kernels/ops.hpp"
 #include "model_state.hpp"
 
 namespace cnn {
@@ -92,50 +92,17 @@ SymmetricEigen symmetric_eigen(const std::vector<double>& a_in, int n) {
 
 namespace {
 
-// Sums over patches: count, sum p (D), sum p p^T (D x D, upper triangle filled).
+// Sums over patches: count, sum p (D), sum p p^T (D x D, upper triangle filled), added to by
+// ops::cpu::accumulate_patch_moments.
 struct PatchMoments {
   double count = 0;
   std::vector<double> sum, outer;
   explicit PatchMoments(size_t d = 0) : sum(d, 0.0), outer(d * d, 0.0) {}
-  void add(const PatchMoments& o) {
-    count += o.count;
-    for (size_t i = 0; i < sum.size(); ++i) sum[i] += o.sum[i];
-    for (size_t i = 0; i < outer.size(); ++i) outer[i] += o.outer[i];
-  }
 };
 
-// Adds every kh x kw patch (stride 1, valid) of images [n, C, H, W] to m, in blocks of images
-// on the CPU threads; the blocks' partial sums are added in block order, so the result does
-// not depend on the thread count.
+// Adds every kh x kw patch (stride 1, valid) of images [n, C, H, W] to m.
 void accumulate_patches(const float* x, int64_t n, int C, int H, int W, int kh, int kw, PatchMoments& m) {
-  const size_t D = size_t(C) * size_t(kh) * size_t(kw);
-  const int ho = H - kh + 1, wo = W - kw + 1;
-  const int64_t blocks = std::min<int64_t>(n, 16);
-  std::vector<PatchMoments> part(size_t(blocks), PatchMoments{D});
-  const double work = double(n) / double(blocks) * ho * wo * double(D) * double(D + 1) / 2;
-  ops::cpu::parallel_for(blocks, ops::cpu::threads_for(blocks, work), [&](int64_t b) {
-    PatchMoments& pm = part[size_t(b)];
-    std::vector<double> p(D);
-    const int64_t begin = n * b / blocks, end = n * (b + 1) / blocks;
-    for (int64_t img = begin; img < end; ++img) {
-      const float* xi = x + img * int64_t(C) * H * W;
-      for (int oy = 0; oy < ho; ++oy)
-        for (int ox = 0; ox < wo; ++ox) {
-          size_t d = 0;
-          for (int c = 0; c < C; ++c)
-            for (int i = 0; i < kh; ++i)
-              for (int j = 0; j < kw; ++j) p[d++] = double(xi[(int64_t(c) * H + oy + i) * W + ox + j]);
-          for (size_t r = 0; r < D; ++r) {
-            pm.sum[r] += p[r];
-            double* row = pm.outer.data() + r * D;
-            const double pr = p[r];
-            for (size_t s = r; s < D; ++s) row[s] += pr * p[s];
-          }
-        }
-      pm.count += double(ho) * wo;
-    }
-  });
-  for (const auto& pm : part) m.add(pm);
+  ops::cpu::accumulate_patch_moments(n, C, H, W, kh, kw, x, &m.count, m.sum.data(), m.outer.data());
 }
 
 }  // namespace

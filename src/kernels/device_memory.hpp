@@ -1,7 +1,9 @@
 #pragma once
-// Raw memory on either device, for Tensor and the model's arenas. The CUDA side is a
-// caching allocator (src/kernels/cuda/memory.cu); a CPU-only build answers CUDA
-// requests with "built without CUDA" (src/kernels/no_cuda.cpp).
+// Raw memory on either device, for Tensor and the model's arenas. Declared here only;
+// implemented once per backend: host memory and the choice of backend in
+// src/kernels/device_memory.cpp, the CUDA side (a caching allocator) in
+// src/kernels/cuda/memory.cu, or in a CPU-only build src/kernels/no_cuda.cpp, which answers
+// CUDA requests with "built without CUDA".
 #include <cstddef>
 
 #include "cnn/types.hpp"

@@ -182,6 +182,13 @@ void adam_update(int64_t count, T* param, const T* grad, T* m, T* v, const AdamC
 template <class T>
 void lerp(int64_t count, T* a, const T* b, T t);
 
+// Patch whitening's statistics (cnn::init_patch_whitening; CPU only, in double): adds every
+// k_h x k_w patch (stride 1, no padding) of the images x [n, c, h, w], flattened in (channel,
+// row, column) order to D = c k_h k_w values p, to *count (the number of patches), sum[D]
+// (+= p) and the upper triangle of outer[D, D] (+= p p^T; the rest gets zeros added).
+void accumulate_patch_moments(int64_t n, int c, int h, int w, int k_h, int k_w, const float* x, double* count,
+                              double* sum, double* outer);
+
 }  // namespace cpu
 }  // namespace cnn::ops
 

@@ -23,7 +23,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
-#include "kernels/cpu/fast.hpp"
 
 namespace cnn::cli {
 namespace {
@@ -36,7 +35,7 @@ struct BenchArgs {
 };
 
 // The CPU kernels' instruction set (AVX-512, AVX2 or the generic reference code).
-std::string cpu_isa() { return ops::cpu::fast::isa_name(ops::cpu::fast::active_isa()); }
+std::string cpu_isa() { return cpu_instruction_set(); }
 
 struct Spread {
   double median = 0, min = 0, max = 0;

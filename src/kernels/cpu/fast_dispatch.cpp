@@ -96,3 +96,7 @@ float* scratch(int slot, size_t count) {
 }
 
 }  // namespace cnn::ops::cpu::fast
+
+namespace cnn {
+const char* cpu_instruction_set() { return ops::cpu::fast::isa_name(ops::cpu::fast::active_isa()); }
+}  // namespace cnn
