@@ -89,6 +89,18 @@ Recipe read_recipe(const nlohmann::json& r) {
   return out;
 }
 
+// --resume takes a checkpoint; a model description or a saved model fails here, before the data
+// loads, saying so (fit would report a file-format error about a "model file").
+void check_resume_file(const std::string& path) {
+  CNN_CHECK(is_saved_model(path), "--resume '", path,
+            "' is not a training checkpoint (--checkpoint writes one); a model description trains with --model");
+  try {
+    Sequential::load_checkpoint(path);
+  } catch (const Error& e) {
+    fail("--resume takes a checkpoint written by --checkpoint (a saved model trains further with --model): ", e.what());
+  }
+}
+
 }  // namespace
 
 Runner add_train(CLI::App& app) {
@@ -139,6 +151,7 @@ Runner add_train(CLI::App& app) {
   return [a, sub] {
     a->seed_set = sub->count("--seed") > 0;
     if (a->model.empty() && a->resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
+    if (!a->resume.empty()) check_resume_file(a->resume);
     if (a->model.empty()) a->model = a->resume;
     if (!a->resume.empty() && a->checkpoint.empty()) a->checkpoint = a->resume;
     // Training defaults: the model file's "training" section, then the flags.
