@@ -338,14 +338,14 @@ TEST(CliEval, WithoutPictureOptionsWritesNoPictures) {
 // ---- visualize ------------------------------------------------------------------------------
 // The picture `cnn visualize` documents: a title line, then filters_image of the first conv
 // layer (tiles about 20 * scale pixels) shifted right so that its tiles start at the feature
-// maps' label column L, then feature_maps_image of every conv layer at x = 0. Returns where the
-// input image's tile is.
-Rect expect_visualize_size(const fs::path& png, const fs::path& model_path, const Tensor& x,
-                           const std::string& image_name, int scale) {
+// maps' label column L, then feature_maps_image of every conv layer at x = 0. *input_tile: where
+// the input image's tile is.
+void expect_visualize_size(const fs::path& png, const fs::path& model_path, const Tensor& x,
+                           const std::string& image_name, int scale, Rect* input_tile) {
   Sequential model = Sequential::load(model_path.string());
   const std::vector<Tensor> outs = model.layer_outputs(x);
   const Tensor w = model.weights()[0].second;
-  EXPECT_EQ(model.weights()[0].first, "layers.0.conv2d.weight");
+  ASSERT_EQ(model.weights()[0].first, "layers.0.conv2d.weight");
   const GridLayout fl = filters_layout(w.shape(), std::max(1, int(20 * scale / w.dim(2))));
   const auto ml = feature_maps_layout({{"conv2d_1 (relu)", outs[0]}, {"conv2d_2 (relu)", outs[2]}}, scale, x);
   const std::string title = model_path.filename().string() + ": filters and feature maps for " + image_name;
@@ -355,10 +355,9 @@ Rect expect_visualize_size(const fs::path& png, const fs::path& model_path, cons
   EXPECT_PNG_SIZE(png, width, height);
   // The feature maps' first tile is the input image itself, in colour, upscaled by the scale (it
   // is the tallest block), below the title and the filters.
-  Rect input_tile = ml[0].cell(0, 0);
-  input_tile.y += kMargin + text_height(kTitleSize) + fl.height;
-  expect_upscaled_image(decode(png).image, input_tile.x, input_tile.y, x, scale, "the input tile");
-  return input_tile;
+  *input_tile = ml[0].cell(0, 0);
+  input_tile->y += kMargin + text_height(kTitleSize) + fl.height;
+  expect_upscaled_image(decode(png).image, input_tile->x, input_tile->y, x, scale, "the input tile");
 }
 
 // The colour of the tiny data's image pixel (x, y) as the picture shows it in `tile` at `scale`.
@@ -373,7 +372,8 @@ TEST(CliVisualize, DrawsFiltersAndFeatureMapsForAnImage) {
   const Result r = cnn("visualize --model " + quoted(t.model.string()) + " --image " + quoted(image.string()) +
                        " --out " + quoted(out.string()));
   ASSERT_EQ(r.code, 0) << show(r);
-  const Rect tile = expect_visualize_size(out, t.model, load_image(image.string(), 3, 32, 32), "0.png", 2);
+  Rect tile;
+  ASSERT_NO_FATAL_FAILURE(expect_visualize_size(out, t.model, load_image(image.string(), 3, 32, 32), "0.png", 2, &tile));
   // A red image: its bottom-left quadrant is full red over noise below 90.
   const Color c = tile_pixel(out, tile, 5, 20, 2);
   EXPECT_TRUE(c.r == 255 && c.g < 90 && c.b < 90) << int(c.r) << ", " << int(c.g) << ", " << int(c.b);
@@ -386,7 +386,9 @@ TEST(CliVisualize, DefaultsToTheFirstTestImageOfTheData) {
   const Result r = cnn("visualize --model " + quoted(t.model.string()) + " --data " + quoted(tiny_data().string()) +
                        " --scale 3 --out " + quoted(out.string()));
   ASSERT_EQ(r.code, 0) << show(r);
-  const Rect tile = expect_visualize_size(out, t.model, tiny_split("test").x.slice(0, 1), "test image 0 (blue)", 3);
+  Rect tile;
+  ASSERT_NO_FATAL_FAILURE(
+      expect_visualize_size(out, t.model, tiny_split("test").x.slice(0, 1), "test image 0 (blue)", 3, &tile));
   // A blue image: its top-left quadrant is full blue over noise below 90.
   const Color c = tile_pixel(out, tile, 3, 7, 3);
   EXPECT_TRUE(c.b == 255 && c.r < 90 && c.g < 90) << int(c.r) << ", " << int(c.g) << ", " << int(c.b);

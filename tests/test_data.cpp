@@ -704,10 +704,10 @@ TEST(DataFindDir, SearchOrderAndErrorListingEveryPlace) {
   }
 }
 
-// The shared data folder beside the checkout, when this machine has it.
-TEST(DataFindDir, FindsTheSharedDataFolderBesideTheCheckout) {
+// The shared data folder beside the checkout (CI's layout), when this machine has it.
+TEST(DataReal, SharedDataFolderBesideTheCheckoutIsFound) {
   const fs::path shared = (fs::path(CNN_SOURCE_DIR) / ".." / "shared" / "data" / "mnist").lexically_normal();
-  if (!fs::is_directory(shared)) GTEST_SKIP() << shared << " is absent";
+  if (!fs::is_directory(shared)) GTEST_SKIP() << "real data: " << shared << " is absent";
   ScopedEnv env("CNN_DATA", nullptr);
   if (fs::is_directory("data/mnist")) GTEST_SKIP() << "./data/mnist comes first";
   EXPECT_EQ(fs::path(find_data_dir("mnist")), shared);
