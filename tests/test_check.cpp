@@ -21,6 +21,7 @@ TEST(Gradcheck, PassesForEveryLayerOfLeNet5) {
   const CheckReport r = gradcheck(m, o);
   EXPECT_TRUE(r.passed()) << r.table();
   EXPECT_EQ(r.rows.size(), 8u + 5 * 2);  // 8 input grads + weight and bias of 2 conv and 3 dense layers
+  EXPECT_EQ(r.checked_rows(), 8u + 5 * 2) << r.table();
 }
 
 TEST(Gradcheck, PassesForTheLargerCifarNet) {
@@ -30,6 +31,7 @@ TEST(Gradcheck, PassesForTheLargerCifarNet) {
   o.max_elements = 8;
   const CheckReport r = gradcheck(m, o);
   EXPECT_TRUE(r.passed()) << r.table();
+  EXPECT_EQ(r.checked_rows(), 11u + 7 * 2) << r.table();  // 11 input grads + weight and bias of 5 conv and 2 dense layers
 }
 
 TEST(Gradcheck, PassesForEveryLossAndActivationCombination) {
@@ -54,6 +56,7 @@ TEST(Gradcheck, PassesForEveryLossAndActivationCombination) {
     g.batch_size = 3;
     const CheckReport r = gradcheck(m, g);
     EXPECT_TRUE(r.passed()) << c.loss << " + " << c.act << "\n" << r.table();
+    EXPECT_EQ(r.checked_rows(), 6u + 4 * 2) << r.table();  // 6 input grads + weight and bias of 2 conv and 2 dense layers
   }
 }
 
@@ -72,6 +75,21 @@ TEST(Gradcheck, ABrokenLayerFailsAndIsNamed) {
     }
   }
   EXPECT_NE(r.table().find("FAIL"), std::string::npos);
+}
+
+TEST(CheckReport, PassesOnlyWhenSomethingWasCheckedAndEveryRowPassed) {
+  CheckReport r;
+  EXPECT_FALSE(r.passed()) << "an empty report checked nothing";
+  EXPECT_EQ(r.checked_rows(), 0u);
+  r.rows.push_back({.layer = 0, .layer_type = "Dense", .quantity = "weight grad", .shape = {3}, .checked = 0});
+  EXPECT_FALSE(r.passed()) << "a row of 0 elements checked nothing";
+  EXPECT_EQ(r.checked_rows(), 0u);
+  r.rows.push_back({.layer = 0, .layer_type = "Dense", .quantity = "bias grad", .shape = {3}, .checked = 3});
+  EXPECT_TRUE(r.passed()) << r.table();
+  EXPECT_EQ(r.checked_rows(), 1u);
+  r.rows.push_back({.layer = 1, .layer_type = "Dense", .quantity = "input grad", .shape = {2}, .checked = 2, .pass = false});
+  EXPECT_FALSE(r.passed()) << r.table();
+  EXPECT_EQ(r.checked_rows(), 2u);
 }
 
 TEST(CompareDevices, SaysClearlyWhenThereIsNoGpu) {

@@ -174,7 +174,8 @@ TEST(CrashSafety, TrainingCheckpointSurvivesSigkillAndResumes) {
     ASSERT_GE(p.epoch, 1);
     EXPECT_EQ(p.history.epochs(), p.epoch);
   }
-  // The last one resumes.
+  // The last one resumes, and one more epoch lands on the weights of an uninterrupted run of
+  // the same length (the helper's model, data and batch size; randomness is per epoch).
   TrainingProgress p;
   Sequential::load_checkpoint(path, &p);
   Sequential model = test::crash_test_model();
@@ -185,6 +186,15 @@ TEST(CrashSafety, TrainingCheckpointSurvivesSigkillAndResumes) {
   f.epochs = p.epoch + 1;
   f.resume_from = path;
   EXPECT_EQ(model.fit(data.x, data.y, f).epochs(), p.epoch + 1);
+  Sequential uninterrupted = test::crash_test_model();
+  f.resume_from.clear();
+  EXPECT_EQ(uninterrupted.fit(data.x, data.y, f).epochs(), p.epoch + 1);
+  const std::vector<float> resumed = model.parameters().to_vector(), straight = uninterrupted.parameters().to_vector();
+  const auto differing = std::mismatch(resumed.begin(), resumed.end(), straight.begin(), straight.end());
+  EXPECT_TRUE(differing.first == resumed.end() && differing.second == straight.end())
+      << "after " << p.epoch << " + 1 epochs the resumed weights differ from an uninterrupted run's at parameter "
+      << (differing.first - resumed.begin());
+  EXPECT_NE(straight, test::crash_test_model().parameters().to_vector()) << "training did not move the weights";
   fs::remove_all(dir);
 }
 

@@ -704,27 +704,20 @@ TEST(DataFindDir, SearchOrderAndErrorListingEveryPlace) {
   }
 }
 
-// The shared data folder beside the checkout, when this machine has it.
-TEST(DataFindDir, FindsTheSharedDataFolderBesideTheCheckout) {
+// The shared data folder beside the checkout (CI's layout), when this machine has it.
+TEST(DataReal, SharedDataFolderBesideTheCheckoutIsFound) {
   const fs::path shared = (fs::path(CNN_SOURCE_DIR) / ".." / "shared" / "data" / "mnist").lexically_normal();
-  if (!fs::is_directory(shared)) GTEST_SKIP() << shared << " is absent";
+  if (!fs::is_directory(shared)) GTEST_SKIP() << "real data: " << shared << " is absent";
   ScopedEnv env("CNN_DATA", nullptr);
   if (fs::is_directory("data/mnist")) GTEST_SKIP() << "./data/mnist comes first";
   EXPECT_EQ(fs::path(find_data_dir("mnist")), shared);
 }
 
 // ---- The real data sets ----------------------------------------------------------------------------
-std::string real_dir(const std::string& name) {
-  try {
-    return find_data_dir(name);
-  } catch (const Error&) {
-    return "";
-  }
-}
-
 TEST(DataReal, Cifar10HasTheOfficialSizesAndBalancedClasses) {
-  const std::string dir = real_dir("cifar-10-batches-bin");
-  if (dir.empty()) GTEST_SKIP() << "CIFAR-10 not found (tools/get_cifar10.sh downloads it)";
+  std::string why;
+  const std::string dir = test::real_data_dir("cifar-10-batches-bin", &why);
+  if (dir.empty()) GTEST_SKIP() << "real data: " << why;
   const TrainTest d = load_cifar10(dir);
   ASSERT_EQ(d.train.x.shape(), (Shape{50000, 3, 32, 32}));
   ASSERT_EQ(d.test.x.shape(), (Shape{10000, 3, 32, 32}));
@@ -756,8 +749,9 @@ TEST(DataReal, Cifar10HasTheOfficialSizesAndBalancedClasses) {
 }
 
 TEST(DataReal, MnistHasTheOfficialSizes) {
-  const std::string dir = real_dir("mnist");
-  if (dir.empty()) GTEST_SKIP() << "MNIST not found (tools/get_mnist.sh downloads it)";
+  std::string why;
+  const std::string dir = test::real_data_dir("mnist", &why);
+  if (dir.empty()) GTEST_SKIP() << "real data: " << why;
   const TrainTest d = load_mnist(dir);
   ASSERT_EQ(d.train.x.shape(), (Shape{60000, 1, 28, 28}));
   ASSERT_EQ(d.test.x.shape(), (Shape{10000, 1, 28, 28}));

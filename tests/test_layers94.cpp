@@ -49,6 +49,7 @@ TEST(Layers94Gradcheck, ConvBatchNormDropoutGlobalAverageScaledDense) {
   g.batch_size = 3;
   const CheckReport r = gradcheck(m, g);
   EXPECT_TRUE(r.passed()) << r.table();
+  EXPECT_EQ(r.checked_rows(), 6u + 1 + 4 + 1) << r.table();  // 6 input grads, conv and dense weights, BN's 4
   // Every row of the BatchNormalization layer is there: input, gamma, beta and the running statistics (0).
   int bn_rows = 0;
   for (const auto& row : r.rows) bn_rows += row.layer_type == "BatchNormalization";
@@ -68,6 +69,8 @@ TEST(Layers94Gradcheck, FrozenScaleBatchNormGlobalMaxAndFeatureBatchNorm) {
   g.batch_size = 4;
   const CheckReport r = gradcheck(m, g);
   EXPECT_TRUE(r.passed()) << r.table();
+  // 7 input grads, the conv weight, 2 x 2 for the dense layers, 2 x 4 for the BatchNormalizations.
+  EXPECT_EQ(r.checked_rows(), 7u + 1 + 2 * 2 + 2 * 4) << r.table();
 }
 
 // (A global AVERAGE right after a batch-of-one BatchNormalization would be beta exactly, with
@@ -84,6 +87,8 @@ TEST(Layers94Gradcheck, BatchOfOneNormalisesOverThePlane) {
   g.batch_size = 1;
   const CheckReport r = gradcheck(m, g);
   EXPECT_TRUE(r.passed()) << r.table();
+  // 5 input grads, the conv weight, the dense weight and bias, 2 x 4 for the BatchNormalizations.
+  EXPECT_EQ(r.checked_rows(), 5u + 1 + 2 + 2 * 4) << r.table();
 }
 
 // ---- BatchNormalization in a model ----------------------------------------------------------------

@@ -269,12 +269,9 @@ TEST(PicturesDataGrid, StandardizedImagesAreNormalizedPerTile) {
 }
 
 TEST(PicturesDataGrid, RealCifar10TilesMatchTheirImages) {
-  std::string dir;
-  try {
-    dir = find_data_dir("cifar-10-batches-bin");
-  } catch (const Error&) {
-    GTEST_SKIP() << "CIFAR-10 not found";
-  }
+  std::string why;
+  const std::string dir = test::real_data_dir("cifar-10-batches-bin", &why);
+  if (dir.empty()) GTEST_SKIP() << "real data: " << why;
   ImageDataOptions o;
   o.train_limit = 300;
   o.test_limit = 1;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -50,9 +51,17 @@ TEST(Sequential, SeedLeNet5TrainsWithTheSeedsFitCall) {
   const auto data = test::make_quadrant_data(120, 1, 32, 32, 7);
   Sequential model = seed_lenet5();
   model.compile("sgd", "cce", 0.01, {1, 32, 32});
+  // A fixed subset of the training images, evaluated before and after: the listing learns.
+  const Tensor subset_x = data.x.slice(0, 60), subset_y = to_categorical(data.y.slice(0, 60), 10);
+  const Evaluation before = model.evaluate(subset_x, subset_y);
   History h = model.fit(data.x, to_categorical(data.y, 10), 2);  // the seed's fit(x, y, epochs)
   ASSERT_EQ(h.epochs(), 2);
   EXPECT_TRUE(std::isfinite(h.loss[1]));
+  const Evaluation after = model.evaluate(subset_x, subset_y);
+  EXPECT_LT(after.loss, before.loss);
+  EXPECT_GE(after.accuracy, before.accuracy + 0.1) << "before " << before.accuracy << ", after " << after.accuracy;
+  EXPECT_LT(h.loss.back(), h.loss.front());
+  EXPECT_GT(h.accuracy.back(), h.accuracy.front());
 }
 
 TEST(Sequential, ImpossibleArchitectureFailsAtCompileNamingTheLayer) {
@@ -130,6 +139,7 @@ TEST(Sequential, LearnsASmallDataSetToAStatedAccuracy) {
 
 TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
   const auto data = test::make_quadrant_data(64, 1, 12, 12, 3);
+  std::vector<float> initial;
   auto run = [&] {
     Sequential m({Conv2D(4, 3, 2, "same", "tanh"), Flatten(), Dense(4, "softmax")});
     CompileOptions o;
@@ -137,6 +147,7 @@ TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
     o.momentum = 0.9f;
     o.input_shape = {1, 12, 12};
     m.compile(o);
+    initial = m.parameters().to_vector();
     FitOptions f;
     f.epochs = 2;
     f.batch_size = 8;
@@ -144,7 +155,13 @@ TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
     m.fit(data.x, data.y, f);
     return m.parameters().to_vector();
   };
-  EXPECT_EQ(run(), run());
+  const std::vector<float> first = run(), second = run();
+  EXPECT_EQ(first, second);
+  // Training moved the weights: identical runs that changed nothing would prove nothing.
+  ASSERT_EQ(initial.size(), first.size());
+  size_t moved = 0;
+  for (size_t i = 0; i < first.size(); ++i) moved += first[i] != initial[i];
+  EXPECT_EQ(moved, first.size()) << moved << " of " << first.size() << " parameters moved";
 }
 
 TEST(Sequential, SaveLoadPredictIsBitIdentical) {
@@ -228,11 +245,27 @@ TEST(NanGuard, DivergenceNamesTheFirstLayerThatWentNonFinite) {
   m.compile("sgd", "scce", 1e12f, {1, 8, 8});  // a learning rate that must blow up
   FitOptions f;
   f.epochs = 3;
+  f.batch_size = 16;
+  f.shuffle = false;  // step s of any epoch trains on rows [16 (s - 1), 16 s)
   f.verbose = 0;
   const std::string msg = fit_error(m, data.x, data.y, f);
   EXPECT_NE(msg.find("training diverged in epoch"), std::string::npos) << msg;
   EXPECT_NE(msg.find("layer "), std::string::npos) << msg;
   EXPECT_NE(msg.find("Lower the learning rate"), std::string::npos) << msg;
+  // The guard stops before the update, so the weights are still those the failing step started
+  // from: its batch, run forward here layer by layer, shows which output went non-finite first.
+  int epoch = 0, step = 0;
+  ASSERT_EQ(std::sscanf(msg.c_str(), "fit: training diverged in epoch %d, step %d", &epoch, &step), 2) << msg;
+  ASSERT_TRUE(step >= 1 && step <= 4) << msg;
+  const std::vector<Tensor> outs = m.layer_outputs(data.x.slice(16 * (step - 1), 16 * step));
+  size_t first = outs.size();
+  for (size_t i = 0; i < outs.size() && first == outs.size(); ++i)
+    for (float v : outs[i].to_vector())
+      if (!std::isfinite(v)) first = i;
+  ASSERT_LT(first, outs.size()) << "the failing batch runs finite through every layer; message: " << msg;
+  EXPECT_NE(msg.find("the output of layer " + std::to_string(first) + " (" + m.layer(first).type() + ")"),
+            std::string::npos)
+      << msg;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cnn/data.hpp"
 #include "cnn/error.hpp"
 
 namespace cnn::test {
@@ -21,6 +22,18 @@ inline std::string error_of(const std::function<void()>& f) {
     return std::string("UNEXPECTED EXCEPTION TYPE: ") + e.what();
   }
   return "NO ERROR THROWN";
+}
+
+// Where the real data set `name` is (find_data_dir: $CNN_DATA, ./data, then ../shared/data beside
+// the checkout, as CI has it); empty when absent, with every place looked at in *why for the
+// test's skip message (.ci/summary counts the tests that ran on real data and those skipped).
+inline std::string real_data_dir(const std::string& name, std::string* why) {
+  try {
+    return find_data_dir(name);
+  } catch (const Error& e) {
+    *why = e.what();
+  }
+  return "";
 }
 
 }  // namespace cnn::test

@@ -24,7 +24,15 @@ struct CheckRow {
 
 struct CheckReport {
   std::vector<CheckRow> rows;
+  // True when every row passes and at least one row compared elements: a report that checked
+  // nothing (no rows, or only rows of 0 elements) does not pass.
   bool passed() const;
+  // Rows that compared at least one element.
+  size_t checked_rows() const {
+    size_t n = 0;
+    for (const auto& r : rows) n += r.checked > 0;
+    return n;
+  }
   std::string table() const;  // aligned text table, one row per line
 };
 

@@ -130,6 +130,7 @@ std::string quantity_for(const ParamSpec& p) { return p.name + " grad"; }
 }  // namespace
 
 bool CheckReport::passed() const {
+  if (checked_rows() == 0) return false;
   for (const auto& r : rows)
     if (!r.pass) return false;
   return true;

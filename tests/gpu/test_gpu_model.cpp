@@ -142,6 +142,10 @@ TEST_F(GpuModel, CompareDevicesPassesForLeNet5AndTheLargerNet) {
     Sequential m = Sequential::from_json_file(std::string(CNN_SOURCE_DIR) + "/models/" + file);
     const CheckReport r = compare_devices(m, {});
     EXPECT_TRUE(r.passed()) << file << "\n" << r.table();
+    // Per layer its output, input grad and one row per parameter (weight and bias of 5 conv and dense
+    // layers in LeNet-5, of 7 in the larger net), then the loss and the updated parameters.
+    const size_t layers = m.size(), with_params = std::string(file) == "lenet5.json" ? 5 : 7;
+    EXPECT_EQ(r.checked_rows(), 2 * layers + 2 * with_params + 2) << file << "\n" << r.table();
   }
 }
 

@@ -350,6 +350,9 @@ TEST_F(GpuTest, ModelWithTheNewLayersMatchesTheCpu) {
   c.batch_size = 7;
   const CheckReport r = compare_devices(m, c);
   EXPECT_TRUE(r.passed()) << r.table();
+  // Per layer its output, input grad and one row per parameter (conv and dense weights, BN's 4),
+  // then the loss and the updated parameters.
+  EXPECT_EQ(r.checked_rows(), 2u * 7 + 1 + 4 + 1 + 2) << r.table();
 
   Sequential avg({Conv2D(Conv2DOptions{.filters = 4, .padding = "same", .use_bias = false}), BatchNormalization(),
                   ActivationLayer("gelu"), GlobalAveragePooling2D(),
@@ -358,6 +361,7 @@ TEST_F(GpuTest, ModelWithTheNewLayersMatchesTheCpu) {
   c.batch_size = 1;
   const CheckReport r1 = compare_devices(avg, c);
   EXPECT_TRUE(r1.passed()) << r1.table();
+  EXPECT_EQ(r1.checked_rows(), 2u * 5 + 1 + 4 + 2 + 2) << r1.table();  // conv weight, BN's 4, dense weight and bias
 
   // Normalisation over features ([N, F]). (SGD: Adam's first step, lr g / (|g| + eps), turns
   // float noise on near-zero gradients into differences of order lr.)
@@ -367,6 +371,7 @@ TEST_F(GpuTest, ModelWithTheNewLayersMatchesTheCpu) {
   c.batch_size = 16;
   const CheckReport r2 = compare_devices(features, c);
   EXPECT_TRUE(r2.passed()) << r2.table();
+  EXPECT_EQ(r2.checked_rows(), 2u * 4 + 2 + 4 + 2 + 2) << r2.table();  // 2 dense weights and biases, BN's 4
 }
 
 }  // namespace

@@ -107,8 +107,21 @@ TrainingRecipe recipe_with_flags(const TrainFlags& f) {
   return r;
 }
 
+// --resume takes a checkpoint; a model description or a saved model fails here, before the data
+// loads, saying so (fit would report a file-format error about a "model file").
+void check_resume_file(const std::string& path) {
+  CNN_CHECK(is_saved_model(path), "--resume '", path,
+            "' is not a training checkpoint (--checkpoint writes one); a model description trains with --model");
+  try {
+    Sequential::load_checkpoint(path);
+  } catch (const Error& e) {
+    fail("--resume takes a checkpoint written by --checkpoint (a saved model trains further with --model): ", e.what());
+  }
+}
+
 int run_train(TrainFlags f) {
   if (f.model.empty() && f.resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
+  if (!f.resume.empty()) check_resume_file(f.resume);
   if (f.model.empty()) f.model = f.resume;
   if (!f.resume.empty() && f.checkpoint.empty()) f.checkpoint = f.resume;
   Sequential model = model_to_train(f);
