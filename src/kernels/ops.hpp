@@ -263,14 +263,6 @@ void lerp(Ctx& c, int64_t count, float* a, const float* b, float t);
 
 }  // namespace cnn::ops::cuda
 
-// In layer code: CNN_ON_CUDA(ops::cuda::op(...)) compiles to the call in a CUDA build and
-// to a clear "built without CUDA" error in a CPU-only build.
-#if CNN_WITH_CUDA
-#define CNN_ON_CUDA(call) call
-#else
-#define CNN_ON_CUDA(call) ::cnn::fail("CUDA device requested, but ", ::cnn::cuda_unavailable_reason())
-#endif
-
 // ---- Batch normalisation, dropout, global pooling, scaling, augmentation ------------------
 // (airbench94's building blocks.) Shapes: `n` samples of `c` channels of `hw` values each,
 // i.e. NCHW with hw = H * W, or [n, features] with c = features and hw = 1; element

@@ -58,10 +58,10 @@ void BatchNormalization::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   T* running_var = b.params + 3 * C;
   if (e.training && trainable) {
     T* saved = saved_.get<T>(2 * int64_t(C), e.device);
-    CNN_RUN_OP(e, T, batchnorm_forward_training, b.n, C, spatial_, b.x, gamma, beta, T(opt_.epsilon),
+    run::batchnorm_forward_training<T>(e, b.n, C, spatial_, b.x, gamma, beta, T(opt_.epsilon),
                T(opt_.momentum), running_mean, running_var, saved, saved + C, b.y);
   } else {
-    CNN_RUN_OP(e, T, batchnorm_forward_inference, b.n, C, spatial_, b.x, gamma, beta, running_mean, running_var,
+    run::batchnorm_forward_inference<T>(e, b.n, C, spatial_, b.x, gamma, beta, running_mean, running_var,
                T(opt_.epsilon), b.y);
   }
 }
@@ -75,10 +75,10 @@ void BatchNormalization::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (e.training && trainable) {
     // The batch statistics saved by this step's forward pass.
     T* saved = saved_.get<T>(2 * int64_t(C), e.device);
-    CNN_RUN_OP(e, T, batchnorm_backward_training, b.n, C, spatial_, b.x, b.dy, gamma, saved, saved + C, b.dx,
+    run::batchnorm_backward_training<T>(e, b.n, C, spatial_, b.x, b.dy, gamma, saved, saved + C, b.dx,
                dgamma, dbeta);
   } else {
-    CNN_RUN_OP(e, T, batchnorm_backward_inference, b.n, C, spatial_, b.x, b.dy, gamma, b.params + 2 * C,
+    run::batchnorm_backward_inference<T>(e, b.n, C, spatial_, b.x, b.dy, gamma, b.params + 2 * C,
                b.params + 3 * C, T(opt_.epsilon), b.dx, dgamma, dbeta);
   }
   // The gradient slots of the running statistics are never written: they keep the zeros their
