@@ -85,6 +85,6 @@ void BatchNormalization::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   // buffers are allocated with (a cudaMemset here would also break CUDA graph capture).
 }
 
-CNN_LAYER_COMPUTE_DEFS(BatchNormalization)
+template class LayerCompute<BatchNormalization>;
 
 }  // namespace cnn

@@ -110,6 +110,6 @@ void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     run::conv2d_backward_params<T>(e, s, b.x, b.dy, b.grads, opt_.use_bias ? b.grads + s.w_size() : nullptr);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Conv2D)
+template class LayerCompute<Conv2D>;
 
 }  // namespace cnn

@@ -90,6 +90,6 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
                opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Dense)
+template class LayerCompute<Dense>;
 
 }  // namespace cnn

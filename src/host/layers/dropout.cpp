@@ -40,6 +40,6 @@ void Dropout::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   else run::copy<T>(e, count, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Dropout)
+template class LayerCompute<Dropout>;
 
 }  // namespace cnn

@@ -26,6 +26,6 @@ void Flatten::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (b.dx) run::copy<T>(e, b.n * output_shape_[0], b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Flatten)
+template class LayerCompute<Flatten>;
 
 }  // namespace cnn

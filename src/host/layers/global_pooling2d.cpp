@@ -33,6 +33,6 @@ void GlobalPooling2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   else run::global_avgpool_backward<T>(e, b.n, c, hw, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(GlobalPooling2D)
+template class LayerCompute<GlobalPooling2D>;
 
 }  // namespace cnn

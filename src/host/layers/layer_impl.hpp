@@ -1,22 +1,37 @@
 #pragma once
 // Shared plumbing for layer implementations: running an op on the right backend
-// (run_ops.hpp), and the float/double entry points generated from one template per layer.
+// (run_ops.hpp), and LayerCompute's float/double entry points, which each layer's .cpp
+// instantiates for itself.
+#include <string>
+
 #include "cnn/error.hpp"
 #include "cnn/layer.hpp"
 #include "kernels/ops.hpp"
 #include "layers/run_ops.hpp"
 
-// Defines the four virtual compute entry points of `Class` from its forward_t/backward_t.
-#define CNN_LAYER_COMPUTE_DEFS(Class)                                                                    \
-  void Class::forward(const Exec& e, const LayerBuffers<float>& b) { forward_t(e, b); }                 \
-  void Class::forward(const Exec& e, const LayerBuffers<double>& b) { check_cpu(e, #Class); forward_t(e, b); } \
-  void Class::backward(const Exec& e, const LayerBuffers<float>& b) { backward_t(e, b); }               \
-  void Class::backward(const Exec& e, const LayerBuffers<double>& b) { check_cpu(e, #Class); backward_t(e, b); }
-
 namespace cnn {
 
-inline void check_cpu(const Exec& e, const char* layer) {
+inline void check_cpu(const Exec& e, const std::string& layer) {
   CNN_CHECK(!e.on_cuda(), layer, ": double precision runs on the CPU only");
+}
+
+template <class Derived>
+void LayerCompute<Derived>::forward(const Exec& e, const LayerBuffers<float>& b) {
+  static_cast<Derived&>(*this).forward_t(e, b);
+}
+template <class Derived>
+void LayerCompute<Derived>::forward(const Exec& e, const LayerBuffers<double>& b) {
+  check_cpu(e, type());
+  static_cast<Derived&>(*this).forward_t(e, b);
+}
+template <class Derived>
+void LayerCompute<Derived>::backward(const Exec& e, const LayerBuffers<float>& b) {
+  static_cast<Derived&>(*this).backward_t(e, b);
+}
+template <class Derived>
+void LayerCompute<Derived>::backward(const Exec& e, const LayerBuffers<double>& b) {
+  check_cpu(e, type());
+  static_cast<Derived&>(*this).backward_t(e, b);
 }
 
 // Activations whose gradient needs the pre-activation input rather than the output.

@@ -49,6 +49,6 @@ void Pooling2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   else run::avgpool2d_backward<T>(e, s, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Pooling2D)
+template class LayerCompute<Pooling2D>;
 
 }  // namespace cnn
