@@ -210,56 +210,56 @@ void clear_graphs(Context& ctx);
 }  // namespace cnn::cuda
 
 namespace cnn::ops::cuda {
-using Ctx = ::cnn::cuda::Context;
+using ::cnn::cuda::Context;
 
-void conv2d_forward(Ctx& c, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                     ActivationSpec act, float* y);
-void conv2d_backward_input(Ctx& c, const Conv2DShape& s, const float* dy, const float* w, float* dx);
-void conv2d_backward_params(Ctx& c, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                             float* dbias);
 
-void dense_forward(Ctx& c, int n, int in, int out, const float* x, const float* w, const float* bias,
+void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,
                    ActivationSpec act, float* y);
-void dense_backward_input(Ctx& c, int n, int in, int out, const float* dy, const float* w, float* dx);
-void dense_backward_params(Ctx& c, int n, int in, int out, const float* x, const float* dy, float* dw,
+void dense_backward_input(Context& ctx, int n, int in, int out, const float* dy, const float* w, float* dx);
+void dense_backward_params(Context& ctx, int n, int in, int out, const float* x, const float* dy, float* dw,
                            float* dbias);
 
-void maxpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
-void maxpool2d_backward(Ctx& c, const Pool2DShape& s, const float* x, const float* dy, float* dx);
-void avgpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
-void avgpool2d_backward(Ctx& c, const Pool2DShape& s, const float* dy, float* dx);
+void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
+void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx);
+void avgpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
+void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx);
 
 // dst = src for `count` elements of device memory: a cudaMemcpyAsync on the context's stream,
 // so it may be called inside a captured training step. src == dst does nothing.
-void copy(Ctx& c, int64_t count, const float* src, float* dst);
+void copy(Context& ctx, int64_t count, const float* src, float* dst);
 
-void activation_forward(Ctx& c, ActivationSpec act, int64_t count, const float* x, float* y);
-void activation_backward(Ctx& c, ActivationSpec act, int64_t count, const float* x, const float* y,
+void activation_forward(Context& ctx, ActivationSpec act, int64_t count, const float* x, float* y);
+void activation_backward(Context& ctx, ActivationSpec act, int64_t count, const float* x, const float* y,
                          const float* dy, float* dx);
-void softmax_forward(Ctx& c, int rows, int cols, const float* x, float* y);
-void softmax_backward(Ctx& c, int rows, int cols, const float* y, const float* dy, float* dx);
+void softmax_forward(Context& ctx, int rows, int cols, const float* x, float* y);
+void softmax_backward(Context& ctx, int rows, int cols, const float* y, const float* dy, float* dx);
 
-void softmax_cross_entropy(Ctx& c, int rows, int cols, const float* logits, TargetKind kind,
+void softmax_cross_entropy(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
                            const int32_t* labels, const float* targets, float smoothing, float* row_loss,
                            float* dlogits);
-void cross_entropy(Ctx& c, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
+void cross_entropy(Context& ctx, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
                    const float* targets, float smoothing, float* row_loss, float* dprobs);
-void mse_loss(Ctx& c, int rows, int cols, const float* pred, const float* targets, float* row_loss,
+void mse_loss(Context& ctx, int rows, int cols, const float* pred, const float* targets, float* row_loss,
               float* dpred);
-void binary_cross_entropy(Ctx& c, int rows, int cols, const float* probs, const float* targets,
+void binary_cross_entropy(Context& ctx, int rows, int cols, const float* probs, const float* targets,
                           float* row_loss, float* dprobs);
-void binary_cross_entropy_logits(Ctx& c, int rows, int cols, const float* logits, const float* targets,
+void binary_cross_entropy_logits(Context& ctx, int rows, int cols, const float* logits, const float* targets,
                                  float* row_loss, float* dlogits);
 // accum is device memory (2 doubles), read back by the host once per progress update.
-void accumulate_metrics(Ctx& c, int rows, int cols, const float* row_loss, const float* scores,
+void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss, const float* scores,
                         TargetKind kind, const int32_t* labels, const float* targets,
                         bool scores_are_logits, double* accum);
 
-void sgd_update(Ctx& c, int64_t count, float* param, const float* grad, float* velocity,
+void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity,
                 const SgdConfig& cfg);
-void adam_update(Ctx& c, int64_t count, float* param, const float* grad, float* m, float* v,
+void adam_update(Context& ctx, int64_t count, float* param, const float* grad, float* m, float* v,
                  const AdamConfig& cfg);
-void lerp(Ctx& c, int64_t count, float* a, const float* b, float t);
+void lerp(Context& ctx, int64_t count, float* a, const float* b, float t);
 
 }  // namespace cnn::ops::cuda
 
@@ -362,31 +362,31 @@ void translate_images(int n, int c, int h, int w, const T* x, T* y, int dx, int 
 
 namespace cnn::ops::cuda {
 
-void batchnorm_forward_training(Ctx& c, int n, int ch, int hw, const float* x, const float* gamma, const float* beta,
+void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
                                 float eps, float momentum, float* running_mean, float* running_var, float* save_mean,
                                 float* save_invstd, float* y);
-void batchnorm_forward_inference(Ctx& c, int n, int ch, int hw, const float* x, const float* gamma, const float* beta,
+void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
                                  const float* running_mean, const float* running_var, float eps, float* y);
-void batchnorm_backward_training(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, const float* gamma,
+void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
                                  const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
                                  float* dbeta);
-void batchnorm_backward_inference(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, const float* gamma,
+void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
                                   const float* running_mean, const float* running_var, float eps, float* dx,
                                   float* dgamma, float* dbeta);
 
-void dropout_forward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* x, float* y);
-void dropout_backward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);
+void dropout_forward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* x, float* y);
+void dropout_backward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);
 
-void global_avgpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y);
-void global_avgpool_backward(Ctx& c, int n, int ch, int hw, const float* dy, float* dx);
-void global_maxpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y);
-void global_maxpool_backward(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, float* dx);
+void global_avgpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y);
+void global_avgpool_backward(Context& ctx, int n, int c, int hw, const float* dy, float* dx);
+void global_maxpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y);
+void global_maxpool_backward(Context& ctx, int n, int c, int hw, const float* x, const float* dy, float* dx);
 
-void scale(Ctx& c, int64_t count, float alpha, const float* x, float* y);
+void scale(Context& ctx, int64_t count, float alpha, const float* x, float* y);
 
-void augment_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y, const AugmentSpec& spec,
+void augment_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,
                     uint64_t seed);
-void flip_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y);
-void translate_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y, int dx, int dy);
+void flip_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y);
+void translate_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, int dx, int dy);
 
 }  // namespace cnn::ops::cuda

@@ -14,7 +14,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -204,7 +203,7 @@ void input_grad(Context& ctx, int n, int c, int hw, const float* x, const float*
 
 }  // namespace
 
-void batchnorm_forward_training(Ctx& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
+void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
                                 float eps, float momentum, float* running_mean, float* running_var, float* save_mean,
                                 float* save_invstd, float* y) {
   check_shape(n, c, hw, "batchnorm_forward_training");
@@ -221,14 +220,14 @@ void batchnorm_forward_training(Ctx& ctx, int n, int c, int hw, const float* x, 
   normalize(ctx, n, c, hw, x, Stats{save_mean, save_invstd, false, 0.f}, gamma, beta, y);
 }
 
-void batchnorm_forward_inference(Ctx& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
+void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
                                  const float* running_mean, const float* running_var, float eps, float* y) {
   check_shape(n, c, hw, "batchnorm_forward_inference");
   if (int64_t(n) * c * hw == 0) return;
   normalize(ctx, n, c, hw, x, Stats{running_mean, running_var, true, eps}, gamma, beta, y);
 }
 
-void batchnorm_backward_training(Ctx& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
+void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
                                  const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
                                  float* dbeta) {
   check_shape(n, c, hw, "batchnorm_backward_training");
@@ -243,7 +242,7 @@ void batchnorm_backward_training(Ctx& ctx, int n, int c, int hw, const float* x,
   if (dx) input_grad(ctx, n, c, hw, x, dy, st, gamma, sums, dx);
 }
 
-void batchnorm_backward_inference(Ctx& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
+void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
                                   const float* running_mean, const float* running_var, float eps, float* dx,
                                   float* dgamma, float* dbeta) {
   check_shape(n, c, hw, "batchnorm_backward_inference");
