@@ -284,6 +284,53 @@ namespace cnn::ops {
 //   dbeta_k = sum(dy),  dgamma_k = sum(dy xhat),  dx = gamma_k invstd_k (dy - dbeta_k / m - xhat dgamma_k / m)
 // Backward (inference), the statistics being constants: dx = gamma_k invstd_k dy, same dgamma/dbeta.
 // dx, dgamma, dbeta may each be null (not computed). x and y may not alias; dx may alias dy.
+// The operands of each op, one struct per op (x, y, dx, dy hold n * c * hw values, every
+// other pointer c); write them with designated initialisers, {.x = ..., .gamma = ...}.
+template <class T>
+struct BatchNormForwardTrainingArgs {
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  T eps = 0, momentum = 0;
+  T* running_mean = nullptr;  // moved towards the batch statistics
+  T* running_var = nullptr;
+  T* save_mean = nullptr;     // the batch statistics, for backward
+  T* save_invstd = nullptr;
+  T* y = nullptr;
+};
+template <class T>
+struct BatchNormForwardInferenceArgs {
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  const T* running_mean = nullptr;
+  const T* running_var = nullptr;
+  T eps = 0;
+  T* y = nullptr;
+};
+template <class T>
+struct BatchNormBackwardTrainingArgs {
+  const T* x = nullptr;
+  const T* dy = nullptr;
+  const T* gamma = nullptr;
+  const T* save_mean = nullptr;  // as the training forward saved them
+  const T* save_invstd = nullptr;
+  T* dx = nullptr;
+  T* dgamma = nullptr;
+  T* dbeta = nullptr;
+};
+template <class T>
+struct BatchNormBackwardInferenceArgs {
+  const T* x = nullptr;
+  const T* dy = nullptr;
+  const T* gamma = nullptr;
+  const T* running_mean = nullptr;
+  const T* running_var = nullptr;
+  T eps = 0;
+  T* dx = nullptr;
+  T* dgamma = nullptr;
+  T* dbeta = nullptr;
+};
 
 // Dropout (inverted): element i of the `count` values is kept when
 // random::dropout_keep(seed, i, random::dropout_threshold(rate)); kept values are scaled by
@@ -318,17 +365,13 @@ struct AugmentSpec {
 namespace cpu {
 
 template <class T>
-void batchnorm_forward_training(int n, int c, int hw, const T* x, const T* gamma, const T* beta, T eps,
-                                T momentum, T* running_mean, T* running_var, T* save_mean, T* save_invstd, T* y);
+void batchnorm_forward_training(int n, int c, int hw, const BatchNormForwardTrainingArgs<T>& a);
 template <class T>
-void batchnorm_forward_inference(int n, int c, int hw, const T* x, const T* gamma, const T* beta,
-                                 const T* running_mean, const T* running_var, T eps, T* y);
+void batchnorm_forward_inference(int n, int c, int hw, const BatchNormForwardInferenceArgs<T>& a);
 template <class T>
-void batchnorm_backward_training(int n, int c, int hw, const T* x, const T* dy, const T* gamma, const T* save_mean,
-                                 const T* save_invstd, T* dx, T* dgamma, T* dbeta);
+void batchnorm_backward_training(int n, int c, int hw, const BatchNormBackwardTrainingArgs<T>& a);
 template <class T>
-void batchnorm_backward_inference(int n, int c, int hw, const T* x, const T* dy, const T* gamma,
-                                  const T* running_mean, const T* running_var, T eps, T* dx, T* dgamma, T* dbeta);
+void batchnorm_backward_inference(int n, int c, int hw, const BatchNormBackwardInferenceArgs<T>& a);
 
 template <class T>
 void dropout_forward(int64_t count, float rate, uint64_t seed, const T* x, T* y);
@@ -362,17 +405,10 @@ void translate_images(int n, int c, int h, int w, const T* x, T* y, int dx, int 
 
 namespace cnn::ops::cuda {
 
-void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                                float eps, float momentum, float* running_mean, float* running_var, float* save_mean,
-                                float* save_invstd, float* y);
-void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                                 const float* running_mean, const float* running_var, float eps, float* y);
-void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
-                                 const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                                 float* dbeta);
-void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
-                                  const float* running_mean, const float* running_var, float eps, float* dx,
-                                  float* dgamma, float* dbeta);
+void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const BatchNormForwardTrainingArgs<float>& a);
+void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const BatchNormForwardInferenceArgs<float>& a);
+void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const BatchNormBackwardTrainingArgs<float>& a);
+void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const BatchNormBackwardInferenceArgs<float>& a);
 
 void dropout_forward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* x, float* y);
 void dropout_backward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);

@@ -87,7 +87,7 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (b.dx) run::dense_backward_input<T>(e, b.n, in_, opt_.units, dz, b.params, b.dx);
   if (trainable)
     run::dense_backward_params<T>(e, b.n, in_, opt_.units, b.x, dz, b.grads,
-               opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
+                                  opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
 }
 
 template class LayerCompute<Dense>;

@@ -130,7 +130,7 @@ void Runner<T>::loss_with_metrics(ops::TargetKind kind, int n, const T* out) {
   loss_and_gradient(kind, n, out);
   const bool logits = s_.fused && s_.loss == LossKind::BinaryCE;
   run::accumulate_metrics<T>(exec(true), n, int(s_.output_size()), arena_.row_loss.data(), out, kind,
-             arena_.labels.data(), arena_.targets.data(), logits, arena_.metrics.data());
+                             arena_.labels.data(), arena_.targets.data(), logits, arena_.metrics.data());
 }
 
 template <class T>
