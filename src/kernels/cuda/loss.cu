@@ -115,14 +115,16 @@ struct BinaryCrossEntropyLogits {
   __device__ static TermAndGradient at(float z, float t) { return formulas::binary_cross_entropy_logits(z, t); }
 };
 
-// One launch per Term; the name is a literal for CNN_CUDA_CHECK_LAUNCH's message.
-#define CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(Term, ctx, rows, cols, pred, targets, row_loss, dpred)            \
-  do {                                                                                                \
-    if ((rows) <= 0 || (cols) <= 0) break;                                                            \
-    elementwise_row_loss_kernel<Term>                                                                 \
-        <<<row_blocks(rows), kThreads, 0, (ctx).stream>>>(rows, cols, pred, targets, row_loss, dpred); \
-    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<" #Term ">");                                  \
-  } while (0)
+// Queues the kernel for Term; false when there is nothing to compute (then no launch to
+// check). The caller checks the launch, naming the instantiation as a literal.
+template <class Term>
+bool launch_elementwise_row_loss(Context& ctx, int rows, int cols, const float* pred, const float* targets,
+                                 float* row_loss, float* dpred) {
+  if (rows <= 0 || cols <= 0) return false;
+  elementwise_row_loss_kernel<Term>
+      <<<row_blocks(rows), kThreads, 0, ctx.stream>>>(rows, cols, pred, targets, row_loss, dpred);
+  return true;
+}
 
 // One block for the whole batch (a few hundred rows: launch latency dominates any
 // parallelism beyond that), so the sums are formed in a fixed order: each warp takes rows
@@ -187,20 +189,21 @@ void cross_entropy(Context& ctx, int rows, int cols, const float* probs, TargetK
 }
 
 void mse_loss(Context& ctx, int rows, int cols, const float* pred, const float* targets, float* row_loss, float* dpred) {
-  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(SquaredError, ctx, rows, cols, pred, targets, row_loss, dpred);
+  if (launch_elementwise_row_loss<SquaredError>(ctx, rows, cols, pred, targets, row_loss, dpred))
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<SquaredError>");
 }
 
 void binary_cross_entropy(Context& ctx, int rows, int cols, const float* probs, const float* targets, float* row_loss,
                           float* dprobs) {
-  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(BinaryCrossEntropy, ctx, rows, cols, probs, targets, row_loss, dprobs);
+  if (launch_elementwise_row_loss<BinaryCrossEntropy>(ctx, rows, cols, probs, targets, row_loss, dprobs))
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<BinaryCrossEntropy>");
 }
 
 void binary_cross_entropy_logits(Context& ctx, int rows, int cols, const float* logits, const float* targets,
                                  float* row_loss, float* dlogits) {
-  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(BinaryCrossEntropyLogits, ctx, rows, cols, logits, targets, row_loss,
-                                  dlogits);
+  if (launch_elementwise_row_loss<BinaryCrossEntropyLogits>(ctx, rows, cols, logits, targets, row_loss, dlogits))
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<BinaryCrossEntropyLogits>");
 }
-#undef CNN_LAUNCH_ELEMENTWISE_ROW_LOSS
 
 void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
                         const int32_t* labels, const float* targets, bool scores_are_logits, double* accum) {
