@@ -89,12 +89,14 @@ struct AdamConfig {
 // ---- CPU reference --------------------------------------------------------------
 namespace cpu {
 
+// -- Matrix product
 // Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; M x N output, inner K.
 // The one matrix product every CPU op uses (src/kernels/cpu/gemm.cpp).
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
           const T* B, int ldb, T beta, T* C, int ldc);
 
+// -- Convolution
 // y = act(conv(x, w) + bias); bias may be null.
 template <class T>
 void conv2d_forward(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act,
@@ -106,6 +108,7 @@ void conv2d_backward_input(const Conv2DShape& s, const T* dy, const T* w, T* dx)
 template <class T>
 void conv2d_backward_params(const Conv2DShape& s, const T* x, const T* dy, T* dw, T* dbias);
 
+// -- Dense
 // y[n, out] = act(x[n, in] . w[out, in] + bias[out]); bias may be null.
 template <class T>
 void dense_forward(int n, int in, int out, const T* x, const T* w, const T* bias, ActivationSpec act,
@@ -115,6 +118,7 @@ void dense_backward_input(int n, int in, int out, const T* dy, const T* w, T* dx
 template <class T>
 void dense_backward_params(int n, int in, int out, const T* x, const T* dy, T* dw, T* dbias);
 
+// -- Pooling
 // Max pooling over the window's in-bounds elements ('same' padding never wins). Ties: the
 // first maximum in row-major window order takes the whole gradient.
 template <class T>
@@ -127,10 +131,12 @@ void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y);
 template <class T>
 void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx);
 
+// -- Copy
 // dst = src for `count` elements; src == dst does nothing, other overlaps are not allowed.
 template <class T>
 void copy(int64_t count, const T* src, T* dst);
 
+// -- Activations and softmax
 // Elementwise activation (not softmax). backward reads x (pre-activation) and y (output):
 // ReLU/LeakyReLU/Sigmoid/Tanh need only y, GELU needs x; pass both.
 template <class T>
@@ -144,6 +150,7 @@ void softmax_forward(int rows, int cols, const T* x, T* y);
 template <class T>
 void softmax_backward(int rows, int cols, const T* y, const T* dy, T* dx);
 
+// -- Losses and metrics
 // Losses: row_loss[rows] and the gradient of mean(row_loss) with respect to the input.
 // `labels` is used for TargetKind::Labels, `targets` otherwise (the other may be null).
 // Fused softmax + cross-entropy on logits; gradient (p - y_smoothed) / rows. Targets are
@@ -171,6 +178,7 @@ template <class T>
 void accumulate_metrics(int rows, int cols, const T* row_loss, const T* scores, TargetKind kind,
                         const int32_t* labels, const T* targets, bool scores_are_logits, double* accum);
 
+// -- Optimizers and weight averaging
 // In-place optimizer updates over a flat parameter buffer. velocity may be null when
 // momentum is 0.
 template <class T>
@@ -212,33 +220,39 @@ void clear_graphs(Context& ctx);
 namespace cnn::ops::cuda {
 using ::cnn::cuda::Context;
 
+// -- Convolution
 void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                     ActivationSpec act, float* y);
 void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                             float* dbias);
 
+// -- Dense
 void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,
                    ActivationSpec act, float* y);
 void dense_backward_input(Context& ctx, int n, int in, int out, const float* dy, const float* w, float* dx);
 void dense_backward_params(Context& ctx, int n, int in, int out, const float* x, const float* dy, float* dw,
                            float* dbias);
 
+// -- Pooling
 void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
 void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx);
 void avgpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
 void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx);
 
+// -- Copy
 // dst = src for `count` elements of device memory: a cudaMemcpyAsync on the context's stream,
 // so it may be called inside a captured training step. src == dst does nothing.
 void copy(Context& ctx, int64_t count, const float* src, float* dst);
 
+// -- Activations and softmax
 void activation_forward(Context& ctx, ActivationSpec act, int64_t count, const float* x, float* y);
 void activation_backward(Context& ctx, ActivationSpec act, int64_t count, const float* x, const float* y,
                          const float* dy, float* dx);
 void softmax_forward(Context& ctx, int rows, int cols, const float* x, float* y);
 void softmax_backward(Context& ctx, int rows, int cols, const float* y, const float* dy, float* dx);
 
+// -- Losses and metrics
 void softmax_cross_entropy(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
                            const int32_t* labels, const float* targets, float smoothing, float* row_loss,
                            float* dlogits);
@@ -255,6 +269,7 @@ void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss,
                         TargetKind kind, const int32_t* labels, const float* targets,
                         bool scores_are_logits, double* accum);
 
+// -- Optimizers and weight averaging
 void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity,
                 const SgdConfig& cfg);
 void adam_update(Context& ctx, int64_t count, float* param, const float* grad, float* m, float* v,
@@ -364,6 +379,7 @@ struct AugmentSpec {
 
 namespace cpu {
 
+// -- Batch normalisation
 template <class T>
 void batchnorm_forward_training(int n, int c, int hw, const BatchNormForwardTrainingArgs<T>& a);
 template <class T>
@@ -373,11 +389,13 @@ void batchnorm_backward_training(int n, int c, int hw, const BatchNormBackwardTr
 template <class T>
 void batchnorm_backward_inference(int n, int c, int hw, const BatchNormBackwardInferenceArgs<T>& a);
 
+// -- Dropout
 template <class T>
 void dropout_forward(int64_t count, float rate, uint64_t seed, const T* x, T* y);
 template <class T>
 void dropout_backward(int64_t count, float rate, uint64_t seed, const T* dy, T* dx);
 
+// -- Global pooling
 template <class T>
 void global_avgpool_forward(int n, int c, int hw, const T* x, T* y);
 template <class T>
@@ -387,10 +405,12 @@ void global_maxpool_forward(int n, int c, int hw, const T* x, T* y);
 template <class T>
 void global_maxpool_backward(int n, int c, int hw, const T* x, const T* dy, T* dx);
 
+// -- Scaling
 // y = alpha x, elementwise (its own backward); in place is fine.
 template <class T>
 void scale(int64_t count, T alpha, const T* x, T* y);
 
+// -- Augmentation
 template <class T>
 void augment_images(int n, int c, int h, int w, const T* x, T* y, const AugmentSpec& spec, uint64_t seed);
 // Test-time augmentation: every image mirrored left-right; every image translated (output
@@ -405,21 +425,26 @@ void translate_images(int n, int c, int h, int w, const T* x, T* y, int dx, int 
 
 namespace cnn::ops::cuda {
 
+// -- Batch normalisation
 void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const BatchNormForwardTrainingArgs<float>& a);
 void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const BatchNormForwardInferenceArgs<float>& a);
 void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const BatchNormBackwardTrainingArgs<float>& a);
 void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const BatchNormBackwardInferenceArgs<float>& a);
 
+// -- Dropout
 void dropout_forward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* x, float* y);
 void dropout_backward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);
 
+// -- Global pooling
 void global_avgpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y);
 void global_avgpool_backward(Context& ctx, int n, int c, int hw, const float* dy, float* dx);
 void global_maxpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y);
 void global_maxpool_backward(Context& ctx, int n, int c, int hw, const float* x, const float* dy, float* dx);
 
+// -- Scaling
 void scale(Context& ctx, int64_t count, float alpha, const float* x, float* y);
 
+// -- Augmentation
 void augment_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,
                     uint64_t seed);
 void flip_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y);
