@@ -280,15 +280,19 @@ TEST_P(BatchNormGrad, TrainingModeMatchesFiniteDifferences) {
   const auto r = random_vector(count, rng);
   std::vector<double> y(count), mean(size_t(k.c)), invstd(size_t(k.c)), rm(size_t(k.c), 0.0), rv(size_t(k.c), 1.0);
   auto objective = [&] {
-    cpu::batchnorm_forward_training<double>(k.n, k.c, k.hw, x.data(), k.gamma ? gamma.data() : nullptr,
-                                            k.beta ? beta.data() : nullptr, 1e-5, 0.1, rm.data(), rv.data(),
-                                            mean.data(), invstd.data(), y.data());
+    cpu::batchnorm_forward_training<double>(
+        k.n, k.c, k.hw,
+        {.x = x.data(), .gamma = k.gamma ? gamma.data() : nullptr, .beta = k.beta ? beta.data() : nullptr, .eps = 1e-5,
+         .momentum = 0.1, .running_mean = rm.data(), .running_var = rv.data(), .save_mean = mean.data(),
+         .save_invstd = invstd.data(), .y = y.data()});
     return weighted_sum(y, r);
   };
   objective();
   std::vector<double> dx(count), dgamma(size_t(k.c)), dbeta(size_t(k.c));
-  cpu::batchnorm_backward_training<double>(k.n, k.c, k.hw, x.data(), r.data(), k.gamma ? gamma.data() : nullptr,
-                                           mean.data(), invstd.data(), dx.data(), dgamma.data(), dbeta.data());
+  cpu::batchnorm_backward_training<double>(
+      k.n, k.c, k.hw,
+      {.x = x.data(), .dy = r.data(), .gamma = k.gamma ? gamma.data() : nullptr, .save_mean = mean.data(),
+       .save_invstd = invstd.data(), .dx = dx.data(), .dgamma = dgamma.data(), .dbeta = dbeta.data()});
   std::vector<GradTarget> targets{{"x", &x, &dx}};
   if (k.gamma) targets.push_back({"gamma", &gamma, &dgamma});
   if (k.beta) targets.push_back({"beta", &beta, &dbeta});
@@ -306,14 +310,18 @@ TEST_P(BatchNormGrad, InferenceModeMatchesFiniteDifferences) {
   const auto r = random_vector(count, rng);
   std::vector<double> y(count);
   auto objective = [&] {
-    cpu::batchnorm_forward_inference<double>(k.n, k.c, k.hw, x.data(), k.gamma ? gamma.data() : nullptr,
-                                             k.beta ? beta.data() : nullptr, rm.data(), rv.data(), 1e-3, y.data());
+    cpu::batchnorm_forward_inference<double>(
+        k.n, k.c, k.hw,
+        {.x = x.data(), .gamma = k.gamma ? gamma.data() : nullptr, .beta = k.beta ? beta.data() : nullptr,
+         .running_mean = rm.data(), .running_var = rv.data(), .eps = 1e-3, .y = y.data()});
     return weighted_sum(y, r);
   };
   objective();
   std::vector<double> dx(count), dgamma(size_t(k.c)), dbeta(size_t(k.c));
-  cpu::batchnorm_backward_inference<double>(k.n, k.c, k.hw, x.data(), r.data(), k.gamma ? gamma.data() : nullptr,
-                                            rm.data(), rv.data(), 1e-3, dx.data(), dgamma.data(), dbeta.data());
+  cpu::batchnorm_backward_inference<double>(
+      k.n, k.c, k.hw,
+      {.x = x.data(), .dy = r.data(), .gamma = k.gamma ? gamma.data() : nullptr, .running_mean = rm.data(),
+       .running_var = rv.data(), .eps = 1e-3, .dx = dx.data(), .dgamma = dgamma.data(), .dbeta = dbeta.data()});
   std::vector<GradTarget> targets{{"x", &x, &dx}};
   if (k.gamma) targets.push_back({"gamma", &gamma, &dgamma});
   if (k.beta) targets.push_back({"beta", &beta, &dbeta});

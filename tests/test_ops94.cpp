@@ -24,8 +24,10 @@ TEST(BatchNormOp, TrainingKnownValuesAndRunningUpdate) {
   const std::vector<double> x{1, 2, 3, 4};
   const double gamma = 2, beta = 0.5, eps = 1e-5, momentum = 0.1;
   std::vector<double> y(4), mean(1), invstd(1), rm{1.0}, rv{2.0};
-  cpu::batchnorm_forward_training<double>(4, 1, 1, x.data(), &gamma, &beta, eps, momentum, rm.data(), rv.data(),
-                                          mean.data(), invstd.data(), y.data());
+  cpu::batchnorm_forward_training<double>(4, 1, 1, {.x = x.data(), .gamma = &gamma, .beta = &beta, .eps = eps,
+                                                     .momentum = momentum, .running_mean = rm.data(),
+                                                     .running_var = rv.data(), .save_mean = mean.data(),
+                                                     .save_invstd = invstd.data(), .y = y.data()});
   EXPECT_DOUBLE_EQ(mean[0], 2.5);
   EXPECT_DOUBLE_EQ(invstd[0], 1 / std::sqrt(1.25 + eps));
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[size_t(i)], gamma * (x[size_t(i)] - 2.5) / std::sqrt(1.25 + eps) + beta, 1e-12);
@@ -37,8 +39,8 @@ TEST(BatchNormOp, NchwStatisticsAreOverBatchAndPlanePerChannel) {
   // n = 2, c = 2, hw = 2: channel 0 holds {0, 2} and {4, 6}; channel 1 holds {1, 1} and {1, 1}.
   const std::vector<float> x{0, 2, 1, 1, 4, 6, 1, 1};
   std::vector<float> y(8), mean(2), invstd(2);
-  cpu::batchnorm_forward_training<float>(2, 2, 2, x.data(), nullptr, nullptr, 1e-5f, 0.1f, nullptr, nullptr,
-                                         mean.data(), invstd.data(), y.data());
+  cpu::batchnorm_forward_training<float>(2, 2, 2, {.x = x.data(), .eps = 1e-5f, .momentum = 0.1f, .save_mean = mean.data(),
+                                                    .save_invstd = invstd.data(), .y = y.data()});
   EXPECT_FLOAT_EQ(mean[0], 3.0f);  // variance (9 + 1 + 1 + 9) / 4 = 5
   EXPECT_FLOAT_EQ(mean[1], 1.0f);  // variance 0: y = 0, invstd = 1 / sqrt(eps)
   EXPECT_NEAR(invstd[0], 1 / std::sqrt(5.0 + 1e-5), 1e-6);
@@ -50,7 +52,9 @@ TEST(BatchNormOp, NchwStatisticsAreOverBatchAndPlanePerChannel) {
 TEST(BatchNormOp, SingleValuePerChannelKeepsTheBiasedVarianceInTheRunningUpdate) {
   const double x = 3, eps = 1e-5;
   double y = 0, mean = 0, invstd = 0, rm = 0, rv = 1;
-  cpu::batchnorm_forward_training<double>(1, 1, 1, &x, nullptr, nullptr, eps, 0.5, &rm, &rv, &mean, &invstd, &y);
+  cpu::batchnorm_forward_training<double>(1, 1, 1, {.x = &x, .eps = eps, .momentum = 0.5, .running_mean = &rm,
+                                                     .running_var = &rv, .save_mean = &mean, .save_invstd = &invstd,
+                                                     .y = &y});
   EXPECT_EQ(y, 0.0);
   EXPECT_DOUBLE_EQ(rm, 1.5);
   EXPECT_DOUBLE_EQ(rv, 0.5);  // m = 1: no m / (m - 1) correction (its variance is 0)
@@ -60,8 +64,9 @@ TEST(BatchNormOp, InferenceUsesTheRunningStatistics) {
   const std::vector<double> x{1, -1, 3, 5}, rm{1, 2}, rv{4, 0.25}, gamma{3, 1}, beta{0, -1};
   std::vector<double> y(4);
   // [n = 2, features = 2]
-  cpu::batchnorm_forward_inference<double>(2, 2, 1, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), 0.0,
-                                           y.data());
+  cpu::batchnorm_forward_inference<double>(2, 2, 1, {.x = x.data(), .gamma = gamma.data(), .beta = beta.data(),
+                                                      .running_mean = rm.data(), .running_var = rv.data(), .eps = 0.0,
+                                                      .y = y.data()});
   EXPECT_DOUBLE_EQ(y[0], 3 * (1 - 1) / 2.0);
   EXPECT_DOUBLE_EQ(y[1], 1 * (-1 - 2) / 0.5 - 1);
   EXPECT_DOUBLE_EQ(y[2], 3 * (3 - 1) / 2.0);
@@ -73,8 +78,8 @@ TEST(BatchNormOp, LargeMeanLosesNoPrecision) {
   std::vector<float> x(1000), y(1000);
   for (int i = 0; i < 1000; ++i) x[size_t(i)] = 10000.0f + float(i % 10) - 4.5f;
   float mean = 0, invstd = 0;
-  cpu::batchnorm_forward_training<float>(1000, 1, 1, x.data(), nullptr, nullptr, 0.0f, 0.1f, nullptr, nullptr, &mean,
-                                         &invstd, y.data());
+  cpu::batchnorm_forward_training<float>(1000, 1, 1, {.x = x.data(), .eps = 0.0f, .momentum = 0.1f, .save_mean = &mean,
+                                                       .save_invstd = &invstd, .y = y.data()});
   EXPECT_FLOAT_EQ(mean, 10000.0f);
   EXPECT_NEAR(invstd, 1 / std::sqrt(8.25), 1e-6);  // variance of 0..9 is 8.25
 }
@@ -84,10 +89,12 @@ TEST(BatchNormOp, BackwardGradientOfAConstantUpstreamIsZero) {
   const std::vector<double> x{0.3, -2, 5, 1, 1.5, 0.1};
   std::vector<double> y(6), mean(1), invstd(1), dx(6), dg(1), db(1);
   const std::vector<double> dy(6, 0.7);
-  cpu::batchnorm_forward_training<double>(6, 1, 1, x.data(), nullptr, nullptr, 1e-5, 0.1, nullptr, nullptr,
-                                          mean.data(), invstd.data(), y.data());
-  cpu::batchnorm_backward_training<double>(6, 1, 1, x.data(), dy.data(), nullptr, mean.data(), invstd.data(),
-                                           dx.data(), dg.data(), db.data());
+  cpu::batchnorm_forward_training<double>(6, 1, 1, {.x = x.data(), .eps = 1e-5, .momentum = 0.1,
+                                                     .save_mean = mean.data(), .save_invstd = invstd.data(),
+                                                     .y = y.data()});
+  cpu::batchnorm_backward_training<double>(6, 1, 1, {.x = x.data(), .dy = dy.data(), .save_mean = mean.data(),
+                                                      .save_invstd = invstd.data(), .dx = dx.data(), .dgamma = dg.data(),
+                                                      .dbeta = db.data()});
   for (double v : dx) EXPECT_NEAR(v, 0.0, 1e-12);
   EXPECT_NEAR(db[0], 4.2, 1e-12);
   EXPECT_NEAR(dg[0], 0.0, 1e-12);

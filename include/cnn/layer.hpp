@@ -6,7 +6,7 @@
 //
 // The compute entry points exist for float (CPU or CUDA, as Exec says) and for double (CPU
 // only, for gradient checks of whole models); concrete layers implement both with one
-// template through CNN_LAYER_COMPUTE (see layers/*.cpp).
+// template by deriving from LayerCompute (below).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -123,11 +123,20 @@ class LayerScratch {
   std::unique_ptr<Block> float_, double_;
 };
 
-#define CNN_LAYER_COMPUTE_DECLS                                               \
-  void forward(const Exec& e, const LayerBuffers<float>& b) override;        \
-  void forward(const Exec& e, const LayerBuffers<double>& b) override;       \
-  void backward(const Exec& e, const LayerBuffers<float>& b) override;       \
+// The four compute entry points of a concrete layer, each calling the layer's own templates
+//   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
+//   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
+// (CRTP: class Conv2D : public LayerCompute<Conv2D>, with LayerCompute<Conv2D> a friend).
+// Defined in src/host/layers/layer_impl.hpp and instantiated in each layer's .cpp; the double
+// entry points refuse a CUDA Exec.
+template <class Derived>
+class LayerCompute : public Layer {
+ public:
+  void forward(const Exec& e, const LayerBuffers<float>& b) override;
+  void forward(const Exec& e, const LayerBuffers<double>& b) override;
+  void backward(const Exec& e, const LayerBuffers<float>& b) override;
   void backward(const Exec& e, const LayerBuffers<double>& b) override;
+};
 
 // Holds any layer by value so models can be written as Sequential({Conv2D(...), Dense(...)}).
 class AnyLayer {

@@ -33,7 +33,7 @@ struct Conv2DOptions {
   std::string kernel_initializer = "glorot_uniform";
 };
 
-class Conv2D : public Layer {
+class Conv2D : public LayerCompute<Conv2D> {
  public:
   Conv2D(int filters, Size2 kernel_size, Size2 strides = 1, std::string padding = "valid",
          std::string activation = "linear");
@@ -46,7 +46,7 @@ class Conv2D : public Layer {
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Conv2D>(*this); }
   Activation activation() const override { return act_.kind; }
   void emit_logits(bool on) override { logits_ = on; }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<Conv2D>;
 
   const Conv2DOptions& options() const { return opt_; }
 
@@ -59,6 +59,7 @@ class Conv2D : public Layer {
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<Conv2D>;  // src/host/layers/conv2d.cpp
 
 struct DenseOptions {
   int units = 0;
@@ -71,7 +72,7 @@ struct DenseOptions {
   float scale = 1.0f;
 };
 
-class Dense : public Layer {
+class Dense : public LayerCompute<Dense> {
  public:
   Dense(int units, std::string activation = "linear");
   explicit Dense(DenseOptions options);
@@ -83,7 +84,7 @@ class Dense : public Layer {
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Dense>(*this); }
   Activation activation() const override { return act_.kind; }
   void emit_logits(bool on) override { logits_ = on; }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<Dense>;
 
   const DenseOptions& options() const { return opt_; }
 
@@ -96,21 +97,23 @@ class Dense : public Layer {
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<Dense>;  // src/host/layers/dense.cpp
 
 // [C, H, W] (or any shape) -> [C*H*W], in row-major (C, H, W) order.
-class Flatten : public Layer {
+class Flatten : public LayerCompute<Flatten> {
  public:
   Flatten() = default;
   std::string type() const override { return "Flatten"; }
   Shape build(const Shape& input_shape) override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Flatten>(*this); }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<Flatten>;
 
  private:
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<Flatten>;  // src/host/layers/flatten.cpp
 
 struct Pooling2DOptions {
   Size2 pool_size = 2;
@@ -118,7 +121,7 @@ struct Pooling2DOptions {
   std::string padding = "valid";
 };
 
-class Pooling2D : public Layer {
+class Pooling2D : public LayerCompute<Pooling2D> {
  public:
   enum class Kind { Max, Average };
   Pooling2D(Kind kind, Pooling2DOptions options);
@@ -126,7 +129,7 @@ class Pooling2D : public Layer {
   Shape build(const Shape& input_shape) override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Pooling2D>(*this); }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<Pooling2D>;
 
   const Pooling2DOptions& options() const { return opt_; }
 
@@ -137,6 +140,7 @@ class Pooling2D : public Layer {
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<Pooling2D>;  // src/host/layers/pooling2d.cpp
 
 class MaxPooling2D : public Pooling2D {
  public:
@@ -153,7 +157,7 @@ class AveragePooling2D : public Pooling2D {
 };
 
 // A standalone activation: ActivationLayer("relu"), LeakyReLU(0.1), Softmax() (over the last axis).
-class ActivationLayer : public Layer {
+class ActivationLayer : public LayerCompute<ActivationLayer> {
  public:
   explicit ActivationLayer(const std::string& activation, float alpha = kDefaultLeakyAlpha);
   std::string type() const override { return "Activation"; }
@@ -162,7 +166,7 @@ class ActivationLayer : public Layer {
   std::shared_ptr<Layer> clone() const override { return std::make_shared<ActivationLayer>(*this); }
   Activation activation() const override { return act_.kind; }
   void emit_logits(bool on) override { logits_ = on; }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<ActivationLayer>;
 
  private:
   ActivationSpec act_;
@@ -170,6 +174,7 @@ class ActivationLayer : public Layer {
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<ActivationLayer>;  // src/host/layers/activation_layer.cpp
 
 class ReLU : public ActivationLayer {
  public:
@@ -212,7 +217,7 @@ struct BatchNormOptions {
 // Backward: the full batch-statistics gradient in training mode. Gradients are written for
 // gamma and beta even when frozen (the optimizer skips them; gradcheck compares them);
 // those of the running statistics are 0.
-class BatchNormalization : public Layer {
+class BatchNormalization : public LayerCompute<BatchNormalization> {
  public:
   BatchNormalization() : BatchNormalization(BatchNormOptions{}) {}
   explicit BatchNormalization(BatchNormOptions options);
@@ -222,7 +227,7 @@ class BatchNormalization : public Layer {
   std::vector<ParamSpec> param_specs() const override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<BatchNormalization>(*this); }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<BatchNormalization>;
 
   const BatchNormOptions& options() const { return opt_; }
 
@@ -233,13 +238,14 @@ class BatchNormalization : public Layer {
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<BatchNormalization>;  // src/host/layers/batch_normalization.cpp
 
 // Inverted dropout: in training each value is zeroed with probability `rate` and the rest
 // are scaled by 1 / (1 - rate); in inference the layer is the identity. The mask is a hash
 // of (Exec::seed, element index in the batch) (src/kernels/random.hpp): the same on the CPU
 // and the GPU, and recomputed in backward from the same seed (nothing stored), so forward and
 // backward of a step must see the same Exec::seed, and a fixed seed gives a fixed mask.
-class Dropout : public Layer {
+class Dropout : public LayerCompute<Dropout> {
  public:
   explicit Dropout(float rate);
 
@@ -248,7 +254,7 @@ class Dropout : public Layer {
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Dropout>(*this); }
   bool uses_random() const override { return rate_ > 0; }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<Dropout>;
 
   float rate() const { return rate_; }
 
@@ -257,10 +263,11 @@ class Dropout : public Layer {
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<Dropout>;  // src/host/layers/dropout.cpp
 
 // [C, H, W] -> [C]: the average or the maximum of each channel's plane (the max's gradient
 // goes to the plane's first maximum in row-major order).
-class GlobalPooling2D : public Layer {
+class GlobalPooling2D : public LayerCompute<GlobalPooling2D> {
  public:
   enum class Kind { Max, Average };
   explicit GlobalPooling2D(Kind kind) : kind_(kind) {}
@@ -268,13 +275,14 @@ class GlobalPooling2D : public Layer {
   Shape build(const Shape& input_shape) override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<GlobalPooling2D>(*this); }
-  CNN_LAYER_COMPUTE_DECLS
+  friend class LayerCompute<GlobalPooling2D>;
 
  private:
   Kind kind_;
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
+extern template class LayerCompute<GlobalPooling2D>;  // src/host/layers/global_pooling2d.cpp
 
 class GlobalAveragePooling2D : public GlobalPooling2D {
  public:

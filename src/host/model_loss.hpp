@@ -14,13 +14,13 @@ void model_loss(const Exec& e, const Sequential::State& s, ops::TargetKind kind,
   switch (s.loss) {
     case LossKind::CategoricalCE:
     case LossKind::SparseCategoricalCE:
-      if (s.fused) CNN_RUN_OP(e, T, softmax_cross_entropy, n, K, out, kind, labels, targets, smoothing, row_loss, grad);
-      else CNN_RUN_OP(e, T, cross_entropy, n, K, out, kind, labels, targets, smoothing, row_loss, grad);
+      if (s.fused) run::softmax_cross_entropy<T>(e, n, K, out, kind, labels, targets, smoothing, row_loss, grad);
+      else run::cross_entropy<T>(e, n, K, out, kind, labels, targets, smoothing, row_loss, grad);
       break;
-    case LossKind::MSE: CNN_RUN_OP(e, T, mse_loss, n, K, out, targets, row_loss, grad); break;
+    case LossKind::MSE: run::mse_loss<T>(e, n, K, out, targets, row_loss, grad); break;
     case LossKind::BinaryCE:
-      if (s.fused) CNN_RUN_OP(e, T, binary_cross_entropy_logits, n, K, out, targets, row_loss, grad);
-      else CNN_RUN_OP(e, T, binary_cross_entropy, n, K, out, targets, row_loss, grad);
+      if (s.fused) run::binary_cross_entropy_logits<T>(e, n, K, out, targets, row_loss, grad);
+      else run::binary_cross_entropy<T>(e, n, K, out, targets, row_loss, grad);
       break;
   }
 }

@@ -27,10 +27,10 @@ class WeightAveraging : public Callback {
     const Exec e = s.exec(true);
     const int64_t count = s.params.numel();
     if (method_ == AveragingMethod::EMA) {
-      CNN_RUN_OP(e, float, lerp, count, shadow_.data(), s.params.data(), 1.0f - o_.decay);
+      run::lerp<float>(e, count, shadow_.data(), s.params.data(), 1.0f - o_.decay);
     } else if (step % o_.every == 0) {
-      CNN_RUN_OP(e, float, lerp, count, shadow_.data(), s.params.data(), o_.alpha);
-      CNN_RUN_OP(e, float, lerp, count, s.params.data(), shadow_.data(), 1.0f);  // fast = slow
+      run::lerp<float>(e, count, shadow_.data(), s.params.data(), o_.alpha);
+      run::lerp<float>(e, count, s.params.data(), shadow_.data(), 1.0f);  // fast = slow
     }
   }
   void on_train_end(Sequential& m) override {

@@ -89,12 +89,14 @@ struct AdamConfig {
 // ---- CPU reference --------------------------------------------------------------
 namespace cpu {
 
+// -- Matrix product
 // Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; M x N output, inner K.
 // The one matrix product every CPU op uses (src/kernels/cpu/gemm.cpp).
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
           const T* B, int ldb, T beta, T* C, int ldc);
 
+// -- Convolution
 // y = act(conv(x, w) + bias); bias may be null.
 template <class T>
 void conv2d_forward(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act,
@@ -106,6 +108,7 @@ void conv2d_backward_input(const Conv2DShape& s, const T* dy, const T* w, T* dx)
 template <class T>
 void conv2d_backward_params(const Conv2DShape& s, const T* x, const T* dy, T* dw, T* dbias);
 
+// -- Dense
 // y[n, out] = act(x[n, in] . w[out, in] + bias[out]); bias may be null.
 template <class T>
 void dense_forward(int n, int in, int out, const T* x, const T* w, const T* bias, ActivationSpec act,
@@ -115,6 +118,7 @@ void dense_backward_input(int n, int in, int out, const T* dy, const T* w, T* dx
 template <class T>
 void dense_backward_params(int n, int in, int out, const T* x, const T* dy, T* dw, T* dbias);
 
+// -- Pooling
 // Max pooling over the window's in-bounds elements ('same' padding never wins). Ties: the
 // first maximum in row-major window order takes the whole gradient.
 template <class T>
@@ -127,10 +131,12 @@ void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y);
 template <class T>
 void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx);
 
+// -- Copy
 // dst = src for `count` elements; src == dst does nothing, other overlaps are not allowed.
 template <class T>
 void copy(int64_t count, const T* src, T* dst);
 
+// -- Activations and softmax
 // Elementwise activation (not softmax). backward reads x (pre-activation) and y (output):
 // ReLU/LeakyReLU/Sigmoid/Tanh need only y, GELU needs x; pass both.
 template <class T>
@@ -144,6 +150,7 @@ void softmax_forward(int rows, int cols, const T* x, T* y);
 template <class T>
 void softmax_backward(int rows, int cols, const T* y, const T* dy, T* dx);
 
+// -- Losses and metrics
 // Losses: row_loss[rows] and the gradient of mean(row_loss) with respect to the input.
 // `labels` is used for TargetKind::Labels, `targets` otherwise (the other may be null).
 // Fused softmax + cross-entropy on logits; gradient (p - y_smoothed) / rows. Targets are
@@ -171,6 +178,7 @@ template <class T>
 void accumulate_metrics(int rows, int cols, const T* row_loss, const T* scores, TargetKind kind,
                         const int32_t* labels, const T* targets, bool scores_are_logits, double* accum);
 
+// -- Optimizers and weight averaging
 // In-place optimizer updates over a flat parameter buffer. velocity may be null when
 // momentum is 0.
 template <class T>
@@ -217,66 +225,65 @@ void clear_graphs(Context& ctx);
 }  // namespace cnn::cuda
 
 namespace cnn::ops::cuda {
-using Ctx = ::cnn::cuda::Context;
+using ::cnn::cuda::Context;
 
-void conv2d_forward(Ctx& c, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+// -- Convolution
+void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                     ActivationSpec act, float* y);
-void conv2d_backward_input(Ctx& c, const Conv2DShape& s, const float* dy, const float* w, float* dx);
-void conv2d_backward_params(Ctx& c, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                             float* dbias);
 
-void dense_forward(Ctx& c, int n, int in, int out, const float* x, const float* w, const float* bias,
+// -- Dense
+void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,
                    ActivationSpec act, float* y);
-void dense_backward_input(Ctx& c, int n, int in, int out, const float* dy, const float* w, float* dx);
-void dense_backward_params(Ctx& c, int n, int in, int out, const float* x, const float* dy, float* dw,
+void dense_backward_input(Context& ctx, int n, int in, int out, const float* dy, const float* w, float* dx);
+void dense_backward_params(Context& ctx, int n, int in, int out, const float* x, const float* dy, float* dw,
                            float* dbias);
 
-void maxpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
-void maxpool2d_backward(Ctx& c, const Pool2DShape& s, const float* x, const float* dy, float* dx);
-void avgpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y);
-void avgpool2d_backward(Ctx& c, const Pool2DShape& s, const float* dy, float* dx);
+// -- Pooling
+void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
+void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx);
+void avgpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
+void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx);
 
+// -- Copy
 // dst = src for `count` elements of device memory: a cudaMemcpyAsync on the context's stream,
 // so it may be called inside a captured training step. src == dst does nothing.
-void copy(Ctx& c, int64_t count, const float* src, float* dst);
+void copy(Context& ctx, int64_t count, const float* src, float* dst);
 
-void activation_forward(Ctx& c, ActivationSpec act, int64_t count, const float* x, float* y);
-void activation_backward(Ctx& c, ActivationSpec act, int64_t count, const float* x, const float* y,
+// -- Activations and softmax
+void activation_forward(Context& ctx, ActivationSpec act, int64_t count, const float* x, float* y);
+void activation_backward(Context& ctx, ActivationSpec act, int64_t count, const float* x, const float* y,
                          const float* dy, float* dx);
-void softmax_forward(Ctx& c, int rows, int cols, const float* x, float* y);
-void softmax_backward(Ctx& c, int rows, int cols, const float* y, const float* dy, float* dx);
+void softmax_forward(Context& ctx, int rows, int cols, const float* x, float* y);
+void softmax_backward(Context& ctx, int rows, int cols, const float* y, const float* dy, float* dx);
 
-void softmax_cross_entropy(Ctx& c, int rows, int cols, const float* logits, TargetKind kind,
+// -- Losses and metrics
+void softmax_cross_entropy(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
                            const int32_t* labels, const float* targets, float smoothing, float* row_loss,
                            float* dlogits);
-void cross_entropy(Ctx& c, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
+void cross_entropy(Context& ctx, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
                    const float* targets, float smoothing, float* row_loss, float* dprobs);
-void mse_loss(Ctx& c, int rows, int cols, const float* pred, const float* targets, float* row_loss,
+void mse_loss(Context& ctx, int rows, int cols, const float* pred, const float* targets, float* row_loss,
               float* dpred);
-void binary_cross_entropy(Ctx& c, int rows, int cols, const float* probs, const float* targets,
+void binary_cross_entropy(Context& ctx, int rows, int cols, const float* probs, const float* targets,
                           float* row_loss, float* dprobs);
-void binary_cross_entropy_logits(Ctx& c, int rows, int cols, const float* logits, const float* targets,
+void binary_cross_entropy_logits(Context& ctx, int rows, int cols, const float* logits, const float* targets,
                                  float* row_loss, float* dlogits);
 // accum is device memory (2 doubles), read back by the host once per progress update.
-void accumulate_metrics(Ctx& c, int rows, int cols, const float* row_loss, const float* scores,
+void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss, const float* scores,
                         TargetKind kind, const int32_t* labels, const float* targets,
                         bool scores_are_logits, double* accum);
 
-void sgd_update(Ctx& c, int64_t count, float* param, const float* grad, float* velocity,
+// -- Optimizers and weight averaging
+void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity,
                 const SgdConfig& cfg);
-void adam_update(Ctx& c, int64_t count, float* param, const float* grad, float* m, float* v,
+void adam_update(Context& ctx, int64_t count, float* param, const float* grad, float* m, float* v,
                  const AdamConfig& cfg);
-void lerp(Ctx& c, int64_t count, float* a, const float* b, float t);
+void lerp(Context& ctx, int64_t count, float* a, const float* b, float t);
 
 }  // namespace cnn::ops::cuda
-
-// In layer code: CNN_ON_CUDA(ops::cuda::op(...)) compiles to the call in a CUDA build and
-// to a clear "built without CUDA" error in a CPU-only build.
-#if CNN_WITH_CUDA
-#define CNN_ON_CUDA(call) call
-#else
-#define CNN_ON_CUDA(call) ::cnn::fail("CUDA device requested, but ", ::cnn::cuda_unavailable_reason())
-#endif
 
 // ---- Batch normalisation, dropout, global pooling, scaling, augmentation ------------------
 // (airbench94's building blocks.) Shapes: `n` samples of `c` channels of `hw` values each,
@@ -299,6 +306,53 @@ namespace cnn::ops {
 //   dbeta_k = sum(dy),  dgamma_k = sum(dy xhat),  dx = gamma_k invstd_k (dy - dbeta_k / m - xhat dgamma_k / m)
 // Backward (inference), the statistics being constants: dx = gamma_k invstd_k dy, same dgamma/dbeta.
 // dx, dgamma, dbeta may each be null (not computed). x and y may not alias; dx may alias dy.
+// The operands of each op, one struct per op (x, y, dx, dy hold n * c * hw values, every
+// other pointer c); write them with designated initialisers, {.x = ..., .gamma = ...}.
+template <class T>
+struct BatchNormForwardTrainingArgs {
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  T eps = 0, momentum = 0;
+  T* running_mean = nullptr;  // moved towards the batch statistics
+  T* running_var = nullptr;
+  T* save_mean = nullptr;     // the batch statistics, for backward
+  T* save_invstd = nullptr;
+  T* y = nullptr;
+};
+template <class T>
+struct BatchNormForwardInferenceArgs {
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  const T* running_mean = nullptr;
+  const T* running_var = nullptr;
+  T eps = 0;
+  T* y = nullptr;
+};
+template <class T>
+struct BatchNormBackwardTrainingArgs {
+  const T* x = nullptr;
+  const T* dy = nullptr;
+  const T* gamma = nullptr;
+  const T* save_mean = nullptr;  // as the training forward saved them
+  const T* save_invstd = nullptr;
+  T* dx = nullptr;
+  T* dgamma = nullptr;
+  T* dbeta = nullptr;
+};
+template <class T>
+struct BatchNormBackwardInferenceArgs {
+  const T* x = nullptr;
+  const T* dy = nullptr;
+  const T* gamma = nullptr;
+  const T* running_mean = nullptr;
+  const T* running_var = nullptr;
+  T eps = 0;
+  T* dx = nullptr;
+  T* dgamma = nullptr;
+  T* dbeta = nullptr;
+};
 
 // Dropout (inverted): element i of the `count` values is kept when
 // random::dropout_keep(seed, i, random::dropout_threshold(rate)); kept values are scaled by
@@ -332,24 +386,23 @@ struct AugmentSpec {
 
 namespace cpu {
 
+// -- Batch normalisation
 template <class T>
-void batchnorm_forward_training(int n, int c, int hw, const T* x, const T* gamma, const T* beta, T eps,
-                                T momentum, T* running_mean, T* running_var, T* save_mean, T* save_invstd, T* y);
+void batchnorm_forward_training(int n, int c, int hw, const BatchNormForwardTrainingArgs<T>& a);
 template <class T>
-void batchnorm_forward_inference(int n, int c, int hw, const T* x, const T* gamma, const T* beta,
-                                 const T* running_mean, const T* running_var, T eps, T* y);
+void batchnorm_forward_inference(int n, int c, int hw, const BatchNormForwardInferenceArgs<T>& a);
 template <class T>
-void batchnorm_backward_training(int n, int c, int hw, const T* x, const T* dy, const T* gamma, const T* save_mean,
-                                 const T* save_invstd, T* dx, T* dgamma, T* dbeta);
+void batchnorm_backward_training(int n, int c, int hw, const BatchNormBackwardTrainingArgs<T>& a);
 template <class T>
-void batchnorm_backward_inference(int n, int c, int hw, const T* x, const T* dy, const T* gamma,
-                                  const T* running_mean, const T* running_var, T eps, T* dx, T* dgamma, T* dbeta);
+void batchnorm_backward_inference(int n, int c, int hw, const BatchNormBackwardInferenceArgs<T>& a);
 
+// -- Dropout
 template <class T>
 void dropout_forward(int64_t count, float rate, uint64_t seed, const T* x, T* y);
 template <class T>
 void dropout_backward(int64_t count, float rate, uint64_t seed, const T* dy, T* dx);
 
+// -- Global pooling
 template <class T>
 void global_avgpool_forward(int n, int c, int hw, const T* x, T* y);
 template <class T>
@@ -359,10 +412,12 @@ void global_maxpool_forward(int n, int c, int hw, const T* x, T* y);
 template <class T>
 void global_maxpool_backward(int n, int c, int hw, const T* x, const T* dy, T* dx);
 
+// -- Scaling
 // y = alpha x, elementwise (its own backward); in place is fine.
 template <class T>
 void scale(int64_t count, T alpha, const T* x, T* y);
 
+// -- Augmentation
 template <class T>
 void augment_images(int n, int c, int h, int w, const T* x, T* y, const AugmentSpec& spec, uint64_t seed);
 // Test-time augmentation: every image mirrored left-right; every image translated (output
@@ -377,31 +432,29 @@ void translate_images(int n, int c, int h, int w, const T* x, T* y, int dx, int 
 
 namespace cnn::ops::cuda {
 
-void batchnorm_forward_training(Ctx& c, int n, int ch, int hw, const float* x, const float* gamma, const float* beta,
-                                float eps, float momentum, float* running_mean, float* running_var, float* save_mean,
-                                float* save_invstd, float* y);
-void batchnorm_forward_inference(Ctx& c, int n, int ch, int hw, const float* x, const float* gamma, const float* beta,
-                                 const float* running_mean, const float* running_var, float eps, float* y);
-void batchnorm_backward_training(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, const float* gamma,
-                                 const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                                 float* dbeta);
-void batchnorm_backward_inference(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, const float* gamma,
-                                  const float* running_mean, const float* running_var, float eps, float* dx,
-                                  float* dgamma, float* dbeta);
+// -- Batch normalisation
+void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const BatchNormForwardTrainingArgs<float>& a);
+void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const BatchNormForwardInferenceArgs<float>& a);
+void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const BatchNormBackwardTrainingArgs<float>& a);
+void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const BatchNormBackwardInferenceArgs<float>& a);
 
-void dropout_forward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* x, float* y);
-void dropout_backward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);
+// -- Dropout
+void dropout_forward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* x, float* y);
+void dropout_backward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* dy, float* dx);
 
-void global_avgpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y);
-void global_avgpool_backward(Ctx& c, int n, int ch, int hw, const float* dy, float* dx);
-void global_maxpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y);
-void global_maxpool_backward(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, float* dx);
+// -- Global pooling
+void global_avgpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y);
+void global_avgpool_backward(Context& ctx, int n, int c, int hw, const float* dy, float* dx);
+void global_maxpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y);
+void global_maxpool_backward(Context& ctx, int n, int c, int hw, const float* x, const float* dy, float* dx);
 
-void scale(Ctx& c, int64_t count, float alpha, const float* x, float* y);
+// -- Scaling
+void scale(Context& ctx, int64_t count, float alpha, const float* x, float* y);
 
-void augment_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y, const AugmentSpec& spec,
+// -- Augmentation
+void augment_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,
                     uint64_t seed);
-void flip_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y);
-void translate_images(Ctx& c, int n, int ch, int h, int w, const float* x, float* y, int dx, int dy);
+void flip_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y);
+void translate_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, int dx, int dy);
 
 }  // namespace cnn::ops::cuda

@@ -48,8 +48,9 @@ class BatchNormGpu : public GpuTest, public ::testing::WithParamInterface<NormCa
     mean.resize(size_t(k.c));
     invstd.resize(size_t(k.c));
     std::vector<float> y(x.size());
-    cpu::batchnorm_forward_training<float>(k.n, k.c, k.hw, x.data(), nullptr, nullptr, eps, 0.1f, nullptr, nullptr,
-                                           mean.data(), invstd.data(), y.data());
+    cpu::batchnorm_forward_training<float>(k.n, k.c, k.hw, {.x = x.data(), .eps = eps, .momentum = 0.1f,
+                                                            .save_mean = mean.data(), .save_invstd = invstd.data(),
+                                                            .y = y.data()});
   }
 };
 
@@ -64,14 +65,18 @@ TEST_P(BatchNormGpu, ForwardTrainingWithRunningUpdate) {
     const int y = op.output("y", count()), mean = op.output("save_mean", k.c), invstd = op.output("save_invstd", k.c);
     op.run(
         [&](auto& d) {
-          gpu::batchnorm_forward_training(ctx(), k.n, k.c, k.hw, d[x], affine ? d[gamma] : nullptr,
-                                          affine ? d[beta] : nullptr, 1e-5f, 0.4f, d[rm], d[rv], d[mean], d[invstd],
-                                          d[y]);
+          gpu::batchnorm_forward_training(
+              ctx(), k.n, k.c, k.hw,
+              {.x = d[x], .gamma = affine ? d[gamma] : nullptr, .beta = affine ? d[beta] : nullptr, .eps = 1e-5f,
+               .momentum = 0.4f, .running_mean = d[rm], .running_var = d[rv], .save_mean = d[mean],
+               .save_invstd = d[invstd], .y = d[y]});
         },
         [&](auto& h) {
-          cpu::batchnorm_forward_training<double>(k.n, k.c, k.hw, h[x], affine ? h[gamma] : nullptr,
-                                                  affine ? h[beta] : nullptr, double(1e-5f), double(0.4f), h[rm], h[rv], h[mean],
-                                                  h[invstd], h[y]);
+          cpu::batchnorm_forward_training<double>(
+              k.n, k.c, k.hw,
+              {.x = h[x], .gamma = affine ? h[gamma] : nullptr, .beta = affine ? h[beta] : nullptr,
+               .eps = double(1e-5f), .momentum = double(0.4f), .running_mean = h[rm], .running_var = h[rv],
+               .save_mean = h[mean], .save_invstd = h[invstd], .y = h[y]});
         });
   }
 }
@@ -85,11 +90,14 @@ TEST_P(BatchNormGpu, ForwardInference) {
   const int y = op.output("y", count());
   op.run(
       [&](auto& d) {
-        gpu::batchnorm_forward_inference(ctx(), k.n, k.c, k.hw, d[x], d[gamma], d[beta], d[rm], d[rv], 1e-3f, d[y]);
+        gpu::batchnorm_forward_inference(ctx(), k.n, k.c, k.hw,
+                                         {.x = d[x], .gamma = d[gamma], .beta = d[beta], .running_mean = d[rm],
+                                          .running_var = d[rv], .eps = 1e-3f, .y = d[y]});
       },
       [&](auto& h) {
-        cpu::batchnorm_forward_inference<double>(k.n, k.c, k.hw, h[x], h[gamma], h[beta], h[rm], h[rv], double(1e-3f),
-                                                 h[y]);
+        cpu::batchnorm_forward_inference<double>(k.n, k.c, k.hw,
+                                                 {.x = h[x], .gamma = h[gamma], .beta = h[beta], .running_mean = h[rm],
+                                                  .running_var = h[rv], .eps = double(1e-3f), .y = h[y]});
       });
 }
 
@@ -109,14 +117,18 @@ TEST_P(BatchNormGpu, BackwardTraining) {
     const int dbeta = variant == 0 ? op.output("dbeta", k.c, 1e-4) : -1;
     op.run(
         [&](auto& d) {
-          gpu::batchnorm_backward_training(ctx(), k.n, k.c, k.hw, d[x], d[dy], variant == 0 ? d[gamma] : nullptr,
-                                           d[mean], d[invstd], d[dx], variant == 0 ? d[dgamma] : nullptr,
-                                           variant == 0 ? d[dbeta] : nullptr);
+          gpu::batchnorm_backward_training(
+              ctx(), k.n, k.c, k.hw,
+              {.x = d[x], .dy = d[dy], .gamma = variant == 0 ? d[gamma] : nullptr, .save_mean = d[mean],
+               .save_invstd = d[invstd], .dx = d[dx], .dgamma = variant == 0 ? d[dgamma] : nullptr,
+               .dbeta = variant == 0 ? d[dbeta] : nullptr});
         },
         [&](auto& h) {
-          cpu::batchnorm_backward_training<double>(k.n, k.c, k.hw, h[x], h[dy], variant == 0 ? h[gamma] : nullptr,
-                                                   h[mean], h[invstd], h[dx], variant == 0 ? h[dgamma] : nullptr,
-                                                   variant == 0 ? h[dbeta] : nullptr);
+          cpu::batchnorm_backward_training<double>(
+              k.n, k.c, k.hw,
+              {.x = h[x], .dy = h[dy], .gamma = variant == 0 ? h[gamma] : nullptr, .save_mean = h[mean],
+               .save_invstd = h[invstd], .dx = h[dx], .dgamma = variant == 0 ? h[dgamma] : nullptr,
+               .dbeta = variant == 0 ? h[dbeta] : nullptr});
         });
   }
 }
@@ -130,12 +142,16 @@ TEST_P(BatchNormGpu, BackwardInference) {
   const int dx = op.output("dx", count()), dgamma = op.output("dgamma", k.c, 1e-4), dbeta = op.output("dbeta", k.c, 1e-4);
   op.run(
       [&](auto& d) {
-        gpu::batchnorm_backward_inference(ctx(), k.n, k.c, k.hw, d[x], d[dy], d[gamma], d[rm], d[rv], 1e-5f, d[dx],
-                                          d[dgamma], d[dbeta]);
+        gpu::batchnorm_backward_inference(ctx(), k.n, k.c, k.hw,
+                                          {.x = d[x], .dy = d[dy], .gamma = d[gamma], .running_mean = d[rm],
+                                           .running_var = d[rv], .eps = 1e-5f, .dx = d[dx], .dgamma = d[dgamma],
+                                           .dbeta = d[dbeta]});
       },
       [&](auto& h) {
-        cpu::batchnorm_backward_inference<double>(k.n, k.c, k.hw, h[x], h[dy], h[gamma], h[rm], h[rv], double(1e-5f), h[dx],
-                                                  h[dgamma], h[dbeta]);
+        cpu::batchnorm_backward_inference<double>(k.n, k.c, k.hw,
+                                                  {.x = h[x], .dy = h[dy], .gamma = h[gamma], .running_mean = h[rm],
+                                                   .running_var = h[rv], .eps = double(1e-5f), .dx = h[dx],
+                                                   .dgamma = h[dgamma], .dbeta = h[dbeta]});
       });
 }
 

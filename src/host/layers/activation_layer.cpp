@@ -41,6 +41,6 @@ void ActivationLayer::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   undo_activation<T>(e, act, b.n, int(shape_numel(input_shape_)), b.x, b.y, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(ActivationLayer)
+template class LayerCompute<ActivationLayer>;
 
 }  // namespace cnn

@@ -58,11 +58,16 @@ void BatchNormalization::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   T* running_var = b.params + 3 * C;
   if (e.training && trainable) {
     T* saved = saved_.get<T>(2 * int64_t(C), e.device);
-    CNN_RUN_OP(e, T, batchnorm_forward_training, b.n, C, spatial_, b.x, gamma, beta, T(opt_.epsilon),
-               T(opt_.momentum), running_mean, running_var, saved, saved + C, b.y);
+    const ops::BatchNormForwardTrainingArgs<T> args{
+        .x = b.x, .gamma = gamma, .beta = beta, .eps = T(opt_.epsilon), .momentum = T(opt_.momentum),
+        .running_mean = running_mean, .running_var = running_var, .save_mean = saved, .save_invstd = saved + C,
+        .y = b.y};
+    run::batchnorm_forward_training<T>(e, b.n, C, spatial_, args);
   } else {
-    CNN_RUN_OP(e, T, batchnorm_forward_inference, b.n, C, spatial_, b.x, gamma, beta, running_mean, running_var,
-               T(opt_.epsilon), b.y);
+    const ops::BatchNormForwardInferenceArgs<T> args{.x = b.x, .gamma = gamma, .beta = beta,
+                                                     .running_mean = running_mean, .running_var = running_var,
+                                                     .eps = T(opt_.epsilon), .y = b.y};
+    run::batchnorm_forward_inference<T>(e, b.n, C, spatial_, args);
   }
 }
 
@@ -75,16 +80,21 @@ void BatchNormalization::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (e.training && trainable) {
     // The batch statistics saved by this step's forward pass.
     T* saved = saved_.get<T>(2 * int64_t(C), e.device);
-    CNN_RUN_OP(e, T, batchnorm_backward_training, b.n, C, spatial_, b.x, b.dy, gamma, saved, saved + C, b.dx,
-               dgamma, dbeta);
+    const ops::BatchNormBackwardTrainingArgs<T> args{.x = b.x, .dy = b.dy, .gamma = gamma, .save_mean = saved,
+                                                     .save_invstd = saved + C, .dx = b.dx, .dgamma = dgamma,
+                                                     .dbeta = dbeta};
+    run::batchnorm_backward_training<T>(e, b.n, C, spatial_, args);
   } else {
-    CNN_RUN_OP(e, T, batchnorm_backward_inference, b.n, C, spatial_, b.x, b.dy, gamma, b.params + 2 * C,
-               b.params + 3 * C, T(opt_.epsilon), b.dx, dgamma, dbeta);
+    const ops::BatchNormBackwardInferenceArgs<T> args{.x = b.x, .dy = b.dy, .gamma = gamma,
+                                                      .running_mean = b.params + 2 * C,
+                                                      .running_var = b.params + 3 * C, .eps = T(opt_.epsilon),
+                                                      .dx = b.dx, .dgamma = dgamma, .dbeta = dbeta};
+    run::batchnorm_backward_inference<T>(e, b.n, C, spatial_, args);
   }
   // The gradient slots of the running statistics are never written: they keep the zeros their
   // buffers are allocated with (a cudaMemset here would also break CUDA graph capture).
 }
 
-CNN_LAYER_COMPUTE_DEFS(BatchNormalization)
+template class LayerCompute<BatchNormalization>;
 
 }  // namespace cnn

@@ -90,10 +90,10 @@ void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   if (gradient_needs_input(act.kind)) {
     T* z = pre_activation_.get<T>(s.y_size(), e.device);
-    CNN_RUN_OP(e, T, conv2d_forward, s, b.x, b.params, bias, ActivationSpec{}, z);
-    CNN_RUN_OP(e, T, activation_forward, act, s.y_size(), z, b.y);
+    run::conv2d_forward<T>(e, s, b.x, b.params, bias, ActivationSpec{}, z);
+    run::activation_forward<T>(e, act, s.y_size(), z, b.y);
   } else {
-    CNN_RUN_OP(e, T, conv2d_forward, s, b.x, b.params, bias, act, b.y);
+    run::conv2d_forward<T>(e, s, b.x, b.params, bias, act, b.y);
   }
 }
 
@@ -105,13 +105,13 @@ void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   if (act.kind != Activation::Linear) {
     const T* z = gradient_needs_input(act.kind) ? pre_activation_.get<T>(s.y_size(), e.device) : nullptr;
-    CNN_RUN_OP(e, T, activation_backward, act, s.y_size(), z, b.y, b.dy, b.dy);
+    run::activation_backward<T>(e, act, s.y_size(), z, b.y, b.dy, b.dy);
   }
-  if (b.dx) CNN_RUN_OP(e, T, conv2d_backward_input, s, b.dy, b.params, b.dx);
+  if (b.dx) run::conv2d_backward_input<T>(e, s, b.dy, b.params, b.dx);
   if (trainable)
-    CNN_RUN_OP(e, T, conv2d_backward_params, s, b.x, b.dy, b.grads, opt_.use_bias ? b.grads + s.w_size() : nullptr);
+    run::conv2d_backward_params<T>(e, s, b.x, b.dy, b.grads, opt_.use_bias ? b.grads + s.w_size() : nullptr);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Conv2D)
+template class LayerCompute<Conv2D>;
 
 }  // namespace cnn

@@ -55,17 +55,17 @@ void Dense::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const bool scaled = opt_.scale != 1.0f;
   if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
     T* z = pre_activation_.get<T>(count, e.device);
-    CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, z);
-    if (scaled) CNN_RUN_OP(e, T, scale, count, T(opt_.scale), z, z);
+    run::dense_forward<T>(e, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, z);
+    if (scaled) run::scale<T>(e, count, T(opt_.scale), z, z);
     apply_activation<T>(e, act, b.n, opt_.units, z, b.y);
   } else if (scaled) {
     // The scale goes between the product and the activation: z = scale (x W^T + b) in y, then
     // the elementwise activation in place.
-    CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, b.y);
-    CNN_RUN_OP(e, T, scale, count, T(opt_.scale), b.y, b.y);
+    run::dense_forward<T>(e, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, b.y);
+    run::scale<T>(e, count, T(opt_.scale), b.y, b.y);
     if (act.kind != Activation::Linear) apply_activation<T>(e, act, b.n, opt_.units, b.y, b.y);
   } else {
-    CNN_RUN_OP(e, T, dense_forward, b.n, in_, opt_.units, b.x, b.params, bias, act, b.y);
+    run::dense_forward<T>(e, b.n, in_, opt_.units, b.x, b.params, bias, act, b.y);
   }
 }
 
@@ -83,13 +83,13 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     undo_activation<T>(e, act, b.n, opt_.units, nullptr, b.y, b.dy, b.dy);
   }
   // d/d(x W^T + b) = scale * d/dz; dz is this layer's own (dy or the scratch), so in place.
-  if (opt_.scale != 1.0f) CNN_RUN_OP(e, T, scale, count, T(opt_.scale), dz, dz);
-  if (b.dx) CNN_RUN_OP(e, T, dense_backward_input, b.n, in_, opt_.units, dz, b.params, b.dx);
+  if (opt_.scale != 1.0f) run::scale<T>(e, count, T(opt_.scale), dz, dz);
+  if (b.dx) run::dense_backward_input<T>(e, b.n, in_, opt_.units, dz, b.params, b.dx);
   if (trainable)
-    CNN_RUN_OP(e, T, dense_backward_params, b.n, in_, opt_.units, b.x, dz, b.grads,
-               opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
+    run::dense_backward_params<T>(e, b.n, in_, opt_.units, b.x, dz, b.grads,
+                                  opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Dense)
+template class LayerCompute<Dense>;
 
 }  // namespace cnn

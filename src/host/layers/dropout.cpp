@@ -28,18 +28,18 @@ nlohmann::json Dropout::config() const {
 template <class T>
 void Dropout::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const int64_t count = b.n * shape_numel(input_shape_);
-  if (e.training && rate_ > 0) CNN_RUN_OP(e, T, dropout_forward, count, rate_, e.seed, b.x, b.y);
-  else CNN_RUN_OP(e, T, copy, count, b.x, b.y);
+  if (e.training && rate_ > 0) run::dropout_forward<T>(e, count, rate_, e.seed, b.x, b.y);
+  else run::copy<T>(e, count, b.x, b.y);
 }
 
 template <class T>
 void Dropout::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (!b.dx) return;
   const int64_t count = b.n * shape_numel(input_shape_);
-  if (e.training && rate_ > 0) CNN_RUN_OP(e, T, dropout_backward, count, rate_, e.seed, b.dy, b.dx);
-  else CNN_RUN_OP(e, T, copy, count, b.dy, b.dx);
+  if (e.training && rate_ > 0) run::dropout_backward<T>(e, count, rate_, e.seed, b.dy, b.dx);
+  else run::copy<T>(e, count, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Dropout)
+template class LayerCompute<Dropout>;
 
 }  // namespace cnn

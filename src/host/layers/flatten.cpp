@@ -18,14 +18,14 @@ nlohmann::json Flatten::config() const { return common_config(); }
 
 template <class T>
 void Flatten::forward_t(const Exec& e, const LayerBuffers<T>& b) {
-  CNN_RUN_OP(e, T, copy, b.n * output_shape_[0], b.x, b.y);
+  run::copy<T>(e, b.n * output_shape_[0], b.x, b.y);
 }
 
 template <class T>
 void Flatten::backward_t(const Exec& e, const LayerBuffers<T>& b) {
-  if (b.dx) CNN_RUN_OP(e, T, copy, b.n * output_shape_[0], b.dy, b.dx);
+  if (b.dx) run::copy<T>(e, b.n * output_shape_[0], b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Flatten)
+template class LayerCompute<Flatten>;
 
 }  // namespace cnn

@@ -21,18 +21,18 @@ nlohmann::json GlobalPooling2D::config() const { return common_config(); }
 template <class T>
 void GlobalPooling2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const int c = int(input_shape_[0]), hw = int(input_shape_[1] * input_shape_[2]);
-  if (kind_ == Kind::Max) CNN_RUN_OP(e, T, global_maxpool_forward, b.n, c, hw, b.x, b.y);
-  else CNN_RUN_OP(e, T, global_avgpool_forward, b.n, c, hw, b.x, b.y);
+  if (kind_ == Kind::Max) run::global_maxpool_forward<T>(e, b.n, c, hw, b.x, b.y);
+  else run::global_avgpool_forward<T>(e, b.n, c, hw, b.x, b.y);
 }
 
 template <class T>
 void GlobalPooling2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (!b.dx) return;
   const int c = int(input_shape_[0]), hw = int(input_shape_[1] * input_shape_[2]);
-  if (kind_ == Kind::Max) CNN_RUN_OP(e, T, global_maxpool_backward, b.n, c, hw, b.x, b.dy, b.dx);
-  else CNN_RUN_OP(e, T, global_avgpool_backward, b.n, c, hw, b.dy, b.dx);
+  if (kind_ == Kind::Max) run::global_maxpool_backward<T>(e, b.n, c, hw, b.x, b.dy, b.dx);
+  else run::global_avgpool_backward<T>(e, b.n, c, hw, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(GlobalPooling2D)
+template class LayerCompute<GlobalPooling2D>;
 
 }  // namespace cnn

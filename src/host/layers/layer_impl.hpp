@@ -1,36 +1,37 @@
 #pragma once
-// Shared plumbing for layer implementations: running an op on the right backend, and the
-// float/double entry points generated from one template per layer.
-#include <type_traits>
+// Shared plumbing for layer implementations: running an op on the right backend
+// (run_ops.hpp), and LayerCompute's float/double entry points, which each layer's .cpp
+// instantiates for itself.
+#include <string>
 
 #include "cnn/error.hpp"
 #include "cnn/layer.hpp"
 #include "kernels/ops.hpp"
-
-// Runs ops::cuda::op(ctx, args...) when the call is on the GPU (float only), else
-// ops::cpu::op<T>(args...).
-#define CNN_RUN_OP(e, T, op, ...)                                                    \
-  do {                                                                               \
-    if constexpr (std::is_same_v<T, float>) {                                        \
-      if ((e).on_cuda()) {                                                           \
-        CNN_ON_CUDA(::cnn::ops::cuda::op(*(e).cuda, __VA_ARGS__));                   \
-        break;                                                                       \
-      }                                                                              \
-    }                                                                                \
-    ::cnn::ops::cpu::op<T>(__VA_ARGS__);                                             \
-  } while (0)
-
-// Defines the four virtual compute entry points of `Class` from its forward_t/backward_t.
-#define CNN_LAYER_COMPUTE_DEFS(Class)                                                                    \
-  void Class::forward(const Exec& e, const LayerBuffers<float>& b) { forward_t(e, b); }                 \
-  void Class::forward(const Exec& e, const LayerBuffers<double>& b) { check_cpu(e, #Class); forward_t(e, b); } \
-  void Class::backward(const Exec& e, const LayerBuffers<float>& b) { backward_t(e, b); }               \
-  void Class::backward(const Exec& e, const LayerBuffers<double>& b) { check_cpu(e, #Class); backward_t(e, b); }
+#include "layers/run_ops.hpp"
 
 namespace cnn {
 
-inline void check_cpu(const Exec& e, const char* layer) {
+inline void check_cpu(const Exec& e, const std::string& layer) {
   CNN_CHECK(!e.on_cuda(), layer, ": double precision runs on the CPU only");
+}
+
+template <class Derived>
+void LayerCompute<Derived>::forward(const Exec& e, const LayerBuffers<float>& b) {
+  static_cast<Derived&>(*this).forward_t(e, b);
+}
+template <class Derived>
+void LayerCompute<Derived>::forward(const Exec& e, const LayerBuffers<double>& b) {
+  check_cpu(e, type());
+  static_cast<Derived&>(*this).forward_t(e, b);
+}
+template <class Derived>
+void LayerCompute<Derived>::backward(const Exec& e, const LayerBuffers<float>& b) {
+  static_cast<Derived&>(*this).backward_t(e, b);
+}
+template <class Derived>
+void LayerCompute<Derived>::backward(const Exec& e, const LayerBuffers<double>& b) {
+  check_cpu(e, type());
+  static_cast<Derived&>(*this).backward_t(e, b);
 }
 
 // Activations whose gradient needs the pre-activation input rather than the output.
@@ -40,8 +41,8 @@ inline bool gradient_needs_input(Activation a) { return a == Activation::GELU; }
 // place, softmax row-wise.
 template <class T>
 void apply_activation(const Exec& e, ActivationSpec act, int rows, int cols, const T* z, T* y) {
-  if (act.kind == Activation::Softmax) CNN_RUN_OP(e, T, softmax_forward, rows, cols, z, y);
-  else CNN_RUN_OP(e, T, activation_forward, act, int64_t(rows) * cols, z, y);
+  if (act.kind == Activation::Softmax) run::softmax_forward<T>(e, rows, cols, z, y);
+  else run::activation_forward<T>(e, act, int64_t(rows) * cols, z, y);
 }
 
 // Turns dy (gradient after the activation) into the gradient before it, written to dz.
@@ -49,8 +50,8 @@ void apply_activation(const Exec& e, ActivationSpec act, int rows, int cols, con
 template <class T>
 void undo_activation(const Exec& e, ActivationSpec act, int rows, int cols, const T* z, const T* y, const T* dy,
                      T* dz) {
-  if (act.kind == Activation::Softmax) CNN_RUN_OP(e, T, softmax_backward, rows, cols, y, dy, dz);
-  else CNN_RUN_OP(e, T, activation_backward, act, int64_t(rows) * cols, z, y, dy, dz);
+  if (act.kind == Activation::Softmax) run::softmax_backward<T>(e, rows, cols, y, dy, dz);
+  else run::activation_backward<T>(e, act, int64_t(rows) * cols, z, y, dy, dz);
 }
 
 }  // namespace cnn

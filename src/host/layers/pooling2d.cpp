@@ -36,8 +36,8 @@ template <class T>
 void Pooling2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const auto s = ops::Pool2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
                                         opt_.pool_size.h, opt_.pool_size.w, opt_.strides->h, opt_.strides->w, padding_);
-  if (kind_ == Kind::Max) CNN_RUN_OP(e, T, maxpool2d_forward, s, b.x, b.y);
-  else CNN_RUN_OP(e, T, avgpool2d_forward, s, b.x, b.y);
+  if (kind_ == Kind::Max) run::maxpool2d_forward<T>(e, s, b.x, b.y);
+  else run::avgpool2d_forward<T>(e, s, b.x, b.y);
 }
 
 template <class T>
@@ -45,10 +45,10 @@ void Pooling2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (!b.dx) return;
   const auto s = ops::Pool2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
                                         opt_.pool_size.h, opt_.pool_size.w, opt_.strides->h, opt_.strides->w, padding_);
-  if (kind_ == Kind::Max) CNN_RUN_OP(e, T, maxpool2d_backward, s, b.x, b.dy, b.dx);
-  else CNN_RUN_OP(e, T, avgpool2d_backward, s, b.dy, b.dx);
+  if (kind_ == Kind::Max) run::maxpool2d_backward<T>(e, s, b.x, b.dy, b.dx);
+  else run::avgpool2d_backward<T>(e, s, b.dy, b.dx);
 }
 
-CNN_LAYER_COMPUTE_DEFS(Pooling2D)
+template class LayerCompute<Pooling2D>;
 
 }  // namespace cnn

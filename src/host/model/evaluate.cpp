@@ -44,12 +44,12 @@ const float* forward_tta(Runner<float>& runner, const State& s, int n, const Tes
     const auto [mirrored, shift] = views[v];
     const float* src = original;
     if (mirrored) {
-      CNN_RUN_OP(e, float, flip_images, n, c, h, w, original, a.input.data());
+      run::flip_images<float>(e, n, c, h, w, original, a.input.data());
       src = a.input.data();
     }
     if (shift != 0) {
       float* dst = mirrored ? a.grad_a.data() : a.input.data();  // grad_a is free during inference
-      CNN_RUN_OP(e, float, translate_images, n, c, h, w, src, dst, shift, shift);
+      run::translate_images<float>(e, n, c, h, w, src, dst, shift, shift);
       if (dst != a.input.data()) copy_values(e, in, dst, a.input.data());
     } else if (!mirrored) {
       copy_values(e, in, original, a.input.data());
@@ -57,7 +57,7 @@ const float* forward_tta(Runner<float>& runner, const State& s, int n, const Tes
     runner.forward(n, false);
     // Running mean of the views' outputs: mean += (out - mean) / (v + 1).
     if (v == 0) copy_values(e, out, runner.output(), mean);
-    else CNN_RUN_OP(e, float, lerp, out, mean, runner.output(), 1.0f / float(v + 1));
+    else run::lerp<float>(e, out, mean, runner.output(), 1.0f / float(v + 1));
   }
   return mean;
 }

@@ -186,7 +186,7 @@ class FitLoop {
     const Exec e = runner_.exec(true);
     Arena<float>& a = runner_.arena();
     const int c = int(s_.input_shape[0]), h = int(s_.input_shape[1]), w = int(s_.input_shape[2]);
-    CNN_RUN_OP(e, float, augment_images, n, c, h, w, a.input.data(), a.augmented.data(), augment_, s_.step_seed);
+    run::augment_images<float>(e, n, c, h, w, a.input.data(), a.augmented.data(), augment_, s_.step_seed);
     copy_values(e, int64_t(n) * s_.input_size, a.augmented.data(), a.input.data());
   }
 

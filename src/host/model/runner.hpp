@@ -23,7 +23,7 @@ inline double now_seconds() {
 // Copies count values on the device of `e`.
 template <class T>
 void copy_values(const Exec& e, int64_t count, const T* src, T* dst) {
-  CNN_RUN_OP(e, T, copy, count, src, dst);
+  run::copy<T>(e, count, src, dst);
 }
 
 // Where a training step is, for error messages.

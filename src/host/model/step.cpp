@@ -129,8 +129,8 @@ void Runner<T>::loss_with_metrics(ops::TargetKind kind, int n, const T* out) {
   if (!out) out = output();
   loss_and_gradient(kind, n, out);
   const bool logits = s_.fused && s_.loss == LossKind::BinaryCE;
-  CNN_RUN_OP(exec(true), T, accumulate_metrics, n, int(s_.output_size()), arena_.row_loss.data(), out, kind,
-             arena_.labels.data(), arena_.targets.data(), logits, arena_.metrics.data());
+  run::accumulate_metrics<T>(exec(true), n, int(s_.output_size()), arena_.row_loss.data(), out, kind,
+                             arena_.labels.data(), arena_.targets.data(), logits, arena_.metrics.data());
 }
 
 template <class T>
@@ -179,11 +179,11 @@ void Runner<T>::optimizer_step()
     const float lr = o.learning_rate * s_.lr_factor * seg.lr_scale;
     if (s_.optimizer == OptimizerKind::Adam) {
       const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay, s_.step};
-      CNN_RUN_OP(e, float, adam_update, count, p, g, s_.opt_m.data() + begin, s_.opt_v.data() + begin, cfg);
+      run::adam_update<float>(e, count, p, g, s_.opt_m.data() + begin, s_.opt_v.data() + begin, cfg);
     } else {
       const ops::SgdConfig cfg{lr, o.momentum, o.nesterov, o.weight_decay, o.decoupled_weight_decay};
       float* v = s_.opt_m.empty() ? nullptr : s_.opt_m.data() + begin;
-      CNN_RUN_OP(e, float, sgd_update, count, p, g, v, cfg);
+      run::sgd_update<float>(e, count, p, g, v, cfg);
     }
   }
 }

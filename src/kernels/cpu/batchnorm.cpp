@@ -54,106 +54,100 @@ void gradient_sums(int n, int c, int hw, int k, const T* x, const T* dy, T mean,
 }  // namespace
 
 template <class T>
-void batchnorm_forward_training(int n, int c, int hw, const T* x, const T* gamma, const T* beta, T eps, T momentum,
-                                T* running_mean, T* running_var, T* save_mean, T* save_invstd, T* y) {
+void batchnorm_forward_training(int n, int c, int hw, const BatchNormForwardTrainingArgs<T>& a) {
   check_shape(n, c, hw, "batchnorm_forward_training");
   const int64_t m = int64_t(n) * hw;
   if (m == 0) return;
   for_channels(n, c, hw, [&](int k) {
     double sum = 0;
-    planes_of(n, c, hw, k, x, [&](const T* v) {
+    planes_of(n, c, hw, k, a.x, [&](const T* v) {
       for (int p = 0; p < hw; ++p) sum += double(v[p]);
     });
     const double mean = sum / double(m);
     double sq = 0;
-    planes_of(n, c, hw, k, x, [&](const T* v) {
+    planes_of(n, c, hw, k, a.x, [&](const T* v) {
       for (int p = 0; p < hw; ++p) sq += (double(v[p]) - mean) * (double(v[p]) - mean);
     });
     const double var = sq / double(m);
-    const T mean_t = T(mean), invstd = T(1.0 / std::sqrt(var + double(eps)));
-    if (save_mean) save_mean[k] = mean_t;
-    if (save_invstd) save_invstd[k] = invstd;
-    if (running_mean) running_mean[k] = (T(1) - momentum) * running_mean[k] + momentum * mean_t;
-    if (running_var) {
+    const T mean_t = T(mean), invstd = T(1.0 / std::sqrt(var + double(a.eps)));
+    if (a.save_mean) a.save_mean[k] = mean_t;
+    if (a.save_invstd) a.save_invstd[k] = invstd;
+    if (a.running_mean) a.running_mean[k] = (T(1) - a.momentum) * a.running_mean[k] + a.momentum * mean_t;
+    if (a.running_var) {
       const T unbiased = T(m > 1 ? var * double(m) / double(m - 1) : var);
-      running_var[k] = (T(1) - momentum) * running_var[k] + momentum * unbiased;
+      a.running_var[k] = (T(1) - a.momentum) * a.running_var[k] + a.momentum * unbiased;
     }
-    normalize_channel(n, c, hw, k, x, mean_t, invstd, gamma ? gamma[k] : T(1), beta ? beta[k] : T(0), y);
+    normalize_channel(n, c, hw, k, a.x, mean_t, invstd, a.gamma ? a.gamma[k] : T(1), a.beta ? a.beta[k] : T(0),
+                      a.y);
   });
 }
 
 template <class T>
-void batchnorm_forward_inference(int n, int c, int hw, const T* x, const T* gamma, const T* beta,
-                                 const T* running_mean, const T* running_var, T eps, T* y) {
+void batchnorm_forward_inference(int n, int c, int hw, const BatchNormForwardInferenceArgs<T>& a) {
   check_shape(n, c, hw, "batchnorm_forward_inference");
   if (int64_t(n) * hw == 0) return;
   for_channels(n, c, hw, [&](int k) {
-    const T invstd = T(1) / std::sqrt(running_var[k] + eps);
-    normalize_channel(n, c, hw, k, x, running_mean[k], invstd, gamma ? gamma[k] : T(1), beta ? beta[k] : T(0), y);
+    const T invstd = T(1) / std::sqrt(a.running_var[k] + a.eps);
+    normalize_channel(n, c, hw, k, a.x, a.running_mean[k], invstd, a.gamma ? a.gamma[k] : T(1),
+                      a.beta ? a.beta[k] : T(0), a.y);
   });
 }
 
 template <class T>
-void batchnorm_backward_training(int n, int c, int hw, const T* x, const T* dy, const T* gamma, const T* save_mean,
-                                 const T* save_invstd, T* dx, T* dgamma, T* dbeta) {
+void batchnorm_backward_training(int n, int c, int hw, const BatchNormBackwardTrainingArgs<T>& a) {
   check_shape(n, c, hw, "batchnorm_backward_training");
   const int64_t m = int64_t(n) * hw;
   if (m == 0) {
     for (int k = 0; k < c; ++k) {
-      if (dgamma) dgamma[k] = T(0);
-      if (dbeta) dbeta[k] = T(0);
+      if (a.dgamma) a.dgamma[k] = T(0);
+      if (a.dbeta) a.dbeta[k] = T(0);
     }
     return;
   }
   for_channels(n, c, hw, [&](int k) {
-    const T mean = save_mean[k], invstd = save_invstd[k];
+    const T mean = a.save_mean[k], invstd = a.save_invstd[k];
     double sum_dy, sum_dy_xhat;
-    gradient_sums(n, c, hw, k, x, dy, mean, invstd, sum_dy, sum_dy_xhat);
-    if (dgamma) dgamma[k] = T(sum_dy_xhat);
-    if (dbeta) dbeta[k] = T(sum_dy);
-    if (!dx) return;
-    const T g = gamma ? gamma[k] : T(1);
+    gradient_sums(n, c, hw, k, a.x, a.dy, mean, invstd, sum_dy, sum_dy_xhat);
+    if (a.dgamma) a.dgamma[k] = T(sum_dy_xhat);
+    if (a.dbeta) a.dbeta[k] = T(sum_dy);
+    if (!a.dx) return;
+    const T g = a.gamma ? a.gamma[k] : T(1);
     const T mean_dy = T(sum_dy / double(m)), mean_dy_xhat = T(sum_dy_xhat / double(m)), factor = g * invstd;
     for (int i = 0; i < n; ++i) {
       const int64_t at = (int64_t(i) * c + k) * hw;
       for (int p = 0; p < hw; ++p) {
-        const T xhat = (x[at + p] - mean) * invstd;
-        dx[at + p] = factor * (dy[at + p] - mean_dy - xhat * mean_dy_xhat);
+        const T xhat = (a.x[at + p] - mean) * invstd;
+        a.dx[at + p] = factor * (a.dy[at + p] - mean_dy - xhat * mean_dy_xhat);
       }
     }
   });
 }
 
 template <class T>
-void batchnorm_backward_inference(int n, int c, int hw, const T* x, const T* dy, const T* gamma,
-                                  const T* running_mean, const T* running_var, T eps, T* dx, T* dgamma, T* dbeta) {
+void batchnorm_backward_inference(int n, int c, int hw, const BatchNormBackwardInferenceArgs<T>& a) {
   check_shape(n, c, hw, "batchnorm_backward_inference");
   for_channels(n, c, hw, [&](int k) {
-    const T mean = running_mean[k], invstd = T(1) / std::sqrt(running_var[k] + eps);
-    if (dgamma || dbeta) {
+    const T mean = a.running_mean[k], invstd = T(1) / std::sqrt(a.running_var[k] + a.eps);
+    if (a.dgamma || a.dbeta) {
       double sum_dy, sum_dy_xhat;
-      gradient_sums(n, c, hw, k, x, dy, mean, invstd, sum_dy, sum_dy_xhat);
-      if (dgamma) dgamma[k] = T(sum_dy_xhat);
-      if (dbeta) dbeta[k] = T(sum_dy);
+      gradient_sums(n, c, hw, k, a.x, a.dy, mean, invstd, sum_dy, sum_dy_xhat);
+      if (a.dgamma) a.dgamma[k] = T(sum_dy_xhat);
+      if (a.dbeta) a.dbeta[k] = T(sum_dy);
     }
-    if (!dx) return;
-    const T factor = (gamma ? gamma[k] : T(1)) * invstd;
+    if (!a.dx) return;
+    const T factor = (a.gamma ? a.gamma[k] : T(1)) * invstd;
     for (int i = 0; i < n; ++i) {
       const int64_t at = (int64_t(i) * c + k) * hw;
-      for (int p = 0; p < hw; ++p) dx[at + p] = factor * dy[at + p];
+      for (int p = 0; p < hw; ++p) a.dx[at + p] = factor * a.dy[at + p];
     }
   });
 }
 
-#define CNN_INSTANTIATE(T)                                                                                       \
-  template void batchnorm_forward_training<T>(int, int, int, const T*, const T*, const T*, T, T, T*, T*, T*, T*, \
-                                              T*);                                                               \
-  template void batchnorm_forward_inference<T>(int, int, int, const T*, const T*, const T*, const T*, const T*, T, \
-                                               T*);                                                              \
-  template void batchnorm_backward_training<T>(int, int, int, const T*, const T*, const T*, const T*, const T*,   \
-                                               T*, T*, T*);                                                      \
-  template void batchnorm_backward_inference<T>(int, int, int, const T*, const T*, const T*, const T*, const T*,  \
-                                                T, T*, T*, T*);
+#define CNN_INSTANTIATE(T)                                                                                  \
+  template void batchnorm_forward_training<T>(int, int, int, const BatchNormForwardTrainingArgs<T>&);     \
+  template void batchnorm_forward_inference<T>(int, int, int, const BatchNormForwardInferenceArgs<T>&);   \
+  template void batchnorm_backward_training<T>(int, int, int, const BatchNormBackwardTrainingArgs<T>&);   \
+  template void batchnorm_backward_inference<T>(int, int, int, const BatchNormBackwardInferenceArgs<T>&);
 CNN_INSTANTIATE(float)
 CNN_INSTANTIATE(double)
 

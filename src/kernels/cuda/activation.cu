@@ -3,7 +3,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -52,30 +51,30 @@ __global__ void softmax_backward_kernel(int rows, int cols, const float* y, cons
 
 }  // namespace
 
-void activation_forward(Ctx& c, ActivationSpec act, int64_t count, const float* x, float* y) {
+void activation_forward(Context& ctx, ActivationSpec act, int64_t count, const float* x, float* y) {
   check_elementwise(act, "activation_forward");
   if (count <= 0) return;
-  activation_forward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(act, count, x, y);
+  activation_forward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(act, count, x, y);
   CNN_CUDA_CHECK_LAUNCH("activation_forward_kernel");
 }
 
-void activation_backward(Ctx& c, ActivationSpec act, int64_t count, const float* x, const float* y,
+void activation_backward(Context& ctx, ActivationSpec act, int64_t count, const float* x, const float* y,
                          const float* dy, float* dx) {
   check_elementwise(act, "activation_backward");
   if (count <= 0) return;
-  activation_backward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(act, count, x, y, dy, dx);
+  activation_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(act, count, x, y, dy, dx);
   CNN_CUDA_CHECK_LAUNCH("activation_backward_kernel");
 }
 
-void softmax_forward(Ctx& c, int rows, int cols, const float* x, float* y) {
+void softmax_forward(Context& ctx, int rows, int cols, const float* x, float* y) {
   if (rows <= 0 || cols <= 0) return;
-  softmax_forward_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kThreads, 0, c.stream>>>(rows, cols, x, y);
+  softmax_forward_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kThreads, 0, ctx.stream>>>(rows, cols, x, y);
   CNN_CUDA_CHECK_LAUNCH("softmax_forward_kernel");
 }
 
-void softmax_backward(Ctx& c, int rows, int cols, const float* y, const float* dy, float* dx) {
+void softmax_backward(Context& ctx, int rows, int cols, const float* y, const float* dy, float* dx) {
   if (rows <= 0 || cols <= 0) return;
-  softmax_backward_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kThreads, 0, c.stream>>>(rows, cols, y, dy,
+  softmax_backward_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), kThreads, 0, ctx.stream>>>(rows, cols, y, dy,
                                                                                                dx);
   CNN_CUDA_CHECK_LAUNCH("softmax_backward_kernel");
 }

@@ -11,7 +11,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -46,19 +45,19 @@ void remap(Context& ctx, int n, int c, int h, int w, const float* x, float* y, b
 
 }  // namespace
 
-void augment_images(Ctx& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,
+void augment_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,
                     uint64_t seed) {
   augment::check_images(n, c, h, w, "augment_images");
   augment::check_augment_spec(spec, h, w);
   remap(ctx, n, c, h, w, x, y, true, spec, seed, augment::ImageMap{});
 }
 
-void flip_images(Ctx& ctx, int n, int c, int h, int w, const float* x, float* y) {
+void flip_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y) {
   augment::check_images(n, c, h, w, "flip_images");
   remap(ctx, n, c, h, w, x, y, false, AugmentSpec{}, 0, augment::mirror_map());
 }
 
-void translate_images(Ctx& ctx, int n, int c, int h, int w, const float* x, float* y, int dx, int dy) {
+void translate_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, int dx, int dy) {
   augment::check_images(n, c, h, w, "translate_images");
   remap(ctx, n, c, h, w, x, y, false, AugmentSpec{}, 0, augment::translation_map(h, w, dx, dy));
 }

@@ -14,9 +14,9 @@ __global__ void lerp_kernel(int64_t count, float* a, const float* b, float t) {
 
 }  // namespace
 
-void lerp(Ctx& c, int64_t count, float* a, const float* b, float t) {
+void lerp(Context& ctx, int64_t count, float* a, const float* b, float t) {
   if (count <= 0) return;
-  lerp_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, a, b, t);
+  lerp_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, a, b, t);
   CNN_CUDA_CHECK_LAUNCH("lerp_kernel");
 }
 

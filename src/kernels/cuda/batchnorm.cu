@@ -14,7 +14,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -204,58 +203,52 @@ void input_grad(Context& ctx, int n, int c, int hw, const float* x, const float*
 
 }  // namespace
 
-void batchnorm_forward_training(Ctx& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                                float eps, float momentum, float* running_mean, float* running_var, float* save_mean,
-                                float* save_invstd, float* y) {
+void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const BatchNormForwardTrainingArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_forward_training");
   const int64_t m = int64_t(n) * hw;
   if (m == 0 || c == 0) return;
   const int splits = splits_for(ctx, c, m);
   float* partial = ctx.scratch(size_t(c) * splits * 2);
-  channel_moments_kernel<<<dim3(unsigned(splits), unsigned(c)), kThreads, 0, ctx.stream>>>(c, hw, m, splits, x,
+  channel_moments_kernel<<<dim3(unsigned(splits), unsigned(c)), kThreads, 0, ctx.stream>>>(c, hw, m, splits, a.x,
                                                                                            partial);
   CNN_CUDA_CHECK_LAUNCH("channel_moments_kernel");
   finish_moments_kernel<<<unsigned(ceil_div(c, kThreads)), kThreads, 0, ctx.stream>>>(
-      c, hw, m, splits, x, partial, eps, momentum, running_mean, running_var, save_mean, save_invstd);
+      c, hw, m, splits, a.x, partial, a.eps, a.momentum, a.running_mean, a.running_var, a.save_mean,
+      a.save_invstd);
   CNN_CUDA_CHECK_LAUNCH("finish_moments_kernel");
-  normalize(ctx, n, c, hw, x, Stats{save_mean, save_invstd, false, 0.f}, gamma, beta, y);
+  normalize(ctx, n, c, hw, a.x, Stats{a.save_mean, a.save_invstd, false, 0.f}, a.gamma, a.beta, a.y);
 }
 
-void batchnorm_forward_inference(Ctx& ctx, int n, int c, int hw, const float* x, const float* gamma, const float* beta,
-                                 const float* running_mean, const float* running_var, float eps, float* y) {
+void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const BatchNormForwardInferenceArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_forward_inference");
   if (int64_t(n) * c * hw == 0) return;
-  normalize(ctx, n, c, hw, x, Stats{running_mean, running_var, true, eps}, gamma, beta, y);
+  normalize(ctx, n, c, hw, a.x, Stats{a.running_mean, a.running_var, true, a.eps}, a.gamma, a.beta, a.y);
 }
 
-void batchnorm_backward_training(Ctx& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
-                                 const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                                 float* dbeta) {
+void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const BatchNormBackwardTrainingArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_backward_training");
   if (c == 0) return;
   if (int64_t(n) * hw == 0) {  // no values: the parameter gradients are zero
-    if (dgamma) memory::cuda_set_zero(dgamma, size_t(c) * sizeof(float));
-    if (dbeta) memory::cuda_set_zero(dbeta, size_t(c) * sizeof(float));
+    if (a.dgamma) memory::cuda_set_zero(a.dgamma, size_t(c) * sizeof(float));
+    if (a.dbeta) memory::cuda_set_zero(a.dbeta, size_t(c) * sizeof(float));
     return;
   }
-  const Stats st{save_mean, save_invstd, false, 0.f};
-  const float* sums = gradient_sums(ctx, n, c, hw, x, dy, st, dgamma, dbeta);
-  if (dx) input_grad(ctx, n, c, hw, x, dy, st, gamma, sums, dx);
+  const Stats st{a.save_mean, a.save_invstd, false, 0.f};
+  const float* sums = gradient_sums(ctx, n, c, hw, a.x, a.dy, st, a.dgamma, a.dbeta);
+  if (a.dx) input_grad(ctx, n, c, hw, a.x, a.dy, st, a.gamma, sums, a.dx);
 }
 
-void batchnorm_backward_inference(Ctx& ctx, int n, int c, int hw, const float* x, const float* dy, const float* gamma,
-                                  const float* running_mean, const float* running_var, float eps, float* dx,
-                                  float* dgamma, float* dbeta) {
+void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const BatchNormBackwardInferenceArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_backward_inference");
   if (c == 0) return;
-  const Stats st{running_mean, running_var, true, eps};
+  const Stats st{a.running_mean, a.running_var, true, a.eps};
   if (int64_t(n) * hw == 0) {
-    if (dgamma) memory::cuda_set_zero(dgamma, size_t(c) * sizeof(float));
-    if (dbeta) memory::cuda_set_zero(dbeta, size_t(c) * sizeof(float));
+    if (a.dgamma) memory::cuda_set_zero(a.dgamma, size_t(c) * sizeof(float));
+    if (a.dbeta) memory::cuda_set_zero(a.dbeta, size_t(c) * sizeof(float));
     return;
   }
-  if (dgamma || dbeta) gradient_sums(ctx, n, c, hw, x, dy, st, dgamma, dbeta);
-  if (dx) input_grad(ctx, n, c, hw, x, dy, st, gamma, nullptr, dx);
+  if (a.dgamma || a.dbeta) gradient_sums(ctx, n, c, hw, a.x, a.dy, st, a.dgamma, a.dbeta);
+  if (a.dx) input_grad(ctx, n, c, hw, a.x, a.dy, st, a.gamma, nullptr, a.dx);
 }
 
 }  // namespace cnn::ops::cuda

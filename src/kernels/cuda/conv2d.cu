@@ -20,7 +20,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -219,11 +218,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class Operands>
-void launch_conv_gemm(Context& c, const Operands& op, int M, int N, int K, int P, const float* bias,
+void launch_conv_gemm(Context& ctx, const Operands& op, int M, int N, int K, int P, const float* bias,
                       ActivationSpec act, float* out) {
   const dim3 grid(unsigned(ceil_div(N, kTileN)), unsigned(ceil_div(M, kTileM)));
   CNN_CHECK(grid.y <= 65535, "Conv2D: ", M, " output channels exceed the kernel's grid limit");
-  conv_implicit_gemm_kernel<Operands><<<grid, kThreads, 0, c.stream>>>(op, M, N, K, P, bias, act, out);
+  conv_implicit_gemm_kernel<Operands><<<grid, kThreads, 0, ctx.stream>>>(op, M, N, K, P, bias, act, out);
   CNN_CUDA_CHECK_LAUNCH("conv_implicit_gemm_kernel");
 }
 
@@ -345,22 +344,22 @@ void check_sizes(const Conv2DShape& s, const char* op) {
 
 }  // namespace
 
-void conv2d_forward(Ctx& c, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                     ActivationSpec act, float* y) {
   check_elementwise(act, "conv2d_forward");
   check_sizes(s, "conv2d_forward");
   const int K = s.c_in * s.k_h * s.k_w, P = s.h_out * s.w_out;
-  launch_conv_gemm(c, ConvForwardOperands{s, x, w, K}, s.c_out, s.n * P, K, P, bias, act, y);
+  launch_conv_gemm(ctx, ConvForwardOperands{s, x, w, K}, s.c_out, s.n * P, K, P, bias, act, y);
 }
 
-void conv2d_backward_input(Ctx& c, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
+void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
   check_sizes(s, "conv2d_backward_input");
   const int P = s.h_in * s.w_in;
-  launch_conv_gemm(c, ConvBackwardInputOperands{s, dy, w}, s.c_in, s.n * P, s.c_out * s.k_h * s.k_w, P, nullptr,
+  launch_conv_gemm(ctx, ConvBackwardInputOperands{s, dy, w}, s.c_in, s.n * P, s.c_out * s.k_h * s.k_w, P, nullptr,
                    ActivationSpec{Activation::Linear}, dx);
 }
 
-void conv2d_backward_params(Ctx& c, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                             float* dbias) {
   check_sizes(s, "conv2d_backward_params");
   const int M = s.c_out, K = s.c_in * s.k_h * s.k_w, R = s.n * s.h_out * s.w_out;
@@ -369,23 +368,23 @@ void conv2d_backward_params(Ctx& c, const Conv2DShape& s, const float* x, const 
   // Slice the reduction so that the grid covers every multiprocessor about four times,
   // keeping at least 8 steps of 16 per slice so each slice amortises its write-out.
   const int64_t steps = ceil_div(R, kTileK);
-  int64_t slices = ceil_div(4 * int64_t(c.sm_count), tiles);
+  int64_t slices = ceil_div(4 * int64_t(ctx.sm_count), tiles);
   slices = std::max<int64_t>(1, std::min({slices, steps / 8, int64_t(1024)}));
   const int64_t steps_per_slice = ceil_div(steps, slices);
   slices = ceil_div(steps, steps_per_slice);  // no empty slice
   const int r_per_slice = int(steps_per_slice * kTileK);
 
-  float* target = slices == 1 ? dw : c.scratch(size_t(slices) * size_t(M) * size_t(K));
+  float* target = slices == 1 ? dw : ctx.scratch(size_t(slices) * size_t(M) * size_t(K));
   const dim3 grid(unsigned(ceil_div(K, kTileN)), unsigned(ceil_div(M, kTileM)), unsigned(slices));
-  conv_weight_grad_kernel<<<grid, kThreads, 0, c.stream>>>(s, x, dy, r_per_slice, target);
+  conv_weight_grad_kernel<<<grid, kThreads, 0, ctx.stream>>>(s, x, dy, r_per_slice, target);
   CNN_CUDA_CHECK_LAUNCH("conv_weight_grad_kernel");
   if (slices > 1) {
     const int64_t count = int64_t(M) * K;
-    sum_slices_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(target, int(slices), count, dw);
+    sum_slices_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(target, int(slices), count, dw);
     CNN_CUDA_CHECK_LAUNCH("sum_slices_kernel");
   }
   if (dbias) {
-    conv_bias_grad_kernel<<<unsigned(s.c_out), kThreads, 0, c.stream>>>(dy, s.n, s.c_out, s.h_out * s.w_out, dbias);
+    conv_bias_grad_kernel<<<unsigned(s.c_out), kThreads, 0, ctx.stream>>>(dy, s.n, s.c_out, s.h_out * s.w_out, dbias);
     CNN_CUDA_CHECK_LAUNCH("conv_bias_grad_kernel");
   }
 }

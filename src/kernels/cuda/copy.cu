@@ -4,9 +4,9 @@
 
 namespace cnn::ops::cuda {
 
-void copy(Ctx& c, int64_t count, const float* src, float* dst) {
+void copy(Context& ctx, int64_t count, const float* src, float* dst) {
   if (count <= 0 || src == dst) return;
-  CNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, c.stream));
+  CNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(count) * sizeof(float), cudaMemcpyDeviceToDevice, ctx.stream));
 }
 
 }  // namespace cnn::ops::cuda

@@ -4,7 +4,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -13,10 +12,10 @@ constexpr int kThreads = 256;
 // row lengths of the matrices as stored. The only place that translates to cuBLAS's
 // column-major view: a row-major matrix read column-major is its transpose, so we ask
 // cuBLAS for C^T = op(B)^T op(A)^T, an N x M column-major product with the operands swapped.
-void gemm_row_major(Context& c, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
+void gemm_row_major(Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
                     const float* B, int ldb, float* C, int ldc) {
   const float alpha = 1.f, beta = 0.f;
-  CNN_CUBLAS_CHECK(cublasGemmEx(c.cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+  CNN_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                 N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
@@ -51,32 +50,32 @@ __global__ void column_sum_kernel(const float* __restrict__ dy, int rows, int co
 
 }  // namespace
 
-void dense_forward(Ctx& c, int n, int in, int out, const float* x, const float* w, const float* bias,
+void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,
                    ActivationSpec act, float* y) {
   check_elementwise(act, "dense_forward");
   if (n <= 0 || out <= 0) return;
   CNN_CHECK(in > 0, "dense_forward: input width ", in, " must be positive");
-  gemm_row_major(c, false, true, n, out, in, x, in, w, in, y, out);  // y = x W^T
+  gemm_row_major(ctx, false, true, n, out, in, x, in, w, in, y, out);  // y = x W^T
   if (!bias && act.kind == Activation::Linear) return;
   const int64_t count = int64_t(n) * out;
-  bias_activation_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, out, bias, act, y);
+  bias_activation_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, out, bias, act, y);
   CNN_CUDA_CHECK_LAUNCH("bias_activation_kernel");
 }
 
-void dense_backward_input(Ctx& c, int n, int in, int out, const float* dy, const float* w, float* dx) {
+void dense_backward_input(Context& ctx, int n, int in, int out, const float* dy, const float* w, float* dx) {
   if (n <= 0 || in <= 0) return;
   CNN_CHECK(out > 0, "dense_backward_input: output width ", out, " must be positive");
-  gemm_row_major(c, false, false, n, in, out, dy, out, w, in, dx, in);  // dx = dy W
+  gemm_row_major(ctx, false, false, n, in, out, dy, out, w, in, dx, in);  // dx = dy W
 }
 
-void dense_backward_params(Ctx& c, int n, int in, int out, const float* x, const float* dy, float* dw,
+void dense_backward_params(Context& ctx, int n, int in, int out, const float* x, const float* dy, float* dw,
                            float* dbias) {
   if (in <= 0 || out <= 0) return;
   CNN_CHECK(n > 0, "dense_backward_params: batch ", n, " must be positive");
-  gemm_row_major(c, true, false, out, in, n, dy, out, x, in, dw, in);  // dW = dy^T x
+  gemm_row_major(ctx, true, false, out, in, n, dy, out, x, in, dw, in);  // dW = dy^T x
   if (!dbias) return;
   const dim3 block(kSumCols, kSumRows);
-  column_sum_kernel<<<unsigned(ceil_div(out, kSumCols)), block, 0, c.stream>>>(dy, n, out, dbias);
+  column_sum_kernel<<<unsigned(ceil_div(out, kSumCols)), block, 0, ctx.stream>>>(dy, n, out, dbias);
   CNN_CUDA_CHECK_LAUNCH("column_sum_kernel");
 }
 

@@ -6,7 +6,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -23,28 +22,28 @@ __global__ void scale_kernel(int64_t count, float alpha, const float* x, float* 
     y[i] = alpha * x[i];
 }
 
-void masked_scale(Context& c, int64_t count, float rate, uint64_t seed, const float* in, float* out, const char* op) {
+void masked_scale(Context& ctx, int64_t count, float rate, uint64_t seed, const float* in, float* out, const char* op) {
   CNN_CHECK(rate >= 0.0f && rate < 1.0f, op, ": rate must be in [0, 1), got ", rate);
   if (count <= 0) return;
   const float factor = 1.f / (1.f - rate);
-  dropout_mask_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(
+  dropout_mask_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(
       count, random::dropout_threshold(rate), factor, seed, in, out);
   CNN_CUDA_CHECK_LAUNCH("dropout_mask_kernel");
 }
 
 }  // namespace
 
-void dropout_forward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* x, float* y) {
-  masked_scale(c, count, rate, seed, x, y, "dropout_forward");
+void dropout_forward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* x, float* y) {
+  masked_scale(ctx, count, rate, seed, x, y, "dropout_forward");
 }
 
-void dropout_backward(Ctx& c, int64_t count, float rate, uint64_t seed, const float* dy, float* dx) {
-  masked_scale(c, count, rate, seed, dy, dx, "dropout_backward");
+void dropout_backward(Context& ctx, int64_t count, float rate, uint64_t seed, const float* dy, float* dx) {
+  masked_scale(ctx, count, rate, seed, dy, dx, "dropout_backward");
 }
 
-void scale(Ctx& c, int64_t count, float alpha, const float* x, float* y) {
+void scale(Context& ctx, int64_t count, float alpha, const float* x, float* y) {
   if (count <= 0) return;
-  scale_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, alpha, x, y);
+  scale_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, alpha, x, y);
   CNN_CUDA_CHECK_LAUNCH("scale_kernel");
 }
 

@@ -5,7 +5,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -59,35 +58,35 @@ void check_shape(int n, int c, int hw, const char* op) {
 
 }  // namespace
 
-void global_avgpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y) {
-  check_shape(n, ch, hw, "global_avgpool_forward");
-  const int64_t planes = int64_t(n) * ch;
+void global_avgpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y) {
+  check_shape(n, c, hw, "global_avgpool_forward");
+  const int64_t planes = int64_t(n) * c;
   if (planes == 0 || hw == 0) return;
-  global_avgpool_forward_kernel<<<blocks_for_planes(planes), kThreads, 0, c.stream>>>(planes, hw, x, y);
+  global_avgpool_forward_kernel<<<blocks_for_planes(planes), kThreads, 0, ctx.stream>>>(planes, hw, x, y);
   CNN_CUDA_CHECK_LAUNCH("global_avgpool_forward_kernel");
 }
 
-void global_avgpool_backward(Ctx& c, int n, int ch, int hw, const float* dy, float* dx) {
-  check_shape(n, ch, hw, "global_avgpool_backward");
-  const int64_t count = int64_t(n) * ch * hw;
+void global_avgpool_backward(Context& ctx, int n, int c, int hw, const float* dy, float* dx) {
+  check_shape(n, c, hw, "global_avgpool_backward");
+  const int64_t count = int64_t(n) * c * hw;
   if (count == 0) return;
-  global_avgpool_backward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, hw, dy, dx);
+  global_avgpool_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, hw, dy, dx);
   CNN_CUDA_CHECK_LAUNCH("global_avgpool_backward_kernel");
 }
 
-void global_maxpool_forward(Ctx& c, int n, int ch, int hw, const float* x, float* y) {
-  check_shape(n, ch, hw, "global_maxpool_forward");
-  const int64_t planes = int64_t(n) * ch;
+void global_maxpool_forward(Context& ctx, int n, int c, int hw, const float* x, float* y) {
+  check_shape(n, c, hw, "global_maxpool_forward");
+  const int64_t planes = int64_t(n) * c;
   if (planes == 0 || hw == 0) return;
-  global_maxpool_forward_kernel<<<blocks_for_planes(planes), kThreads, 0, c.stream>>>(planes, hw, x, y);
+  global_maxpool_forward_kernel<<<blocks_for_planes(planes), kThreads, 0, ctx.stream>>>(planes, hw, x, y);
   CNN_CUDA_CHECK_LAUNCH("global_maxpool_forward_kernel");
 }
 
-void global_maxpool_backward(Ctx& c, int n, int ch, int hw, const float* x, const float* dy, float* dx) {
-  check_shape(n, ch, hw, "global_maxpool_backward");
-  const int64_t planes = int64_t(n) * ch;
+void global_maxpool_backward(Context& ctx, int n, int c, int hw, const float* x, const float* dy, float* dx) {
+  check_shape(n, c, hw, "global_maxpool_backward");
+  const int64_t planes = int64_t(n) * c;
   if (planes == 0 || hw == 0) return;
-  global_maxpool_backward_kernel<<<blocks_for_planes(planes), kThreads, 0, c.stream>>>(planes, hw, x, dy, dx);
+  global_maxpool_backward_kernel<<<blocks_for_planes(planes), kThreads, 0, ctx.stream>>>(planes, hw, x, dy, dx);
   CNN_CUDA_CHECK_LAUNCH("global_maxpool_backward_kernel");
 }
 

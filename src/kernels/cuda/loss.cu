@@ -8,7 +8,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -116,14 +115,16 @@ struct BinaryCrossEntropyLogits {
   __device__ static TermAndGradient at(float z, float t) { return formulas::binary_cross_entropy_logits(z, t); }
 };
 
-// One launch per Term; the name is a literal for CNN_CUDA_CHECK_LAUNCH's message.
-#define CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(Term, c, rows, cols, pred, targets, row_loss, dpred)              \
-  do {                                                                                                \
-    if ((rows) <= 0 || (cols) <= 0) break;                                                            \
-    elementwise_row_loss_kernel<Term>                                                                 \
-        <<<row_blocks(rows), kThreads, 0, (c).stream>>>(rows, cols, pred, targets, row_loss, dpred);   \
-    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<" #Term ">");                                  \
-  } while (0)
+// Queues the kernel for Term; false when there is nothing to compute (then no launch to
+// check). The caller checks the launch, naming the instantiation as a literal.
+template <class Term>
+bool launch_elementwise_row_loss(Context& ctx, int rows, int cols, const float* pred, const float* targets,
+                                 float* row_loss, float* dpred) {
+  if (rows <= 0 || cols <= 0) return false;
+  elementwise_row_loss_kernel<Term>
+      <<<row_blocks(rows), kThreads, 0, ctx.stream>>>(rows, cols, pred, targets, row_loss, dpred);
+  return true;
+}
 
 // One block for the whole batch (a few hundred rows: launch latency dominates any
 // parallelism beyond that), so the sums are formed in a fixed order: each warp takes rows
@@ -171,42 +172,43 @@ __global__ void __launch_bounds__(kMetricThreads)
 
 }  // namespace
 
-void softmax_cross_entropy(Ctx& c, int rows, int cols, const float* logits, TargetKind kind, const int32_t* labels,
+void softmax_cross_entropy(Context& ctx, int rows, int cols, const float* logits, TargetKind kind, const int32_t* labels,
                            const float* targets, float smoothing, float* row_loss, float* dlogits) {
   if (rows <= 0 || cols <= 0) return;
-  softmax_cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, logits, kind, labels, targets,
+  softmax_cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, ctx.stream>>>(rows, cols, logits, kind, labels, targets,
                                                                              smoothing, row_loss, dlogits);
   CNN_CUDA_CHECK_LAUNCH("softmax_cross_entropy_kernel");
 }
 
-void cross_entropy(Ctx& c, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
+void cross_entropy(Context& ctx, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
                    const float* targets, float smoothing, float* row_loss, float* dprobs) {
   if (rows <= 0 || cols <= 0) return;
-  cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, c.stream>>>(rows, cols, probs, kind, labels, targets,
+  cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, ctx.stream>>>(rows, cols, probs, kind, labels, targets,
                                                                      smoothing, row_loss, dprobs);
   CNN_CUDA_CHECK_LAUNCH("cross_entropy_kernel");
 }
 
-void mse_loss(Ctx& c, int rows, int cols, const float* pred, const float* targets, float* row_loss, float* dpred) {
-  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(SquaredError, c, rows, cols, pred, targets, row_loss, dpred);
+void mse_loss(Context& ctx, int rows, int cols, const float* pred, const float* targets, float* row_loss, float* dpred) {
+  if (launch_elementwise_row_loss<SquaredError>(ctx, rows, cols, pred, targets, row_loss, dpred))
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<SquaredError>");
 }
 
-void binary_cross_entropy(Ctx& c, int rows, int cols, const float* probs, const float* targets, float* row_loss,
+void binary_cross_entropy(Context& ctx, int rows, int cols, const float* probs, const float* targets, float* row_loss,
                           float* dprobs) {
-  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(BinaryCrossEntropy, c, rows, cols, probs, targets, row_loss, dprobs);
+  if (launch_elementwise_row_loss<BinaryCrossEntropy>(ctx, rows, cols, probs, targets, row_loss, dprobs))
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<BinaryCrossEntropy>");
 }
 
-void binary_cross_entropy_logits(Ctx& c, int rows, int cols, const float* logits, const float* targets,
+void binary_cross_entropy_logits(Context& ctx, int rows, int cols, const float* logits, const float* targets,
                                  float* row_loss, float* dlogits) {
-  CNN_LAUNCH_ELEMENTWISE_ROW_LOSS(BinaryCrossEntropyLogits, c, rows, cols, logits, targets, row_loss,
-                                  dlogits);
+  if (launch_elementwise_row_loss<BinaryCrossEntropyLogits>(ctx, rows, cols, logits, targets, row_loss, dlogits))
+    CNN_CUDA_CHECK_LAUNCH("elementwise_row_loss_kernel<BinaryCrossEntropyLogits>");
 }
-#undef CNN_LAUNCH_ELEMENTWISE_ROW_LOSS
 
-void accumulate_metrics(Ctx& c, int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
+void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
                         const int32_t* labels, const float* targets, bool scores_are_logits, double* accum) {
   if (rows <= 0 || cols <= 0) return;
-  accumulate_metrics_kernel<<<1, kMetricThreads, 0, c.stream>>>(rows, cols, row_loss, scores, kind, labels, targets,
+  accumulate_metrics_kernel<<<1, kMetricThreads, 0, ctx.stream>>>(rows, cols, row_loss, scores, kind, labels, targets,
                                                                 scores_are_logits, accum);
   CNN_CUDA_CHECK_LAUNCH("accumulate_metrics_kernel");
 }

@@ -6,7 +6,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -26,16 +25,16 @@ __global__ void adam_update_kernel(int64_t count, float* param, const float* gra
 
 }  // namespace
 
-void sgd_update(Ctx& c, int64_t count, float* param, const float* grad, float* velocity, const SgdConfig& cfg) {
+void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity, const SgdConfig& cfg) {
   if (count <= 0) return;
-  sgd_update_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, param, grad, velocity,
+  sgd_update_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, param, grad, velocity,
                                                                             formulas::sgd_scalars<float>(cfg));
   CNN_CUDA_CHECK_LAUNCH("sgd_update_kernel");
 }
 
-void adam_update(Ctx& c, int64_t count, float* param, const float* grad, float* m, float* v, const AdamConfig& cfg) {
+void adam_update(Context& ctx, int64_t count, float* param, const float* grad, float* m, float* v, const AdamConfig& cfg) {
   if (count <= 0) return;
-  adam_update_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(count, param, grad, m, v,
+  adam_update_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, param, grad, m, v,
                                                                              formulas::adam_scalars<float>(cfg));
   CNN_CUDA_CHECK_LAUNCH("adam_update_kernel");
 }

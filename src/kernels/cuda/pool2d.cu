@@ -9,7 +9,6 @@
 
 namespace cnn::ops::cuda {
 namespace {
-using ::cnn::cuda::Context;
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
@@ -124,31 +123,31 @@ __global__ void avgpool2d_backward_kernel(Pool2DShape s, const float* __restrict
 
 }  // namespace
 
-void maxpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y) {
+void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y) {
   const int64_t count = s.y_size();
   if (count <= 0) return;
-  maxpool2d_forward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(s, x, y);
+  maxpool2d_forward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, x, y);
   CNN_CUDA_CHECK_LAUNCH("maxpool2d_forward_kernel");
 }
 
-void maxpool2d_backward(Ctx& c, const Pool2DShape& s, const float* x, const float* dy, float* dx) {
+void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx) {
   const int64_t count = s.x_size();
   if (count <= 0) return;
-  maxpool2d_backward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(s, x, dy, dx);
+  maxpool2d_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, x, dy, dx);
   CNN_CUDA_CHECK_LAUNCH("maxpool2d_backward_kernel");
 }
 
-void avgpool2d_forward(Ctx& c, const Pool2DShape& s, const float* x, float* y) {
+void avgpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y) {
   const int64_t count = s.y_size();
   if (count <= 0) return;
-  avgpool2d_forward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(s, x, y);
+  avgpool2d_forward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, x, y);
   CNN_CUDA_CHECK_LAUNCH("avgpool2d_forward_kernel");
 }
 
-void avgpool2d_backward(Ctx& c, const Pool2DShape& s, const float* dy, float* dx) {
+void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx) {
   const int64_t count = s.x_size();
   if (count <= 0) return;
-  avgpool2d_backward_kernel<<<grid_for(c, count, kThreads), kThreads, 0, c.stream>>>(s, dy, dx);
+  avgpool2d_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, dy, dx);
   CNN_CUDA_CHECK_LAUNCH("avgpool2d_backward_kernel");
 }
 
