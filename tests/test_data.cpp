@@ -17,7 +17,7 @@
 
 #include "cnn/data.hpp"
 #include "cnn/error.hpp"
-#include "host/data_internal.hpp"
+#include "host/data/data_internal.hpp"
 #include "test_util.hpp"
 
 namespace fs = std::filesystem;

@@ -497,7 +497,7 @@ CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
 def read_cifar10(root, limit=0, test_limit=0):
-    """(x_train, y_train, x_test, y_test) as src/host/cifar10.cpp reads them: the training
+    """(x_train, y_train, x_test, y_test) as src/host/data/cifar10.cpp reads them: the training
     batches present among data_batch_1..5.bin in order, then test_batch.bin; the first `limit`
     (`test_limit`) records (0: all); x float32 [N, 3, 32, 32] = byte x float32(1/255)."""
     def read(paths, count):
@@ -544,7 +544,7 @@ def mix64(z):
 
 
 class OurRng:
-    """cnn::Rng (src/host/rng.cpp): xoshiro256** seeded by splitmix64."""
+    """cnn::Rng (src/host/core/rng.cpp): xoshiro256** seeded by splitmix64."""
 
     def __init__(self, seed):
         self.s = []
@@ -712,7 +712,7 @@ def tta_views(x, tta):
 
 
 def jacobi_eigen(a_in):
-    """cnn::symmetric_eigen (src/host/initializers.cpp) in Python floats (IEEE double, the same
+    """cnn::symmetric_eigen (src/host/layers/initializers.cpp) in Python floats (IEEE double, the same
     operations in the same order): eigenvalues descending and eigenvectors as columns, with
     the same signs as ours (each whitening filter's sign decides which of the pair f, D + f
     the next layer's weights meet, so --our-rng needs them)."""
@@ -769,7 +769,7 @@ def jacobi_eigen(a_in):
 
 @torch.no_grad()
 def patch_whitening(model, index, images, eps=5e-4, relative_eps=True):
-    """cnn::init_patch_whitening (src/host/initializers.cpp) for model[index] (a Conv2D with
+    """cnn::init_patch_whitening (src/host/layers/initializers.cpp) for model[index] (a Conv2D with
     2 C kh kw filters). Returns the eigenvalues (descending)."""
     m = model[index]
     conv = m.conv

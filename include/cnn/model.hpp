@@ -266,7 +266,7 @@ class Sequential {
   // Optional names of the output classes; saved with the model and used by `cnn predict`.
   std::vector<std::string> class_names;
 
-  struct State;  // the runtime (buffers, optimizer state), in src/host/model_state.hpp
+  struct State;  // the runtime (buffers, optimizer state), in src/host/model/state.hpp
   State& state();
 
  private:

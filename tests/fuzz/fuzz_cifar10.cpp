@@ -6,7 +6,7 @@
 
 #include "cnn/data.hpp"
 #include "fuzz_util.hpp"
-#include "host/data_internal.hpp"
+#include "host/data/data_internal.hpp"
 
 using namespace cnn;
 

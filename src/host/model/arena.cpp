@@ -7,7 +7,7 @@
 
 #include "cnn/error.hpp"
 #include "kernels/device_memory.hpp"
-#include "model_state.hpp"
+#include "model/state.hpp"
 
 namespace cnn {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "buffer.hpp"
+#include "core/buffer.hpp"
 #include "cnn/model.hpp"
 
 namespace cnn {

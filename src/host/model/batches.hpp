@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "cnn/tensor.hpp"
-#include "model_state.hpp"
+#include "model/state.hpp"
 
 namespace cnn {
 

@@ -16,7 +16,7 @@
 #include "model/batches.hpp"
 #include "model/evaluate.hpp"
 #include "model/runner.hpp"
-#include "progress.hpp"
+#include "model/progress.hpp"
 
 namespace cnn {
 namespace {

@@ -11,7 +11,7 @@
 #include "cnn/model.hpp"
 #include "layers/layer_impl.hpp"
 #include "model/arena.hpp"
-#include "model_state.hpp"
+#include "model/state.hpp"
 
 namespace cnn {
 

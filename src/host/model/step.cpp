@@ -7,7 +7,7 @@
 #include "kernels/device_memory.hpp"
 #include "model/runner.hpp"
 #include "model/runner_test_seam.hpp"
-#include "model_loss.hpp"
+#include "model/loss.hpp"
 
 namespace cnn {
 

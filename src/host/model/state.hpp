@@ -1,0 +1,70 @@
+#pragma once
+// The runtime behind Sequential: compiled shapes, the flat parameter/gradient/optimizer
+// buffers, the activation arena planned for the largest batch, and the loss plan.
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "cnn/model.hpp"
+#include "kernels/ops.hpp"
+#include "model/arena.hpp"
+
+namespace cnn {
+
+enum class LossKind { CategoricalCE, SparseCategoricalCE, MSE, BinaryCE };
+LossKind parse_loss(const std::string& name);
+std::string canonical_loss_name(LossKind kind);
+
+struct Sequential::State {
+  bool compiled = false;
+  CompileOptions opt;
+  OptimizerKind optimizer = OptimizerKind::SGD;  // opt.optimizer, parsed
+  bool fresh_weights = false;  // weights as compile made them (Sequential::weights_fresh)
+
+  // Loss plan: with `fused`, the last layer emits logits and the loss applies softmax or
+  // sigmoid itself (stable, gradient p - y); predict() applies it to the logits.
+  LossKind loss = LossKind::CategoricalCE;
+  bool fused = false;
+  Activation output_activation = Activation::Linear;  // applied by predict() when fused
+
+  Shape input_shape;
+  int64_t input_size = 0;                 // per sample
+  std::vector<int64_t> out_size;          // per sample, per layer
+  std::vector<int64_t> param_offset;      // per layer, into the flat buffers
+  int64_t param_total = 0;
+  // Runs of trainable parameters that share a learning-rate scale: one optimizer launch each.
+  struct Segment {
+    int64_t begin = 0, end = 0;
+    float lr_scale = 1.0f;
+  };
+  std::vector<Segment> trainable_segments;
+  std::vector<bool> need_dx;              // per layer: some trainable layer lies below it
+
+  Device device = Device::CPU;
+  std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA
+  Tensor params, grads, opt_m, opt_v;   // [param_total] each (opt_m/opt_v per optimizer)
+  int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
+  float lr_factor = 1.0f;               // the LR schedule's multiplier for the current step
+
+  // The activations of the training step, planned for the largest batch so far (model/arena.hpp).
+  Arena<float> arena;
+
+  // Profiling (set_profiling): per layer, then loss and optimizer.
+  bool profile = false;
+  std::vector<Sequential::LayerTiming> timings;
+
+  // CUDA graphs of the training step (model/step.cpp): batch sizes run once already, whether
+  // graphs are allowed, and whether the learning rate is constant for the current fit.
+  std::set<int64_t> graph_warm;
+  bool graphs_enabled = true;
+  bool constant_lr = true;
+
+  uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
+
+  Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed}; }
+  int64_t output_size() const { return out_size.back(); }
+  ops::TargetKind target_kind() const;
+};
+
+}  // namespace cnn
