@@ -24,67 +24,16 @@
 #include "cnn/cnn.hpp"
 #include "cnn/pictures.hpp"
 #include "cnn/rng.hpp"
+#include "cli_runner.hpp"
 
 namespace fs = std::filesystem;
 
 namespace cnn {
 namespace {
 
-const std::string kCnn = CNN_BINARY_DIR "/cnn";
 const std::string kLeNet = CNN_SOURCE_DIR "/models/lenet5.json";
 
-// This process's scratch folder, removed when the tests end.
-const fs::path& scratch() {
-  struct Dir {
-    fs::path path = fs::temp_directory_path() / ("cnn_cli_test_" + std::to_string(::getpid()));
-    Dir() { fs::create_directories(path); }
-    ~Dir() {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  };
-  static Dir dir;
-  return dir.path;
-}
-
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs `cnn <args>` in the scratch folder, with `env` ("NAME=value ...") added to its
-// environment; stdout and stderr are captured separately.
-Result cnn(const std::string& args, const std::string& env = "") {
-  if (!fs::exists(kCnn)) {
-    ADD_FAILURE() << kCnn << " does not exist: build the command line (target cnn_cli) before the tests";
-    return {};
-  }
-  static std::atomic<int> counter{0};
-  const std::string id = std::to_string(counter++);
-  const fs::path out = scratch() / ("stdout_" + id), err = scratch() / ("stderr_" + id);
-  const std::string cmd = "cd " + quoted(scratch().string()) + " && " + (env.empty() ? "" : "env " + env + " ") +
-                          quoted(kCnn) + " " + args + " >" +
-                          quoted(out.string()) + " 2>" + quoted(err.string());
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_text(out);
-  r.err = read_text(err);
-  return r;
-}
-
-std::string show(const Result& r) {
-  return "exit " + std::to_string(r.code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
-}
+using namespace cli_test;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

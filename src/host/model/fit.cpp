@@ -289,35 +289,42 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   return history;
 }
 
-double Sequential::train_on_batch(const Tensor& x_in, const Tensor& y) {
-  State& s = *state_;
-  check_inputs(s, x_in, "train_on_batch");
+namespace {
+
+// Checks x and y, plans the runner for all of x's rows and loads them as one batch.
+struct WholeBatch {
+  ops::TargetKind kind;
+  int n;
+};
+WholeBatch load_whole_batch(Runner<float>& runner, State& s, const Tensor& x_in, const Tensor& y, const char* what) {
+  check_inputs(s, x_in, what);
   const Tensor x = x_in.to(Device::CPU);
-  const Targets t = prepare_targets(s, y, x.dim(0), "train_on_batch");
+  const Targets t = prepare_targets(s, y, x.dim(0), what);
   const int n = int(x.dim(0));
-  Runner<float> runner(*this);
   runner.plan(n);
   std::vector<int64_t> rows(static_cast<size_t>(n));
   std::iota(rows.begin(), rows.end(), 0);
-  s.arena.metrics.zero();
   load_batch(s, x, t, rows.data(), n);
-  runner.train_step(t.kind, n);
-  return runner.read_metrics().loss_sum / double(n);
+  return {t.kind, n};
 }
 
-void Sequential::train_steps(const Tensor& x_in, const Tensor& y, int steps) {
+}  // namespace
+
+double Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   State& s = *state_;
-  check_inputs(s, x_in, "train_steps");
-  CNN_CHECK(steps >= 0, "train_steps: steps must be >= 0, got ", steps);
-  const Tensor x = x_in.to(Device::CPU);
-  const Targets t = prepare_targets(s, y, x.dim(0), "train_steps");
-  const int n = int(x.dim(0));
   Runner<float> runner(*this);
-  runner.plan(n);
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), 0);
-  load_batch(s, x, t, rows.data(), n);
-  for (int i = 0; i < steps; ++i) runner.train_step(t.kind, n);
+  const WholeBatch batch = load_whole_batch(runner, s, x, y, "train_on_batch");
+  s.arena.metrics.zero();
+  runner.train_step(batch.kind, batch.n);
+  return runner.read_metrics().loss_sum / double(batch.n);
+}
+
+void Sequential::train_steps(const Tensor& x, const Tensor& y, int steps) {
+  State& s = *state_;
+  CNN_CHECK(steps >= 0, "train_steps: steps must be >= 0, got ", steps);
+  Runner<float> runner(*this);
+  const WholeBatch batch = load_whole_batch(runner, s, x, y, "train_steps");
+  for (int i = 0; i < steps; ++i) runner.train_step(batch.kind, batch.n);
   memory::synchronize(s.device);
 }
 
