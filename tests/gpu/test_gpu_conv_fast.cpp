@@ -1,9 +1,10 @@
-// The [fast-gpu] convolution kernels (conv2d_fast.cuh): the direct forward and the split-K
-// weight gradient against the CPU reference (in double), their dispatch rule and switch,
+// The [fast-gpu] convolution kernels (conv2d_fast.cuh): the direct forward, its input-gradient
+// twin and the split-K weight gradient against the CPU reference (in double), their dispatch rule and switch,
 // bit-reproducibility, and LeNet-5 training with them on against the CPU.
 //
 // Tolerance: the default 1e-5 (gpu_compare.hpp) for every op check. The direct forward sums
-// at most c_in k_h k_w = 8 x 25 = 200 products per output; the split-K weight gradient's
+// at most c_in k_h k_w = 8 x 25 = 200 products per output, the input gradient at most
+// c_out k_h k_w = 32 x 25 = 800; the split-K weight gradient's
 // longest sequential chain is one slice (at most about R / (2 x SMs) positions plus 1 bias
 // term per chunk: ~800 at batch 256 on 132 SMs, more on a GPU with fewer SMs), then at most
 // a few dozen slice sums per lane and a 5-level shuffle tree. Float rounding grows like
@@ -108,6 +109,16 @@ TEST_P(FastConvGpu, DirectForwardEveryActivationWithAndWithoutBias) {
     }
 }
 
+TEST_P(FastConvGpu, DirectBackwardInput) {
+  const auto s = shape_of(GetParam());
+  ASSERT_TRUE(gpu::direct_backward_input_takes(s));
+  OpCheck op(ctx(), 35);
+  const int dy = op.input("dy", s.y_size()), w = op.input("w", s.w_size());
+  const int dx = op.output("dx", s.x_size());
+  op.run([&](auto& d) { gpu::conv2d_backward_input_direct(ctx(), s, d[dy], d[w], d[dx]); },
+         [&](auto& h) { cpu::conv2d_backward_input<double>(s, h[dy], h[w], h[dx]); });
+}
+
 TEST_P(FastConvGpu, SplitKWeightGradientWithAndWithoutBias) {
   const auto s = shape_of(GetParam());
   ASSERT_TRUE(gpu::split_k_weight_grad_takes(s));
@@ -133,15 +144,18 @@ TEST_P(FastConvGpu, PublicEntryPointsWithTheFastSwitchOnMatchTheCpu) {
   OpCheck op(ctx(), 33);
   const int x = op.input("x", s.x_size()), w = op.input("w", s.w_size()), b = op.input("bias", s.c_out);
   const int dy = op.input("dy", s.y_size());
-  const int y = op.output("y", s.y_size()), dw = op.output("dw", s.w_size()), db = op.output("dbias", s.c_out);
+  const int y = op.output("y", s.y_size()), dx = op.output("dx", s.x_size()), dw = op.output("dw", s.w_size()),
+            db = op.output("dbias", s.c_out);
   const ops::ActivationSpec relu{Activation::ReLU, 0};
   op.run(
       [&](auto& d) {
         gpu::conv2d_forward(ctx(), s, d[x], d[w], d[b], relu, d[y]);
+        gpu::conv2d_backward_input(ctx(), s, d[dy], d[w], d[dx]);
         gpu::conv2d_backward_params(ctx(), s, d[x], d[dy], d[dw], d[db]);
       },
       [&](auto& h) {
         cpu::conv2d_forward<double>(s, h[x], h[w], h[b], relu, h[y]);
+        cpu::conv2d_backward_input<double>(s, h[dy], h[w], h[dx]);
         cpu::conv2d_backward_params<double>(s, h[x], h[dy], h[dw], h[db]);
       });
 }
@@ -156,20 +170,25 @@ TEST(FastConvRules, TakeLeNetConvolutionsAndLeaveWideLayersToTheGemms) {
   const auto conv2 = ops::Conv2DShape::make(128, 6, 14, 14, 16, 5, 5, 1, 1, Padding::Valid);
   for (const auto& s : {conv1, gray1, conv2}) {
     EXPECT_TRUE(gpu::direct_forward_takes(s));
+    EXPECT_TRUE(gpu::direct_backward_input_takes(s));
     EXPECT_TRUE(gpu::split_k_weight_grad_takes(s));
   }
   const auto wide = ops::Conv2DShape::make(128, 64, 16, 16, 64, 3, 3, 1, 1, Padding::Same);
-  EXPECT_FALSE(gpu::direct_forward_takes(wide));       // 64 input channels
+  EXPECT_FALSE(gpu::direct_forward_takes(wide));         // 64 input channels
+  EXPECT_FALSE(gpu::direct_backward_input_takes(wide));  // 64 channels of dx
   EXPECT_FALSE(gpu::split_k_weight_grad_takes(wide));  // 64 filters
   const auto many_taps = ops::Conv2DShape::make(8, 8, 16, 16, 32, 7, 7, 1, 1, Padding::Same);
   EXPECT_FALSE(gpu::split_k_weight_grad_takes(many_taps));  // 32 x 393 outputs > 4096
   const auto big_image = ops::Conv2DShape::make(1, 8, 512, 512, 8, 3, 3, 1, 1, Padding::Same);
   EXPECT_FALSE(gpu::direct_forward_takes(big_image));  // its band's rows exceed 48 KB of shared memory
+  const auto many_filters = ops::Conv2DShape::make(1, 3, 64, 64, 512, 3, 3, 1, 1, Padding::Same);
+  EXPECT_FALSE(gpu::direct_backward_input_takes(many_filters));  // 512 channels of dy rows exceed 48 KB
 }
 
 TEST_F(GpuTest, FastConvKernelsRefuseShapesOutsideTheirRules) {
   const auto wide = ops::Conv2DShape::make(2, 64, 8, 8, 64, 3, 3, 1, 1, Padding::Same);
   EXPECT_THROW(gpu::conv2d_forward_direct(ctx(), wide, nullptr, nullptr, nullptr, {Activation::Linear}, nullptr), Error);
+  EXPECT_THROW(gpu::conv2d_backward_input_direct(ctx(), wide, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(gpu::conv2d_backward_params_split_k(ctx(), wide, nullptr, nullptr, nullptr, nullptr), Error);
 }
 
@@ -203,24 +222,27 @@ TEST_F(GpuTest, FastConvKernelsAreBitReproducible) {
                      bias = to_device(values.random(s.c_out)), dy = to_device(values.random(s.y_size()));
   const auto f = [](const DeviceBuffer& b) { return static_cast<float*>(b.get()); };
   const auto run = [&](bool through_switch) {
-    DeviceBuffer y(size_t(s.y_size()) * sizeof(float)), dw(size_t(s.w_size()) * sizeof(float)),
-        db(size_t(s.c_out) * sizeof(float));
+    DeviceBuffer y(size_t(s.y_size()) * sizeof(float)), dx(size_t(s.x_size()) * sizeof(float)),
+        dw(size_t(s.w_size()) * sizeof(float)), db(size_t(s.c_out) * sizeof(float));
     const ops::ActivationSpec tanh_act{Activation::Tanh, 0};
     if (through_switch) {
       ctx().conv_kernels = cuda::ConvKernels::Fast;
       gpu::conv2d_forward(ctx(), s, f(x), f(w), f(bias), tanh_act, f(y));
+      gpu::conv2d_backward_input(ctx(), s, f(dy), f(w), f(dx));
       gpu::conv2d_backward_params(ctx(), s, f(x), f(dy), f(dw), f(db));
     } else {
       gpu::conv2d_forward_direct(ctx(), s, f(x), f(w), f(bias), tanh_act, f(y));
+      gpu::conv2d_backward_input_direct(ctx(), s, f(dy), f(w), f(dx));
       gpu::conv2d_backward_params_split_k(ctx(), s, f(x), f(dy), f(dw), f(db));
     }
     cuda::synchronize(ctx());
-    std::vector<std::vector<float>> out{y.download<float>(), dw.download<float>(), db.download<float>()};
+    std::vector<std::vector<float>> out{y.download<float>(), dx.download<float>(), dw.download<float>(),
+                                        db.download<float>()};
     return out;
   };
   const auto first = run(false), second = run(false), switched = run(true);
   for (size_t i = 0; i < first.size(); ++i) {
-    SCOPED_TRACE("output " + std::to_string(i) + " (y, dw, dbias)");
+    SCOPED_TRACE("output " + std::to_string(i) + " (y, dx, dw, dbias)");
     for (float v : first[i]) ASSERT_TRUE(std::isfinite(v));
     EXPECT_EQ(first[i], second[i]);
     EXPECT_EQ(first[i], switched[i]);

@@ -357,6 +357,8 @@ void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const fl
 
 void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
   check_sizes(s, "conv2d_backward_input");
+  if (ctx.conv_kernels == ConvKernels::Fast && direct_backward_input_takes(s))
+    return conv2d_backward_input_direct(ctx, s, dy, w, dx);
   const int P = s.h_in * s.w_in;
   launch_conv_gemm(ctx, ConvBackwardInputOperands{s, dy, w}, s.c_in, s.n * P, s.c_out * s.k_h * s.k_w, P, nullptr,
                    ActivationSpec{Activation::Linear}, dx);

@@ -19,6 +19,12 @@ bool direct_forward_takes(const Conv2DShape& s);
 void conv2d_forward_direct(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                            ActivationSpec act, float* y);
 
+// Direct backward input (conv2d_direct.cu), the forward's twin: takes c_in <= 8 (all of dx's
+// channels in one thread's accumulators) when a band's dy rows and all weights fit 48 KB.
+bool direct_backward_input_takes(const Conv2DShape& s);
+// dx from dy, like conv2d_backward_input; throws unless direct_backward_input_takes(s).
+void conv2d_backward_input_direct(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
+
 // Split-K weight gradient (conv2d_wgrad_splitk.cu) takes c_out <= 32 and at most 4096
 // outputs c_out x (c_in k_h k_w + 1) (the weights plus the bias): few enough outputs that
 // one block holds all of them in registers while the (image, position) reduction is spread

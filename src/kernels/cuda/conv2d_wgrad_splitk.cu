@@ -54,30 +54,28 @@ __global__ void __launch_bounds__(kThreads)
   }
   float acc[kOutputsPerThread] = {};
 
-  const int64_t first = int64_t(blockIdx.x) * chunks_per_slice * kChunk;
-  const int64_t slice_end = first + int64_t(chunks_per_slice) * kChunk;
-  const int64_t last = slice_end < R ? slice_end : R;
-  for (int64_t r0 = first; r0 < last; r0 += kChunk) {
+  // Positions fit an int (checked at the launch): no 64-bit divisions in the loaders.
+  const int first = int(blockIdx.x) * chunks_per_slice * kChunk;
+  const int last = min(first + chunks_per_slice * kChunk, R);
+  for (int r0 = first; r0 < last; r0 += kChunk) {
     // Positions fastest across threads: neighbouring output pixels, coalesced reads.
     for (int e = tid; e < kChunk * M; e += kThreads) {
-      const int rr = e % kChunk, co = e / kChunk;
-      const int64_t r = r0 + rr;
+      const int rr = e % kChunk, co = e / kChunk, r = r0 + rr;
       float v = 0.f;
       if (r < last) {
-        const int img = int(r / P), p = int(r - int64_t(img) * P);
+        const int img = r / P, p = r - img * P;
         v = dy[(int64_t(img) * M + co) * P + p];
       }
       grads[rr * M + co] = v;
     }
     for (int e = tid; e < kChunk * columns; e += kThreads) {
-      const int rr = e % kChunk, k = e / kChunk;
-      const int64_t r = r0 + rr;
+      const int rr = e % kChunk, k = e / kChunk, r = r0 + rr;
       float v = 0.f;
       if (r < last) {
         if (k == K) {
           v = 1.f;  // the bias column
         } else {
-          const int img = int(r / P), p = int(r - int64_t(img) * P);
+          const int img = r / P, p = r - img * P;
           const int oh = p / s.w_out, ow = p - oh * s.w_out;
           const int ci = k / taps, t = k - ci * taps, kh = t / s.k_w, kw = t - kh * s.k_w;
           const int ih = oh * s.stride_h - s.pad_top + kh, iw = ow * s.stride_w - s.pad_left + kw;
@@ -135,8 +133,11 @@ void conv2d_backward_params_split_k(Context& ctx, const Conv2DShape& s, const fl
   CNN_CHECK(split_k_weight_grad_takes(s), "conv2d_backward_params_split_k: shape outside the kernel's rule (",
             s.c_out, " filters of ", s.c_in, "x", s.k_h, "x", s.k_w, ")");
   const int columns = weight_columns(s) + 1, outputs = s.c_out * columns;
-  const int64_t chunks = ceil_div(int64_t(s.n) * s.h_out * s.w_out, kChunk);
-  CNN_CHECK(chunks < INT32_MAX, "conv2d_backward_params_split_k: batch ", s.n, " too large");
+  const int64_t positions = int64_t(s.n) * s.h_out * s.w_out;
+  // Half the int range: a slice's end (first + chunks_per_slice * kChunk) may pass R.
+  CNN_CHECK(positions < INT32_MAX / 2, "conv2d_backward_params_split_k: ", positions,
+            " positions exceed 32-bit indices (batch ", s.n, ")");
+  const int64_t chunks = ceil_div(positions, kChunk);
   const int64_t wanted = std::clamp<int64_t>(int64_t(kSlicesPerSm) * ctx.sm_count, 1, chunks);
   const int chunks_per_slice = int(ceil_div(chunks, wanted));
   const int slices = int(ceil_div(chunks, chunks_per_slice));  // no empty slice
