@@ -1,15 +1,15 @@
-// The [fast-gpu] convolution kernels (conv2d_fast.cuh): the direct forward, its input-gradient
-// twin and the split-K weight gradient against the CPU reference (in double), their dispatch rule and switch,
-// bit-reproducibility, and LeNet-5 training with them on against the CPU.
+// The [fast-gpu] convolution kernels (conv2d_fast.cuh): the direct forward, its
+// input-gradient twin and the split-K weight gradient against the CPU reference (in double),
+// their rules and switch, bit-reproducibility, and LeNet-5 training with them on.
 //
 // Tolerance: the default 1e-5 (gpu_compare.hpp) for every op check. The direct forward sums
 // at most c_in k_h k_w = 8 x 25 = 200 products per output, the input gradient at most
-// c_out k_h k_w = 32 x 25 = 800; the split-K weight gradient's
-// longest sequential chain is one slice (at most about R / (2 x SMs) positions plus 1 bias
-// term per chunk: ~800 at batch 256 on 132 SMs, more on a GPU with fewer SMs), then at most
-// a few dozen slice sums per lane and a 5-level shuffle tree. Float rounding grows like
-// sqrt(chain) x 2^-24 for random-signed data, i.e. ~2e-6 at worst here; a missing term or a
-// wrong index gives O(1). The whole-model test uses the 1e-4 of test_gpu_model.cpp.
+// c_out k_h k_w = 32 x 25 = 800. The split-K weight gradient's longest sequential chain is
+// one slice, about R / (2 x SMs) positions (~800 at batch 256 on 132 SMs, more on a GPU with
+// fewer SMs), then the slices' sums in 8 strided chains of a few dozen, added in order.
+// Float rounding grows like sqrt(chain) x 2^-24 for random-signed data, ~2e-6 at worst
+// here; a missing term or a wrong index gives O(1). The whole-model test uses the 1e-4 of
+// test_gpu_model.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -7,8 +7,8 @@
 //            in registers (at most 16 per thread), 32 positions at a time staged in shared
 //            memory; it writes its partial sums to partial[z][outputs]. The grid has about two
 //            slices per multiprocessor, however few the outputs.
-//   stage 2  one warp per output adds the slices in a fixed order (lane l takes z = l, l + 32,
-//            ..., then a fixed shuffle tree) and writes dw and dbias.
+//   stage 2  32 outputs per block, their slices added in a fixed order (8 strided sequential
+//            sums, then those 8 in order) and written to dw and dbias.
 // No atomics: the result depends only on the shape and the number of multiprocessors.
 #include <algorithm>
 #include <cstdint>
@@ -102,23 +102,30 @@ __global__ void __launch_bounds__(kThreads)
     if (tid + kThreads * j < outputs) out[tid + kThreads * j] = acc[j];
 }
 
-// Warp w sums output w over the slices in a fixed order; lane 0 writes it to dw, or to
-// dbias for the bias column (skipped when dbias is null).
+// Block b sums outputs [32 b, +32) over the slices: lane l takes output 32 b + l (coalesced
+// reads), warp g the slices z = g, g + 8, ...; then warp 0 adds the 8 warps' sums in order
+// and writes dw, or dbias for the bias column (skipped when dbias is null).
+constexpr int kSliceGroups = kThreads / kWarpSize;
+
 __global__ void __launch_bounds__(kThreads)
     sum_weight_and_bias_slices_kernel(const float* __restrict__ partial, int slices, int columns, int outputs,
                                       float* __restrict__ dw, float* __restrict__ dbias) {
-  const int lane = int(threadIdx.x) % kWarpSize;
-  const int o = int(blockIdx.x) * (kThreads / kWarpSize) + int(threadIdx.x) / kWarpSize;
-  if (o >= outputs) return;  // whole warps leave together
+  __shared__ float group_sums[kSliceGroups][kWarpSize];
+  const int lane = int(threadIdx.x) % kWarpSize, group = int(threadIdx.x) / kWarpSize;
+  const int o = int(blockIdx.x) * kWarpSize + lane;
   float sum = 0.f;
-  for (int z = lane; z < slices; z += kWarpSize) sum += partial[int64_t(z) * outputs + o];
-  sum = warp_sum(sum);
-  if (lane != 0) return;
+  if (o < outputs)
+    for (int z = group; z < slices; z += kSliceGroups) sum += partial[int64_t(z) * outputs + o];
+  group_sums[group][lane] = sum;
+  __syncthreads();
+  if (group != 0 || o >= outputs) return;
+  float total = 0.f;
+  for (int g = 0; g < kSliceGroups; ++g) total += group_sums[g][lane];
   const int co = o / columns, k = o - co * columns;
   if (k < columns - 1)
-    dw[int64_t(co) * (columns - 1) + k] = sum;
+    dw[int64_t(co) * (columns - 1) + k] = total;
   else if (dbias)
-    dbias[co] = sum;
+    dbias[co] = total;
 }
 
 }  // namespace
@@ -146,8 +153,7 @@ void conv2d_backward_params_split_k(Context& ctx, const Conv2DShape& s, const fl
   conv_weight_grad_split_k_kernel<<<unsigned(slices), kThreads, stage_one_shared_bytes(s), ctx.stream>>>(
       s, x, dy, chunks_per_slice, partial);
   CNN_CUDA_CHECK_LAUNCH("conv_weight_grad_split_k_kernel");
-  constexpr int kWarpsPerBlock = kThreads / kWarpSize;
-  sum_weight_and_bias_slices_kernel<<<unsigned(ceil_div(outputs, kWarpsPerBlock)), kThreads, 0, ctx.stream>>>(
+  sum_weight_and_bias_slices_kernel<<<unsigned(ceil_div(outputs, kWarpSize)), kThreads, 0, ctx.stream>>>(
       partial, slices, columns, outputs, dw, dbias);
   CNN_CUDA_CHECK_LAUNCH("sum_weight_and_bias_slices_kernel");
 }
