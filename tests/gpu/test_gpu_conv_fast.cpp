@@ -103,9 +103,8 @@ TEST_P(FastConvGpu, DirectForwardEveryActivationWithAndWithoutBias) {
       OpCheck op(ctx(), 31);
       const int x = op.input("x", s.x_size()), w = op.input("w", s.w_size()), b = op.input("bias", s.c_out);
       const int y = op.output("y", s.y_size());
-      op.run(
-          [&](auto& d) { gpu::conv2d_forward_direct(ctx(), s, d[x], d[w], with_bias ? d[b] : nullptr, act, d[y]); },
-          [&](auto& h) { cpu::conv2d_forward<double>(s, h[x], h[w], with_bias ? h[b] : nullptr, act, h[y]); });
+      op.run([&](auto& d) { gpu::conv2d_forward_direct(ctx(), s, d[x], d[w], with_bias ? d[b] : nullptr, act, d[y]); },
+             [&](auto& h) { cpu::conv2d_forward<double>(s, h[x], h[w], with_bias ? h[b] : nullptr, act, h[y]); });
     }
 }
 
@@ -128,10 +127,12 @@ TEST_P(FastConvGpu, SplitKWeightGradientWithAndWithoutBias) {
     const int x = op.input("x", s.x_size()), dy = op.input("dy", s.y_size());
     const int dw = op.output("dw", s.w_size()), db = op.output("dbias", s.c_out);
     op.run(
-        [&](auto& d) { gpu::conv2d_backward_params_split_k(ctx(), s, d[x], d[dy], d[dw], with_bias ? d[db] : nullptr); },
+        [&](auto& d) {
+          gpu::conv2d_backward_params_split_k(ctx(), s, d[x], d[dy], d[dw], with_bias ? d[db] : nullptr);
+        },
         [&](auto& h) {
           cpu::conv2d_backward_params<double>(s, h[x], h[dy], h[dw], h[db]);  // always fills dbias...
-          if (!with_bias) std::fill(h[db], h[db] + s.c_out, std::nan(""));   // ...which must stay untouched
+          if (!with_bias) std::fill(h[db], h[db] + s.c_out, std::nan(""));    // ...which must stay untouched
         });
   }
 }
@@ -176,7 +177,7 @@ TEST(FastConvRules, TakeLeNetConvolutionsAndLeaveWideLayersToTheGemms) {
   const auto wide = ops::Conv2DShape::make(128, 64, 16, 16, 64, 3, 3, 1, 1, Padding::Same);
   EXPECT_FALSE(gpu::direct_forward_takes(wide));         // 64 input channels
   EXPECT_FALSE(gpu::direct_backward_input_takes(wide));  // 64 channels of dx
-  EXPECT_FALSE(gpu::split_k_weight_grad_takes(wide));  // 64 filters
+  EXPECT_FALSE(gpu::split_k_weight_grad_takes(wide));    // 64 filters
   const auto many_taps = ops::Conv2DShape::make(8, 8, 16, 16, 32, 7, 7, 1, 1, Padding::Same);
   EXPECT_FALSE(gpu::split_k_weight_grad_takes(many_taps));  // 32 x 393 outputs > 4096
   const auto big_image = ops::Conv2DShape::make(1, 8, 512, 512, 8, 3, 3, 1, 1, Padding::Same);
@@ -187,7 +188,8 @@ TEST(FastConvRules, TakeLeNetConvolutionsAndLeaveWideLayersToTheGemms) {
 
 TEST_F(GpuTest, FastConvKernelsRefuseShapesOutsideTheirRules) {
   const auto wide = ops::Conv2DShape::make(2, 64, 8, 8, 64, 3, 3, 1, 1, Padding::Same);
-  EXPECT_THROW(gpu::conv2d_forward_direct(ctx(), wide, nullptr, nullptr, nullptr, {Activation::Linear}, nullptr), Error);
+  EXPECT_THROW(gpu::conv2d_forward_direct(ctx(), wide, nullptr, nullptr, nullptr, {Activation::Linear}, nullptr),
+               Error);
   EXPECT_THROW(gpu::conv2d_backward_input_direct(ctx(), wide, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(gpu::conv2d_backward_params_split_k(ctx(), wide, nullptr, nullptr, nullptr, nullptr), Error);
 }
@@ -264,7 +266,8 @@ double relative(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(FastConvModel, TwentySgdStepsOfLeNet5WithTheFastKernelsAgreeWithTheCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
   ScopedEnv env("CNN_CUDA_CONV_KERNELS", "fast");  // read when the GPU model makes its context
-  for (const auto& [file, channels] : {std::pair<const char*, int>{"lenet5.json", 3}, std::pair<const char*, int>{"lenet5_gray.json", 1}}) {
+  for (const auto& [file, channels] :
+       {std::pair<const char*, int>{"lenet5.json", 3}, std::pair<const char*, int>{"lenet5_gray.json", 1}}) {
     SCOPED_TRACE(file);
     CompileOptions sgd;
     sgd.optimizer = "sgd";

@@ -34,18 +34,18 @@ DirectBand direct_band(const Conv2DShape& s) {
   b.rows = std::clamp(kThreads / std::max(s.w_out, 1), 1, std::max(s.h_out, 1));
   b.in_rows = (b.rows - 1) * s.stride_h + s.k_h;
   b.in_cols = (s.w_out - 1) * s.stride_w + s.k_w;
-  b.shared_bytes = sizeof(float) * (size_t(s.c_in) * b.in_rows * b.in_cols + size_t(kChannelGroup) * s.c_in * s.k_h * s.k_w);
+  b.shared_bytes =
+      sizeof(float) * (size_t(s.c_in) * b.in_rows * b.in_cols + size_t(kChannelGroup) * s.c_in * s.k_h * s.k_w);
   return b;
 }
 
 // Block (band, group, image): output rows [band * rows, +rows), channels [group * 8, +8).
 __global__ void __launch_bounds__(kThreads)
-    conv_direct_forward_kernel(Conv2DShape s, DirectBand band, const float* __restrict__ x,
-                               const float* __restrict__ w, const float* __restrict__ bias, ActivationSpec act,
-                               float* __restrict__ y) {
+    conv_direct_forward_kernel(Conv2DShape s, DirectBand band, const float* __restrict__ x, const float* __restrict__ w,
+                               const float* __restrict__ bias, ActivationSpec act, float* __restrict__ y) {
   extern __shared__ float shared[];
   const int taps = s.k_h * s.k_w, per_filter = s.c_in * taps;
-  float* tile = shared;                                     // [c_in][in_rows][in_cols]
+  float* tile = shared;                                            // [c_in][in_rows][in_cols]
   float* filters = shared + s.c_in * band.in_rows * band.in_cols;  // [8][c_in * taps]
   const int oh0 = int(blockIdx.x) * band.rows, co0 = int(blockIdx.y) * kChannelGroup, img = int(blockIdx.z);
   const int ih0 = oh0 * s.stride_h - s.pad_top;
@@ -56,7 +56,8 @@ __global__ void __launch_bounds__(kThreads)
     const int col = e % band.in_cols, rest = e / band.in_cols;
     const int row = rest % band.in_rows, ci = rest / band.in_rows;
     const int ih = ih0 + row, iw = col - s.pad_left;
-    tile[e] = (ih >= 0 && ih < s.h_in && iw >= 0 && iw < s.w_in) ? image[(int64_t(ci) * s.h_in + ih) * s.w_in + iw] : 0.f;
+    tile[e] =
+        (ih >= 0 && ih < s.h_in && iw >= 0 && iw < s.w_in) ? image[(int64_t(ci) * s.h_in + ih) * s.w_in + iw] : 0.f;
   }
   for (int e = int(threadIdx.x); e < kChannelGroup * per_filter; e += kThreads) {
     const int co = co0 + e / per_filter;
@@ -101,7 +102,8 @@ DirectGradBand direct_grad_band(const Conv2DShape& s) {
   b.rows = std::clamp(kThreads / std::max(s.w_in, 1), 1, std::max(s.h_in, 1));
   // oh * stride_h runs over rows + k_h - 1 consecutive values for one band.
   b.out_rows = int(ceil_div(b.rows + s.k_h - 1, s.stride_h));
-  b.shared_bytes = sizeof(float) * (size_t(s.c_out) * b.out_rows * s.w_out + size_t(kChannelGroup) * s.c_out * s.k_h * s.k_w);
+  b.shared_bytes =
+      sizeof(float) * (size_t(s.c_out) * b.out_rows * s.w_out + size_t(kChannelGroup) * s.c_out * s.k_h * s.k_w);
   return b;
 }
 
@@ -119,7 +121,7 @@ __global__ void __launch_bounds__(kThreads)
                                       const float* __restrict__ w, float* __restrict__ dx) {
   extern __shared__ float shared[];
   const int taps = s.k_h * s.k_w;
-  float* grads = shared;                                   // [c_out][out_rows][w_out]
+  float* grads = shared;                                        // [c_out][out_rows][w_out]
   float* filters = shared + s.c_out * band.out_rows * s.w_out;  // [c_out][taps][8 input channels]
   const int ih0 = int(blockIdx.x) * band.rows, img = int(blockIdx.z);
   const int oh_first = first_output_row(s, ih0);

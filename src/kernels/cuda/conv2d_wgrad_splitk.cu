@@ -21,7 +21,7 @@ namespace {
 using namespace ::cnn::cuda;
 
 constexpr int kThreads = 256;
-constexpr int kChunk = 32;          // positions staged per step
+constexpr int kChunk = 32;  // positions staged per step
 constexpr int kOutputsPerThread = 16;
 constexpr int kMaxOutputs = kThreads * kOutputsPerThread;
 constexpr int kMaxFilters = 32;
@@ -137,8 +137,8 @@ bool split_k_weight_grad_takes(const Conv2DShape& s) {
 
 void conv2d_backward_params_split_k(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                                     float* dbias) {
-  CNN_CHECK(split_k_weight_grad_takes(s), "conv2d_backward_params_split_k: shape outside the kernel's rule (",
-            s.c_out, " filters of ", s.c_in, "x", s.k_h, "x", s.k_w, ")");
+  CNN_CHECK(split_k_weight_grad_takes(s), "conv2d_backward_params_split_k: shape outside the kernel's rule (", s.c_out,
+            " filters of ", s.c_in, "x", s.k_h, "x", s.k_w, ")");
   const int columns = weight_columns(s) + 1, outputs = s.c_out * columns;
   const int64_t positions = int64_t(s.n) * s.h_out * s.w_out;
   // Half the int range: a slice's end (first + chunks_per_slice * kChunk) may pass R.
