@@ -101,6 +101,7 @@ else
   gpu_tests=$(find "$build" -name cnn_gpu_tests -type f -perm -u+x | head -1)
   step gpu-tests 300 "$gpu_tests"
 fi
+[ -n "$gpu_tests" ] && step gpu-tests-fast-conv 300 env CNN_CUDA_CONV_KERNELS=fast "$gpu_tests"
 if [ -z "${SKIP_SANITIZERS:-}" ] && [ -n "$gpu_tests" ]; then
   # API errors are expected (the tests provoke out-of-memory and bad copies on purpose), and
   # the caching allocator keeps its blocks until exit, so neither is reported.

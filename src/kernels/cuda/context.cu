@@ -1,5 +1,6 @@
 // The CUDA context (stream, cuBLAS handle, scratch), the error reporting behind the check
 // macros, and the run-time probe for a usable GPU.
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,15 @@ const Probe& probe() {
     return Probe{true, ""};
   }();
   return result;
+}
+
+// CNN_CUDA_CONV_KERNELS, parsed once where a context is made: unset or "default" keeps
+// the implicit-GEMM kernels, "fast" turns on the specialised ones; anything else is refused.
+cuda::ConvKernels conv_kernels_from_environment() {
+  const char* value = std::getenv("CNN_CUDA_CONV_KERNELS");
+  if (!value || std::string(value).empty() || std::string(value) == "default") return cuda::ConvKernels::Default;
+  if (std::string(value) == "fast") return cuda::ConvKernels::Fast;
+  fail("CNN_CUDA_CONV_KERNELS must be 'default' or 'fast', not '", value, "'");
 }
 
 }  // namespace
@@ -90,6 +100,7 @@ Context* create_context() {
   const Probe& p = probe();
   CNN_CHECK(p.available, "cnn::cuda::create_context: cannot use the CUDA backend: ", p.reason);
   auto ctx = std::make_unique<Context>();
+  ctx->conv_kernels = conv_kernels_from_environment();
   CNN_CUDA_CHECK(cudaGetDevice(&ctx->device));
   CNN_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, ctx->device));
   CNN_CUDA_CHECK(cudaStreamCreate(&ctx->stream));  // default flags: blocking (see context.cuh)

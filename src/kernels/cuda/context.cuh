@@ -19,11 +19,18 @@
 
 namespace cnn::cuda {
 
+// Which convolution kernels a context runs. Default: the implicit-GEMM kernels for every
+// shape. Fast: the specialised kernels of conv2d_fast.cuh for the shapes their rules accept
+// (the implicit GEMMs for the rest); off by default until a GPU run has validated and
+// timed them. Chosen once per context from CNN_CUDA_CONV_KERNELS=default|fast.
+enum class ConvKernels { Default, Fast };
+
 struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   int device = 0;
   int sm_count = 1;  // multiprocessors, for sizing split reductions
+  ConvKernels conv_kernels = ConvKernels::Default;
 
   Context() = default;
   Context(const Context&) = delete;

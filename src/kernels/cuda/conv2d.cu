@@ -17,6 +17,7 @@
 #include <climits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/conv2d_fast.cuh"
 
 namespace cnn::ops::cuda {
 namespace {
@@ -348,12 +349,16 @@ void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const fl
                     ActivationSpec act, float* y) {
   check_elementwise(act, "conv2d_forward");
   check_sizes(s, "conv2d_forward");
+  if (ctx.conv_kernels == ConvKernels::Fast && direct_forward_takes(s))
+    return conv2d_forward_direct(ctx, s, x, w, bias, act, y);
   const int K = s.c_in * s.k_h * s.k_w, P = s.h_out * s.w_out;
   launch_conv_gemm(ctx, ConvForwardOperands{s, x, w, K}, s.c_out, s.n * P, K, P, bias, act, y);
 }
 
 void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
   check_sizes(s, "conv2d_backward_input");
+  if (ctx.conv_kernels == ConvKernels::Fast && direct_backward_input_takes(s))
+    return conv2d_backward_input_direct(ctx, s, dy, w, dx);
   const int P = s.h_in * s.w_in;
   launch_conv_gemm(ctx, ConvBackwardInputOperands{s, dy, w}, s.c_in, s.n * P, s.c_out * s.k_h * s.k_w, P, nullptr,
                    ActivationSpec{Activation::Linear}, dx);
@@ -362,6 +367,8 @@ void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, 
 void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                             float* dbias) {
   check_sizes(s, "conv2d_backward_params");
+  if (ctx.conv_kernels == ConvKernels::Fast && split_k_weight_grad_takes(s))
+    return conv2d_backward_params_split_k(ctx, s, x, dy, dw, dbias);
   const int M = s.c_out, K = s.c_in * s.k_h * s.k_w, R = s.n * s.h_out * s.w_out;
   const int64_t tiles = ceil_div(M, kTileM) * ceil_div(K, kTileN);
   CNN_CHECK(ceil_div(M, kTileM) <= 65535, "conv2d_backward_params: ", M, " filters exceed the grid limit");
