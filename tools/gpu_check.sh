@@ -26,6 +26,7 @@
 #   cpu-tests.log          the CPU tests (ctest -L cpu; with --prebuilt cnn_tests, less the
 #                          tests that need the build machine's paths: the filter is in the log)
 #   gpu-tests.log          the GPU test binary, every GPU test ("[  PASSED  ] N tests.")
+#   gpu-tests-fast-conv.log  the GPU tests again with CNN_CUDA_CONV_KERNELS=fast ([fast-gpu] kernels)
 #   memcheck.log, racecheck.log   compute-sanitizer over the GPU tests (filters in the logs)
 #   train-lenet5-gpu.log   cnn train on the GPU, 2 epochs
 #   check-lenet5.log, check-cifar_cnn.log, check-airbench94.log   cnn check tables
