@@ -1,0 +1,16 @@
+"""cnnfromscratch: the CNNFromScratch C++/CUDA library with Keras's Python API.
+
+    from cnnfromscratch import *
+    model = Sequential([Conv2D(filters=6, kernel_size=5, activation='relu'), ..., Dense(10, activation='softmax')])
+    model.compile(optimizer='sgd', loss='cce', learning_rate=0.01, input_shape=[1, 32, 32])
+    model.fit(x_train, y_train, epochs=30)
+"""
+from ._core import built_with_cuda, cuda_available
+from .callbacks import Callback
+from .layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                     GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, MaxPooling2D)
+from .models import History, Sequential, load_model
+
+__all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "Callback", "Conv2D", "Dense", "Dropout",
+           "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "History", "Layer", "MaxPooling2D",
+           "Sequential", "built_with_cuda", "cuda_available", "load_model"]

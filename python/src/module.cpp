@@ -1,0 +1,266 @@
+// cnnfromscratch._core: the C++ Sequential as nanobind sees it. The Keras-shaped keyword
+// handling lives in python/cnnfromscratch/*.py; this file only moves arrays and options
+// across, releases the GIL while the library computes, and turns cnn::Error into the
+// Python exception its context calls for (ValueError unless said otherwise below).
+#include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+#include <nlohmann/json.hpp>
+
+#include <cnn/cnn.hpp>
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using FloatArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+using NumpyFloat = nb::ndarray<nb::numpy, float>;
+
+cnn::Tensor to_tensor(const FloatArray& a) {
+  cnn::Shape shape(a.shape_ptr(), a.shape_ptr() + a.ndim());
+  cnn::Tensor t(shape);
+  std::memcpy(t.data(), a.data(), a.size() * sizeof(float));
+  return t;
+}
+
+// The array shares the tensor's storage: the capsule keeps a copy of the tensor alive.
+NumpyFloat to_numpy(const cnn::Tensor& tensor) {
+  auto* owner = new cnn::Tensor(tensor.device() == cnn::Device::CPU ? tensor : tensor.to(cnn::Device::CPU));
+  nb::capsule keep(owner, [](void* p) noexcept { delete static_cast<cnn::Tensor*>(p); });
+  std::vector<size_t> shape(owner->shape().begin(), owner->shape().end());
+  return NumpyFloat(owner->data(), shape.size(), shape.data(), keep);
+}
+
+// Runs `body` and raises `python_type` with the library's message for a cnn::Error.
+template <class Body>
+auto raising(PyObject* python_type, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const cnn::Error& e) {
+    PyErr_SetString(python_type, e.what());
+    throw nb::python_error();
+  }
+}
+
+nb::dict epoch_logs_dict(const cnn::EpochLogs& l) {
+  nb::dict d;
+  d["loss"] = l.loss;
+  d["accuracy"] = l.accuracy;
+  d["val_loss"] = l.val_loss;
+  d["val_accuracy"] = l.val_accuracy;
+  d["lr"] = l.learning_rate;
+  d["seconds"] = l.seconds;
+  return d;
+}
+
+// Forwards fit's hooks to a Python dispatcher (cnnfromscratch.callbacks._Dispatcher) with the
+// GIL held; its hooks return True to stop training. After every step it also lets Python
+// handle pending signals, so Ctrl-C raises KeyboardInterrupt between steps.
+class PythonCallback : public cnn::Callback {
+ public:
+  explicit PythonCallback(nb::object dispatcher) : dispatcher_(std::move(dispatcher)) {}
+  ~PythonCallback() override {
+    nb::gil_scoped_acquire gil;
+    dispatcher_.reset();
+  }
+  void on_train_begin(cnn::Sequential& m) override { call(m, "on_train_begin"); }
+  void on_epoch_begin(cnn::Sequential& m, int epoch) override { call(m, "on_epoch_begin", epoch); }
+  void on_batch_end(cnn::Sequential& m, const cnn::BatchLogs& l) override {
+    nb::gil_scoped_acquire gil;
+    nb::dict d;
+    d["loss"] = l.loss;
+    d["accuracy"] = l.accuracy;
+    stop_if(m, dispatcher_.attr("on_train_batch_end")(l.batch, d));
+  }
+  void on_step_end(cnn::Sequential&, int64_t) override {
+    nb::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+  }
+  void on_epoch_end(cnn::Sequential& m, const cnn::EpochLogs& l) override {
+    nb::gil_scoped_acquire gil;
+    stop_if(m, dispatcher_.attr("on_epoch_end")(l.epoch, epoch_logs_dict(l)));
+  }
+  void on_train_end(cnn::Sequential& m) override { call(m, "on_train_end"); }
+  bool wants_batch_logs() const override {
+    nb::gil_scoped_acquire gil;
+    return nb::cast<bool>(dispatcher_.attr("wants_batch_logs"));
+  }
+
+ private:
+  template <class... Args>
+  void call(cnn::Sequential& m, const char* hook, Args... args) {
+    nb::gil_scoped_acquire gil;
+    stop_if(m, dispatcher_.attr(hook)(args...));
+  }
+  static void stop_if(cnn::Sequential& m, const nb::object& result) {
+    if (nb::cast<bool>(result)) m.stop_training = true;
+  }
+  nb::object dispatcher_;
+};
+
+nb::dict history_dict(const cnn::History& h) {
+  nb::dict d;
+  d["loss"] = h.loss;
+  d["accuracy"] = h.accuracy;
+  d["val_loss"] = h.val_loss;
+  d["val_accuracy"] = h.val_accuracy;
+  d["lr"] = h.learning_rate;
+  d["seconds"] = h.seconds;
+  return d;
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "The CNNFromScratch C++ library; use the cnnfromscratch package, not this module.";
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const cnn::Error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.def("built_with_cuda", &cnn::built_with_cuda);
+  m.def("cuda_available", &cnn::cuda_available);
+
+  nb::class_<cnn::Sequential>(m, "Model")
+      .def("__init__",
+           [](cnn::Sequential* self, const std::vector<std::string>& layer_configs) {
+             new (self) cnn::Sequential();
+             for (const auto& c : layer_configs) self->add(cnn::layer_from_config(nlohmann::json::parse(c)));
+           })
+      .def("add", [](cnn::Sequential& s, const std::string& config) {
+        s.add(cnn::layer_from_config(nlohmann::json::parse(config)));
+      })
+      .def("layer_configs",
+           [](const cnn::Sequential& s) {
+             std::vector<std::string> out;
+             for (size_t i = 0; i < s.size(); ++i) out.push_back(s.layer(i).config().dump());
+             return out;
+           })
+      .def("compile",
+           [](cnn::Sequential& s, std::string optimizer, std::string loss, float learning_rate,
+              std::vector<int64_t> input_shape, float momentum, bool nesterov, float beta1, float beta2, float epsilon,
+              float weight_decay, bool decoupled_weight_decay, float label_smoothing, float bias_lr_scale,
+              bool from_logits, uint64_t seed, const std::string& device) {
+             cnn::CompileOptions o;
+             o.optimizer = std::move(optimizer);
+             o.loss = std::move(loss);
+             o.learning_rate = learning_rate;
+             o.input_shape = std::move(input_shape);
+             o.momentum = momentum;
+             o.nesterov = nesterov;
+             o.beta1 = beta1;
+             o.beta2 = beta2;
+             o.epsilon = epsilon;
+             o.weight_decay = weight_decay;
+             o.decoupled_weight_decay = decoupled_weight_decay;
+             o.label_smoothing = label_smoothing;
+             o.bias_lr_scale = bias_lr_scale;
+             o.from_logits = from_logits;
+             o.seed = seed;
+             o.device = cnn::parse_device(device);
+             nb::gil_scoped_release release;
+             s.compile(o);
+           },
+           "optimizer"_a, "loss"_a, "learning_rate"_a, "input_shape"_a, "momentum"_a, "nesterov"_a, "beta1"_a,
+           "beta2"_a, "epsilon"_a, "weight_decay"_a, "decoupled_weight_decay"_a, "label_smoothing"_a,
+           "bias_lr_scale"_a, "from_logits"_a, "seed"_a, "device"_a)
+      .def_prop_ro("compiled", &cnn::Sequential::compiled)
+      .def("input_shape", [](const cnn::Sequential& s) { return s.compile_options().input_shape; })
+      .def("loss", [](const cnn::Sequential& s) { return s.compile_options().loss; })
+      .def("fit",
+           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int epochs, int batch_size, bool shuffle,
+              float validation_split, std::optional<FloatArray> val_x, std::optional<FloatArray> val_y, int verbose,
+              uint64_t seed, int initial_epoch, nb::object dispatcher) {
+             cnn::FitOptions o;
+             o.epochs = epochs;
+             o.batch_size = batch_size;
+             o.shuffle = shuffle;
+             o.validation_split = validation_split;
+             if (val_x && val_y) o.validation_data = cnn::ValidationData{to_tensor(*val_x), to_tensor(*val_y)};
+             o.verbose = verbose;
+             o.seed = seed;
+             o.initial_epoch = initial_epoch;
+             o.callbacks.push_back(std::make_shared<PythonCallback>(std::move(dispatcher)));
+             const cnn::Tensor xt = to_tensor(x), yt = to_tensor(y);
+             cnn::History h;
+             {
+               nb::gil_scoped_release release;
+               s.stop_training = false;
+               h = s.fit(xt, yt, o);
+               o.callbacks.clear();  // the Python callback's last reference, released with the GIL held below
+             }
+             return history_dict(h);
+           })
+      .def("evaluate",
+           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size) {
+             const cnn::Tensor xt = to_tensor(x), yt = to_tensor(y);
+             nb::gil_scoped_release release;
+             const cnn::Evaluation e = s.evaluate(xt, yt, {.batch_size = batch_size});
+             return std::make_pair(e.loss, e.accuracy);
+           })
+      .def("predict",
+           [](cnn::Sequential& s, const FloatArray& x, int batch_size) {
+             const cnn::Tensor xt = to_tensor(x);
+             cnn::Tensor out;
+             {
+               nb::gil_scoped_release release;
+               out = s.predict(xt, batch_size);
+             }
+             return to_numpy(out);
+           })
+      .def("summary_string", &cnn::Sequential::summary_string)
+      .def("count_params", &cnn::Sequential::count_params)
+      .def("trainable_params", &cnn::Sequential::trainable_params)
+      .def("weights",
+           [](const cnn::Sequential& s) {
+             std::vector<std::pair<std::string, NumpyFloat>> out;
+             for (const auto& [name, t] : s.weights()) out.emplace_back(name, to_numpy(t));
+             return out;
+           })
+      .def("set_weights",
+           [](cnn::Sequential& s, const std::vector<std::pair<std::string, FloatArray>>& weights) {
+             std::vector<std::pair<std::string, cnn::Tensor>> named;
+             for (const auto& [name, a] : weights) named.emplace_back(name, to_tensor(a));
+             s.set_weights(named);
+           })
+      // File problems are OSErrors (the caller raises FileNotFoundError for a missing file).
+      .def("save",
+           [](const cnn::Sequential& s, const std::string& path) {
+             raising(PyExc_OSError, [&] {
+               nb::gil_scoped_release release;
+               s.save(path);
+             });
+           })
+      .def_static("load",
+                  [](const std::string& path) {
+                    return raising(PyExc_OSError, [&] {
+                      nb::gil_scoped_release release;
+                      return cnn::Sequential::load(path);
+                    });
+                  })
+      // A device that cannot be used is a RuntimeError (CUDA's).
+      .def("to",
+           [](cnn::Sequential& s, const std::string& device) {
+             const cnn::Device d = cnn::parse_device(device);
+             raising(PyExc_RuntimeError, [&] {
+               nb::gil_scoped_release release;
+               s.to(d);
+             });
+           })
+      .def("device", [](const cnn::Sequential& s) { return cnn::to_string(s.device()); });
+}
