@@ -25,10 +25,11 @@ class History:
 
 def _images(x: Any, expected: Sequence[int] | None, what: str) -> np.ndarray:
     """float32 C-contiguous [N, *expected]: returned as is when it already is one; other
-    float dtypes and layouts converted once; uint8 scaled to [0, 1]."""
+    float dtypes and layouts converted once; uint8 scaled to [0, 1] as the library's data
+    readers scale (v * (1 / 255) in float32, so the same bytes give the same inputs)."""
     a = np.asarray(x)
     if a.dtype == np.uint8:
-        a = a.astype(np.float32) / np.float32(255)
+        a = a.astype(np.float32) * (np.float32(1) / np.float32(255))
     elif not np.issubdtype(a.dtype, np.floating):
         raise ValueError(f"{what}: expected a float or uint8 array, got dtype {a.dtype}")
     a = np.ascontiguousarray(a, dtype=np.float32)
