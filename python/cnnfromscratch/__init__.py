@@ -5,12 +5,14 @@
     model.compile(optimizer='sgd', loss='cce', learning_rate=0.01, input_shape=[1, 32, 32])
     model.fit(x_train, y_train, epochs=30)
 """
+from . import datasets
 from ._core import built_with_cuda, cuda_available
 from .callbacks import Callback
+from .datasets import to_categorical
 from .layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                      GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, MaxPooling2D)
 from .models import History, Sequential, load_model
 
 __all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "Callback", "Conv2D", "Dense", "Dropout",
            "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "History", "Layer", "MaxPooling2D",
-           "Sequential", "built_with_cuda", "cuda_available", "load_model"]
+           "Sequential", "built_with_cuda", "cuda_available", "datasets", "load_model", "to_categorical"]

@@ -22,7 +22,7 @@ class Layer:
         return dict(self.config)
 
     def _json(self) -> str:
-        return json.dumps(self.config)
+        return json.dumps(self.config, default=_plain)
 
     @staticmethod
     def from_config(config: dict[str, Any]) -> "Layer":
@@ -104,6 +104,13 @@ class GlobalMaxPooling2D(Layer):
 class Activation(Layer):
     def __init__(self, activation: str, alpha: float | None = None, name: str | None = None) -> None:
         super().__init__("Activation", activation=activation, alpha=alpha, name=name)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (np.int64(6), ...) as the Python numbers JSON takes."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"layer option {value!r} of type {type(value).__name__} is not a number, string or list")
 
 
 def _size2(value: int | tuple[int, int] | list[int] | None) -> int | list[int] | None:

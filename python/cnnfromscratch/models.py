@@ -49,6 +49,16 @@ def _targets(y: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _options(target: Any, values: dict[str, Any] | None, what: str) -> Any:
+    """`target` (a C++ options struct) with `values` set on it; an unknown key is a ValueError."""
+    for key, value in (values or {}).items():
+        if key.startswith("_") or not hasattr(target, key):
+            valid = ", ".join(k for k in dir(target) if not k.startswith("_"))
+            raise ValueError(f"fit: {what}: unknown option {key!r}; valid options: {valid}")
+        setattr(target, key, value)
+    return target
+
+
 class Sequential:
     """A stack of layers: Sequential([Conv2D(6, 5, activation='relu'), ..., Dense(10, activation='softmax')])."""
 
@@ -98,8 +108,14 @@ class Sequential:
 
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, verbose: int = 1,
-            callbacks: list[Any] | None = None, initial_epoch: int = 0, seed: int = 1) -> History:
-        """Trains; returns a History. Integer labels y [N] are class indices (for 'cce' too)."""
+            callbacks: list[Any] | None = None, initial_epoch: int = 0, seed: int = 1,
+            lr_schedule: str | dict[str, Any] | None = None, augment: dict[str, Any] | None = None) -> History:
+        """Trains; returns a History. Integer labels y [N] are class indices (for 'cce' too).
+
+        lr_schedule: 'constant', 'step', 'cosine' or 'onecycle', or a dict with "kind" and the
+        schedule's parameters (step_epochs, gamma, min_factor, warmup, start_factor,
+        end_factor). augment: a dict of translate (pixels), flip ('none', 'random',
+        'alternate') and cutout (side of a zeroed square)."""
         shape = self._input_shape()
         xs, ys = _images(x, shape, "fit: x"), _targets(y, "fit: y")
         val_x = val_y = None
@@ -109,7 +125,10 @@ class Sequential:
         self.stop_training = False
         dispatcher = _Dispatcher(self, callbacks or [])
         h = self._model.fit(xs, ys, epochs, batch_size, shuffle, validation_split, val_x, val_y, verbose, seed,
-                            initial_epoch, dispatcher)
+                            initial_epoch, dispatcher,
+                            _options(_core.LRSchedule(), {"kind": lr_schedule} if isinstance(lr_schedule, str)
+                                     else lr_schedule, "lr_schedule"),
+                            _options(_core.Augmentation(), augment, "augment"))
         history = {"loss": h["loss"], "accuracy": h["accuracy"]}
         if validation_split > 0 or validation_data is not None:
             history["val_loss"], history["val_accuracy"] = h["val_loss"], h["val_accuracy"]
@@ -117,11 +136,14 @@ class Sequential:
         first = len(h["loss"])
         return History(history, list(range(initial_epoch, initial_epoch + first)))
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256) -> tuple[float, float]:
-        """(loss, accuracy) on x, y."""
+    def evaluate(self, x: Any, y: Any, batch_size: int = 256, per_class: bool = False) -> tuple:
+        """(loss, accuracy) on x, y; with per_class also the per-class accuracies [K] and the
+        confusion matrix [true, predicted] (numpy arrays)."""
         shape = self._input_shape()
-        return tuple(self._model.evaluate(_images(x, shape, "evaluate: x"), _targets(y, "evaluate: y"),
-                                          batch_size))
+        e = self._model.evaluate(_images(x, shape, "evaluate: x"), _targets(y, "evaluate: y"), batch_size, per_class)
+        if per_class:
+            return e.loss, e.accuracy, np.array(e.per_class_accuracy), np.array(e.confusion, dtype=np.int64)
+        return e.loss, e.accuracy
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """Probabilities (the last layer's outputs), float32 [N, outputs]."""

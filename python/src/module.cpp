@@ -123,6 +123,17 @@ nb::dict history_dict(const cnn::History& h) {
 
 }  // namespace
 
+// A data set's images and labels as numpy arrays (float32 [N, C, H, W], int64 [N]) and its class names.
+static nb::tuple dataset_tuple(const cnn::Dataset& d) {
+  const std::vector<float> labels = d.y.empty() ? std::vector<float>{} : d.y.to_vector();
+  auto* y = new std::vector<int64_t>(labels.begin(), labels.end());
+  nb::capsule keep(y, [](void* p) noexcept { delete static_cast<std::vector<int64_t>*>(p); });
+  const size_t n = y->size();
+  nb::ndarray<nb::numpy, int64_t> y_array(y->data(), 1, &n, keep);
+  nb::object x_array = d.x.empty() ? nb::none() : nb::cast(to_numpy(d.x));
+  return nb::make_tuple(x_array, y_array, d.class_names);
+}
+
 NB_MODULE(_core, m) {
   m.doc() = "The CNNFromScratch C++ library; use the cnnfromscratch package, not this module.";
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
@@ -134,6 +145,47 @@ NB_MODULE(_core, m) {
   });
 
   m.def("built_with_cuda", &cnn::built_with_cuda);
+  m.def("find_data_dir", &cnn::find_data_dir, "name"_a, "explicit_dir"_a = "");
+  // (train, test), each (x, y, class_names).
+  m.def("load_dataset",
+        [](const std::string& kind, const std::string& dir, bool grayscale, bool standardize, int64_t train_limit,
+           int64_t test_limit) {
+          const cnn::ImageDataOptions o{grayscale, standardize, train_limit, test_limit};
+          cnn::TrainTest t;
+          {
+            nb::gil_scoped_release release;
+            t = kind == "mnist" ? cnn::load_mnist(dir, o) : cnn::load_cifar10(dir, o);
+          }
+          return nb::make_tuple(dataset_tuple(t.train), dataset_tuple(t.test));
+        });
+  m.def("load_image_folder", [](const std::string& dir, int channels, int height, int width) {
+    cnn::Dataset d;
+    {
+      nb::gil_scoped_release release;
+      d = cnn::load_image_folder(dir, channels, height, width);
+    }
+    return dataset_tuple(d);
+  });
+
+  nb::class_<cnn::LRSchedule>(m, "LRSchedule")
+      .def(nb::init<>())
+      .def_rw("kind", &cnn::LRSchedule::kind)
+      .def_rw("step_epochs", &cnn::LRSchedule::step_epochs)
+      .def_rw("gamma", &cnn::LRSchedule::gamma)
+      .def_rw("min_factor", &cnn::LRSchedule::min_factor)
+      .def_rw("warmup", &cnn::LRSchedule::warmup)
+      .def_rw("start_factor", &cnn::LRSchedule::start_factor)
+      .def_rw("end_factor", &cnn::LRSchedule::end_factor);
+  nb::class_<cnn::Augmentation>(m, "Augmentation")
+      .def(nb::init<>())
+      .def_rw("translate", &cnn::Augmentation::translate)
+      .def_rw("flip", &cnn::Augmentation::flip)
+      .def_rw("cutout", &cnn::Augmentation::cutout);
+  nb::class_<cnn::Evaluation>(m, "Evaluation")
+      .def_ro("loss", &cnn::Evaluation::loss)
+      .def_ro("accuracy", &cnn::Evaluation::accuracy)
+      .def_ro("per_class_accuracy", &cnn::Evaluation::per_class_accuracy)
+      .def_ro("confusion", &cnn::Evaluation::confusion);
   m.def("cuda_available", &cnn::cuda_available);
 
   nb::class_<cnn::Sequential>(m, "Model")
@@ -185,8 +237,11 @@ NB_MODULE(_core, m) {
       .def("fit",
            [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int epochs, int batch_size, bool shuffle,
               float validation_split, std::optional<FloatArray> val_x, std::optional<FloatArray> val_y, int verbose,
-              uint64_t seed, int initial_epoch, nb::object dispatcher) {
+              uint64_t seed, int initial_epoch, nb::object dispatcher, const cnn::LRSchedule& lr_schedule,
+              const cnn::Augmentation& augment) {
              cnn::FitOptions o;
+             o.lr_schedule = lr_schedule;
+             o.augment = augment;
              o.epochs = epochs;
              o.batch_size = batch_size;
              o.shuffle = shuffle;
@@ -207,11 +262,10 @@ NB_MODULE(_core, m) {
              return history_dict(h);
            })
       .def("evaluate",
-           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size) {
+           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size, bool per_class) {
              const cnn::Tensor xt = to_tensor(x), yt = to_tensor(y);
              nb::gil_scoped_release release;
-             const cnn::Evaluation e = s.evaluate(xt, yt, {.batch_size = batch_size});
-             return std::make_pair(e.loss, e.accuracy);
+             return s.evaluate(xt, yt, {.batch_size = batch_size, .per_class = per_class});
            })
       .def("predict",
            [](cnn::Sequential& s, const FloatArray& x, int batch_size) {

@@ -32,6 +32,15 @@ def read_cifar10_gray(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     return (luma * (np.float32(1) / np.float32(255)))[:, None], raw[:, 0].astype(np.int64)
 
 
+def write_fake_cifar10(directory: Path, seed: int) -> None:
+    """A CIFAR-10 binary folder of random bytes (the readers want 10,000 records a file)."""
+    rng = np.random.default_rng(seed)
+    for name in ("data_batch_1.bin", "test_batch.bin"):
+        records = rng.integers(0, 256, (10000, CIFAR_RECORD), dtype=np.uint8)
+        records[:, 0] %= 10
+        records.tofile(directory / name)
+
+
 def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Grayscale 32x32 images whose class (0-9) is where a bright 8x8 square sits, over noise."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import CHECKOUT, CIFAR_RECORD
+from conftest import CHECKOUT, CIFAR_RECORD, write_fake_cifar10
 from cnnfromscratch import AveragePooling2D, Conv2D, Dense, Flatten, Sequential, load_model
 
 TEST_IMAGES = 200
@@ -15,14 +15,9 @@ TEST_IMAGES = 200
 
 @pytest.fixture(scope="module")
 def fake_cifar10(tmp_path_factory):
-    """A CIFAR-10 binary folder of random bytes (the readers want 10,000 records a file); its
-    first test images as the library reads them (RGB, float32 [N, 3, 32, 32])."""
+    """A CIFAR-10 folder of random bytes and its first test images' bytes [N, 3, 32, 32], labels."""
     d = tmp_path_factory.mktemp("cifar-10-batches-bin")
-    rng = np.random.default_rng(7)
-    for name in ("data_batch_1.bin", "test_batch.bin"):
-        records = rng.integers(0, 256, (10000, CIFAR_RECORD), dtype=np.uint8)
-        records[:, 0] %= 10
-        records.tofile(d / name)
+    write_fake_cifar10(d, seed=7)
     raw = np.fromfile(d / "test_batch.bin", dtype=np.uint8, count=TEST_IMAGES * CIFAR_RECORD)
     raw = raw.reshape(TEST_IMAGES, CIFAR_RECORD)
     return d, raw[:, 1:].reshape(TEST_IMAGES, 3, 32, 32), raw[:, 0].astype(np.int64)

@@ -82,3 +82,22 @@ def test_every_layer_builds_and_counts_params():
     other = Sequential([GlobalMaxPooling2D(), Dense(2, activation='softmax')])
     other.compile(input_shape=[3, 4, 4])
     assert other.count_params() == 8
+
+
+def test_numpy_scalars_as_layer_options():
+    model = Sequential([Flatten(), Dense(np.int64(3), activation='softmax')])
+    model.compile(input_shape=[np.int32(2), 2, 2])
+    assert model.count_params() == 8 * 3 + 3
+
+
+def test_evaluate_per_class():
+    model = small_model()
+    x = images(20).astype(np.float32) / 255
+    y = np.arange(20) % 5
+    loss, accuracy, per_class, confusion = model.evaluate(x, y, per_class=True)
+    assert (loss, accuracy) == model.evaluate(x, y)
+    predicted = model.predict(x).argmax(axis=1)
+    assert confusion.shape == (5, 5) and confusion.sum() == 20
+    assert np.array_equal(np.diag(confusion), [np.sum((y == c) & (predicted == c)) for c in range(5)])
+    assert np.isclose(accuracy, np.mean(predicted == y))
+    assert np.allclose(per_class, np.diag(confusion) / 4)

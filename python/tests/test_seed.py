@@ -1,5 +1,6 @@
 """The seed's LeNet-5 listing, verbatim but for its import line, runs and learns."""
 import numpy as np
+import pytest
 
 SEED_LISTING = """
 from cnnfromscratch import *
@@ -38,3 +39,20 @@ def test_fit_history_is_kerass(data):
     assert h.history["loss"][-1] < h.history["loss"][0]
     assert np.allclose(h.history["lr"], 0.003)
     assert h.epoch == [0, 1, 2, 3]
+
+
+def test_fit_lr_schedule_and_augmentation(data):
+    from cnnfromscratch import Dense, Flatten, Sequential
+
+    model = Sequential([Flatten(), Dense(10, activation='softmax')])
+    model.compile(optimizer='sgd', loss='cce', learning_rate=0.1, input_shape=[1, 32, 32])
+    x, y = data.X_train[:256], data.labels[:256]
+    h = model.fit(x, y, epochs=3, verbose=0, lr_schedule={"kind": "step", "step_epochs": 1, "gamma": 0.5},
+                  augment={"flip": "random", "translate": 2})
+    assert np.allclose(h.history["lr"], [0.1, 0.05, 0.025])
+    h = model.fit(x, y, epochs=2, verbose=0, lr_schedule="cosine")
+    assert h.history["lr"][0] > h.history["lr"][1]
+    with pytest.raises(ValueError, match=r"fit: augment: unknown option 'flips'"):
+        model.fit(x, y, verbose=0, augment={"flips": "random"})
+    with pytest.raises(ValueError, match=r"unknown"):
+        model.fit(x, y, verbose=0, lr_schedule="sometimes")
