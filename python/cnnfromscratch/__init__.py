@@ -7,12 +7,13 @@
 """
 from . import datasets
 from ._core import built_with_cuda, cuda_available
-from .callbacks import Callback
+from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .datasets import to_categorical
 from .layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                      GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, MaxPooling2D)
 from .models import History, Sequential, load_model
 
-__all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "Callback", "Conv2D", "Dense", "Dropout",
-           "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "History", "Layer", "MaxPooling2D",
-           "Sequential", "built_with_cuda", "cuda_available", "datasets", "load_model", "to_categorical"]
+__all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "CSVLogger", "Callback", "Conv2D", "Dense",
+           "Dropout", "EarlyStopping", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "History", "Layer",
+           "MaxPooling2D", "ModelCheckpoint", "Sequential", "built_with_cuda", "cuda_available", "datasets",
+           "load_model", "to_categorical"]

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import _core
-from .callbacks import _Dispatcher
+from .callbacks import _Dispatcher, _NativeCallback
 from .layers import Layer
 
 
@@ -66,7 +66,6 @@ class Sequential:
         self._layers: list[Layer] = []
         self._model = _core.Model([])
         self.name = name or "sequential"
-        self.stop_training = False
         for layer in layers or []:
             self.add(layer)
 
@@ -78,8 +77,16 @@ class Sequential:
         model._model = core_model
         model._layers = [Layer.from_config(json.loads(c)) for c in core_model.layer_configs()]
         model.name = "sequential"
-        model.stop_training = False
         return model
+
+    @property
+    def stop_training(self) -> bool:
+        """Set to True (from a callback) to end fit after the current epoch."""
+        return self._model.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self._model.stop_training = bool(value)
 
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -122,13 +129,13 @@ class Sequential:
         if validation_data is not None:
             val_x, val_y = (_images(validation_data[0], shape, "fit: validation_data x"),
                             _targets(validation_data[1], "fit: validation_data y"))
-        self.stop_training = False
         dispatcher = _Dispatcher(self, callbacks or [])
+        native = [cb._native for cb in callbacks or [] if isinstance(cb, _NativeCallback)]
         h = self._model.fit(xs, ys, epochs, batch_size, shuffle, validation_split, val_x, val_y, verbose, seed,
                             initial_epoch, dispatcher,
                             _options(_core.LRSchedule(), {"kind": lr_schedule} if isinstance(lr_schedule, str)
                                      else lr_schedule, "lr_schedule"),
-                            _options(_core.Augmentation(), augment, "augment"))
+                            _options(_core.Augmentation(), augment, "augment"), native)
         history = {"loss": h["loss"], "accuracy": h["accuracy"]}
         if validation_split > 0 or validation_data is not None:
             history["val_loss"], history["val_accuracy"] = h["val_loss"], h["val_accuracy"]

@@ -14,6 +14,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 #include <nlohmann/json.hpp>
@@ -66,8 +67,9 @@ nb::dict epoch_logs_dict(const cnn::EpochLogs& l) {
 }
 
 // Forwards fit's hooks to a Python dispatcher (cnnfromscratch.callbacks._Dispatcher) with the
-// GIL held; its hooks return True to stop training. After every step it also lets Python
-// handle pending signals, so Ctrl-C raises KeyboardInterrupt between steps.
+// GIL held; a Python callback stops training through model.stop_training (the C++ field).
+// After every step it also lets Python handle pending signals, so Ctrl-C raises
+// KeyboardInterrupt between steps.
 class PythonCallback : public cnn::Callback {
  public:
   explicit PythonCallback(nb::object dispatcher) : dispatcher_(std::move(dispatcher)) {}
@@ -75,24 +77,24 @@ class PythonCallback : public cnn::Callback {
     nb::gil_scoped_acquire gil;
     dispatcher_.reset();
   }
-  void on_train_begin(cnn::Sequential& m) override { call(m, "on_train_begin"); }
-  void on_epoch_begin(cnn::Sequential& m, int epoch) override { call(m, "on_epoch_begin", epoch); }
-  void on_batch_end(cnn::Sequential& m, const cnn::BatchLogs& l) override {
+  void on_train_begin(cnn::Sequential&) override { call("on_train_begin"); }
+  void on_epoch_begin(cnn::Sequential&, int epoch) override { call("on_epoch_begin", epoch); }
+  void on_batch_end(cnn::Sequential&, const cnn::BatchLogs& l) override {
     nb::gil_scoped_acquire gil;
     nb::dict d;
     d["loss"] = l.loss;
     d["accuracy"] = l.accuracy;
-    stop_if(m, dispatcher_.attr("on_train_batch_end")(l.batch, d));
+    dispatcher_.attr("on_train_batch_end")(l.batch, d);
   }
   void on_step_end(cnn::Sequential&, int64_t) override {
     nb::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw nb::python_error();
   }
-  void on_epoch_end(cnn::Sequential& m, const cnn::EpochLogs& l) override {
+  void on_epoch_end(cnn::Sequential&, const cnn::EpochLogs& l) override {
     nb::gil_scoped_acquire gil;
-    stop_if(m, dispatcher_.attr("on_epoch_end")(l.epoch, epoch_logs_dict(l)));
+    dispatcher_.attr("on_epoch_end")(l.epoch, epoch_logs_dict(l));
   }
-  void on_train_end(cnn::Sequential& m) override { call(m, "on_train_end"); }
+  void on_train_end(cnn::Sequential&) override { call("on_train_end"); }
   bool wants_batch_logs() const override {
     nb::gil_scoped_acquire gil;
     return nb::cast<bool>(dispatcher_.attr("wants_batch_logs"));
@@ -100,12 +102,9 @@ class PythonCallback : public cnn::Callback {
 
  private:
   template <class... Args>
-  void call(cnn::Sequential& m, const char* hook, Args... args) {
+  void call(const char* hook, Args... args) {
     nb::gil_scoped_acquire gil;
-    stop_if(m, dispatcher_.attr(hook)(args...));
-  }
-  static void stop_if(cnn::Sequential& m, const nb::object& result) {
-    if (nb::cast<bool>(result)) m.stop_training = true;
+    dispatcher_.attr(hook)(args...);
   }
   nb::object dispatcher_;
 };
@@ -166,6 +165,16 @@ NB_MODULE(_core, m) {
     }
     return dataset_tuple(d);
   });
+
+  // The library's callbacks (callbacks.hpp), opaque to Python.
+  nb::class_<cnn::Callback>(m, "NativeCallback");
+  m.def("early_stopping", [](std::string monitor, double min_delta, int patience, bool restore_best_weights) {
+    return cnn::early_stopping({std::move(monitor), min_delta, patience, restore_best_weights});
+  });
+  m.def("model_checkpoint", [](std::string filepath, std::string monitor, bool save_best_only) {
+    return cnn::model_checkpoint({std::move(filepath), std::move(monitor), save_best_only});
+  });
+  m.def("csv_logger", [](const std::string& path, bool append) { return cnn::csv_logger(path, append); });
 
   nb::class_<cnn::LRSchedule>(m, "LRSchedule")
       .def(nb::init<>())
@@ -232,13 +241,14 @@ NB_MODULE(_core, m) {
            "beta2"_a, "epsilon"_a, "weight_decay"_a, "decoupled_weight_decay"_a, "label_smoothing"_a,
            "bias_lr_scale"_a, "from_logits"_a, "seed"_a, "device"_a)
       .def_prop_ro("compiled", &cnn::Sequential::compiled)
+      .def_rw("stop_training", &cnn::Sequential::stop_training)
       .def("input_shape", [](const cnn::Sequential& s) { return s.compile_options().input_shape; })
       .def("loss", [](const cnn::Sequential& s) { return s.compile_options().loss; })
       .def("fit",
            [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int epochs, int batch_size, bool shuffle,
               float validation_split, std::optional<FloatArray> val_x, std::optional<FloatArray> val_y, int verbose,
               uint64_t seed, int initial_epoch, nb::object dispatcher, const cnn::LRSchedule& lr_schedule,
-              const cnn::Augmentation& augment) {
+              const cnn::Augmentation& augment, const std::vector<cnn::CallbackPtr>& native_callbacks) {
              cnn::FitOptions o;
              o.lr_schedule = lr_schedule;
              o.augment = augment;
@@ -250,12 +260,13 @@ NB_MODULE(_core, m) {
              o.verbose = verbose;
              o.seed = seed;
              o.initial_epoch = initial_epoch;
+             // The library's callbacks first, then the Python ones (in their list order).
+             o.callbacks = native_callbacks;
              o.callbacks.push_back(std::make_shared<PythonCallback>(std::move(dispatcher)));
              const cnn::Tensor xt = to_tensor(x), yt = to_tensor(y);
              cnn::History h;
              {
                nb::gil_scoped_release release;
-               s.stop_training = false;
                h = s.fit(xt, yt, o);
                o.callbacks.clear();  // the Python callback's last reference, released with the GIL held below
              }

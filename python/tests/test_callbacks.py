@@ -96,3 +96,23 @@ def test_ctrl_c_during_fit_raises_keyboard_interrupt_and_leaves_a_usable_model()
     assert np.isfinite(model.predict(x)).all()
     history = model.fit(x[:64], y[:64], epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_the_librarys_callbacks(tmp_path):
+    from cnnfromscratch import CSVLogger, EarlyStopping, ModelCheckpoint, load_model
+
+    model = tiny_model()
+    x, y = tiny_data()
+    recorder = Recorder()
+    callbacks = [EarlyStopping(monitor="loss", min_delta=100.0, patience=2), CSVLogger(tmp_path / "log.csv"),
+                 ModelCheckpoint(tmp_path / "epoch{epoch}.safetensors", monitor="loss", save_best_only=False),
+                 recorder]
+    history = model.fit(x, y, epochs=20, verbose=0, callbacks=callbacks)
+    # No epoch improves the loss by 100: the first sets the best; the library stops once more
+    # than `patience` epochs in a row have not improved.
+    assert len(history.history["loss"]) == 4
+    assert [e[1] for e in recorder.events if e[0] == "epoch_end"] == [0, 1, 2, 3]
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,loss,accuracy") and len(lines) == 5
+    saved = load_model(tmp_path / "epoch4.safetensors")
+    assert np.array_equal(saved.predict(x), model.predict(x))
