@@ -234,8 +234,13 @@ NB_MODULE(_core, m) {
              o.from_logits = from_logits;
              o.seed = seed;
              o.device = cnn::parse_device(device);
-             nb::gil_scoped_release release;
-             s.compile(o);
+             // An unusable GPU is a RuntimeError (CUDA's); the rest of compile's errors are ValueErrors.
+             PyObject* error_type = o.device == cnn::Device::CUDA && !cnn::cuda_available() ? PyExc_RuntimeError
+                                                                                             : PyExc_ValueError;
+             raising(error_type, [&] {
+               nb::gil_scoped_release release;
+               s.compile(o);
+             });
            },
            "optimizer"_a, "loss"_a, "learning_rate"_a, "input_shape"_a, "momentum"_a, "nesterov"_a, "beta1"_a,
            "beta2"_a, "epsilon"_a, "weight_decay"_a, "decoupled_weight_decay"_a, "label_smoothing"_a,

@@ -116,3 +116,38 @@ def test_the_librarys_callbacks(tmp_path):
     assert lines[0].startswith("epoch,loss,accuracy") and len(lines) == 5
     saved = load_model(tmp_path / "epoch4.safetensors")
     assert np.array_equal(saved.predict(x), model.predict(x))
+
+
+def test_the_gil_is_released_while_fit_computes():
+    model = tiny_model()
+    x, y = tiny_data(4096)
+    ticks = 0
+    done = threading.Event()
+
+    def count():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        before = ticks
+        model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+        during = ticks - before
+    finally:
+        done.set()
+        counter.join()
+    # Holding the GIL through fit would leave the counter at (nearly) nothing.
+    assert during > 10000, during
+
+
+def test_validation_data_and_initial_epoch():
+    model = tiny_model()
+    x, y = tiny_data()
+    history = model.fit(x[:48], y[:48], epochs=3, initial_epoch=1, validation_data=(x[48:], y[48:]), verbose=0)
+    assert history.epoch == [1, 2]
+    assert len(history.history["val_loss"]) == 2
+    loss, accuracy = model.evaluate(x[48:], y[48:])
+    assert np.isclose(history.history["val_loss"][-1], loss) and np.isclose(history.history["val_accuracy"][-1],
+                                                                            accuracy)

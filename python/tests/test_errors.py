@@ -45,3 +45,15 @@ def test_out_of_memory_is_a_memory_error():
     model = Sequential([Flatten(), Dense(2 ** 30, activation='softmax')])
     with pytest.raises(MemoryError):
         model.compile(input_shape=[1, 20, 20])
+
+
+@pytest.mark.skipif(cnnfromscratch.cuda_available(), reason="a usable GPU: compiling for CUDA succeeds")
+def test_compiling_for_an_unusable_gpu_is_a_runtime_error():
+    model = Sequential([Flatten(), Dense(3, activation='softmax')])
+    with pytest.raises(RuntimeError, match=r"cannot use device cuda: "):
+        model.compile(input_shape=[4], device='cuda')
+
+
+def test_add_takes_layers_only():
+    with pytest.raises(ValueError, match=r"Sequential.add: expected a layer, got str"):
+        Sequential(["Dense"])
