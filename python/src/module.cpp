@@ -3,6 +3,7 @@
 // across, releases the GIL while the library computes, and turns cnn::Error into the
 // Python exception its context calls for (ValueError unless said otherwise below).
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <new>
 #include <optional>
@@ -12,6 +13,7 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
@@ -20,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cnn/cnn.hpp>
+#include <cnn/pictures.hpp>
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -164,6 +167,15 @@ NB_MODULE(_core, m) {
       d = cnn::load_image_folder(dir, channels, height, width);
     }
     return dataset_tuple(d);
+  });
+
+  // `cnn plot`: loss and accuracy per epoch from a CSVLogger file, as a PNG.
+  m.def("plot_training_curves", [](const std::filesystem::path& csv_path, const std::filesystem::path& png_path,
+                                   const std::string& title) {
+    raising(PyExc_OSError, [&] {
+      nb::gil_scoped_release release;
+      cnn::save_png(cnn::plot_training_curves(cnn::read_metrics_csv(csv_path.string()), title), png_path.string());
+    });
   });
 
   // The library's callbacks (callbacks.hpp), opaque to Python.

@@ -99,7 +99,7 @@ def test_ctrl_c_during_fit_raises_keyboard_interrupt_and_leaves_a_usable_model()
 
 
 def test_the_librarys_callbacks(tmp_path):
-    from cnnfromscratch import CSVLogger, EarlyStopping, ModelCheckpoint, load_model
+    from cnnfromscratch import CSVLogger, EarlyStopping, ModelCheckpoint, load_model, plot_training_curves
 
     model = tiny_model()
     x, y = tiny_data()
@@ -116,6 +116,10 @@ def test_the_librarys_callbacks(tmp_path):
     assert lines[0].startswith("epoch,loss,accuracy") and len(lines) == 5
     saved = load_model(tmp_path / "epoch4.safetensors")
     assert np.array_equal(saved.predict(x), model.predict(x))
+    plot_training_curves(tmp_path / "log.csv", tmp_path / "curves.png", "tiny")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(OSError, match="missing.csv"):
+        plot_training_curves(tmp_path / "missing.csv", tmp_path / "never.png", "")
 
 
 def test_the_gil_is_released_while_fit_computes():
