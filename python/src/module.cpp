@@ -176,7 +176,8 @@ NB_MODULE(_core, m) {
       nb::gil_scoped_release release;
       cnn::save_png(cnn::plot_training_curves(cnn::read_metrics_csv(csv_path.string()), title), png_path.string());
     });
-  });
+  }, "csv_path"_a, "png_path"_a, "title"_a = "",
+  "Loss and accuracy per epoch from a CSVLogger file (or `cnn train --log`), drawn into a PNG file.");
 
   // The library's callbacks (callbacks.hpp), opaque to Python.
   nb::class_<cnn::Callback>(m, "NativeCallback");
