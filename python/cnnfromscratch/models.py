@@ -1,6 +1,7 @@
 """Sequential with Keras's compile / fit / evaluate / predict, on the C++ library."""
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Iterable, Sequence
 
@@ -24,8 +25,9 @@ class History:
 
 
 def _images(x: Any, expected: Sequence[int] | None, what: str) -> np.ndarray:
-    """float32 C-contiguous [N, *expected]: returned as is when it already is one; other
-    float dtypes and layouts converted once; uint8 scaled to [0, 1] as the library's data
+    """float32 C-contiguous [N, *expected]: returned as is when it already is one (the C++
+    side then copies it once into the library's tensor); other float dtypes and layouts
+    converted once; uint8 scaled to [0, 1] as the library's data
     readers scale (v * (1 / 255) in float32, so the same bytes give the same inputs)."""
     a = np.asarray(x)
     if a.dtype == np.uint8:
@@ -64,15 +66,13 @@ class Sequential:
 
     def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None) -> None:
         self._layers: list[Layer] = []
-        self._model = _core.Model([])
+        self._model = _core.Model()
         self.name = name or "sequential"
         for layer in layers or []:
             self.add(layer)
 
     @classmethod
     def _wrap(cls, core_model: Any) -> "Sequential":
-        import json
-
         model = cls.__new__(cls)
         model._model = core_model
         model._layers = [Layer.from_config(json.loads(c)) for c in core_model.layer_configs()]

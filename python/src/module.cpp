@@ -5,7 +5,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -32,6 +31,7 @@ namespace {
 using FloatArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using NumpyFloat = nb::ndarray<nb::numpy, float>;
 
+// One copy into a library tensor (a Tensor owns its storage; it cannot borrow numpy's).
 cnn::Tensor to_tensor(const FloatArray& a) {
   cnn::Shape shape(a.shape_ptr(), a.shape_ptr() + a.ndim());
   cnn::Tensor t(shape);
@@ -211,11 +211,7 @@ NB_MODULE(_core, m) {
   m.def("cuda_available", &cnn::cuda_available);
 
   nb::class_<cnn::Sequential>(m, "Model")
-      .def("__init__",
-           [](cnn::Sequential* self, const std::vector<std::string>& layer_configs) {
-             new (self) cnn::Sequential();
-             for (const auto& c : layer_configs) self->add(cnn::layer_from_config(nlohmann::json::parse(c)));
-           })
+      .def(nb::init<>())
       .def("add", [](cnn::Sequential& s, const std::string& config) {
         s.add(cnn::layer_from_config(nlohmann::json::parse(config)));
       })
@@ -286,7 +282,6 @@ NB_MODULE(_core, m) {
              {
                nb::gil_scoped_release release;
                h = s.fit(xt, yt, o);
-               o.callbacks.clear();  // the Python callback's last reference, released with the GIL held below
              }
              return history_dict(h);
            })
