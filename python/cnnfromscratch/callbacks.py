@@ -1,0 +1,96 @@
+"""Keras-style callbacks: subclass Callback and override any of its hooks."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import _core
+
+
+class Callback:
+    """Hooks fit calls (with the GIL held). Set `self.model.stop_training = True` to end
+    training after the current epoch."""
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+
+class _NativeCallback:
+    """One of the library's callbacks (run in C++, without the GIL)."""
+
+    _native: Any
+
+
+class EarlyStopping(_NativeCallback):
+    """Stops training when `monitor` ('val_loss', falling back to 'loss' without validation
+    data; 'loss', 'accuracy', 'val_accuracy') has not improved by min_delta for `patience`
+    epochs; restore_best_weights puts the best epoch's weights back at the end."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 restore_best_weights: bool = False) -> None:
+        self._native = _core.early_stopping(monitor, min_delta, patience, restore_best_weights)
+
+
+class ModelCheckpoint(_NativeCallback):
+    """Saves the model after an epoch ("{epoch}" in filepath is the 1-based epoch); with
+    save_best_only only when `monitor` improved."""
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = True) -> None:
+        self._native = _core.model_checkpoint(os.fspath(filepath), monitor, save_best_only)
+
+
+class CSVLogger(_NativeCallback):
+    """Writes epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds per epoch to `filename`."""
+
+    def __init__(self, filename: str | os.PathLike, append: bool = False) -> None:
+        self._native = _core.csv_logger(os.fspath(filename), append)
+
+
+class _Dispatcher:
+    """What the C++ side calls: forwards each hook to every Python callback that has it, in
+    list order. The library's callbacks are left out (fit hands them to C++ itself)."""
+
+    def __init__(self, model: Any, callbacks: list[Any]) -> None:
+        self.model = model
+        self.callbacks = [cb for cb in callbacks if not isinstance(cb, _NativeCallback)]
+        for cb in self.callbacks:
+            if hasattr(cb, "set_model"):
+                cb.set_model(model)
+            else:
+                cb.model = model
+        # Per-batch logs cost a device synchronisation per batch: only when asked for.
+        self.wants_batch_logs = any(_overrides(cb, "on_train_batch_end") for cb in self.callbacks)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def on_train_begin(self) -> None:
+        self._call("on_train_begin", {})
+
+    def on_train_end(self) -> None:
+        self._call("on_train_end", {})
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self._call("on_epoch_begin", epoch, {})
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict) -> None:
+        self._call("on_train_batch_end", batch, logs)
+
+
+def _overrides(cb: Any, hook: str) -> bool:
+    fn = getattr(type(cb), hook, None)
+    return fn is not None and fn is not getattr(Callback, hook, None)
