@@ -15,6 +15,7 @@
 //     (already divided by rows).
 //   - a nullable pointer (bias, velocity) is documented as such; every other pointer is
 //     required and must hold the element counts given by the shape.
+#include <cstddef>
 #include <cstdint>
 
 #include "cnn/types.hpp"

@@ -1,6 +1,8 @@
 #pragma once
 // Shared pieces of the `cnn` command: loading models and data sets the way every
 // subcommand does, and the error type for bad arguments (exit code 2).
+#include <cstdint>
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>

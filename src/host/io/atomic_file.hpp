@@ -3,6 +3,7 @@
 // file beside it, which is flushed to disk (fsync) and then renamed over the target; the
 // previous file stays intact until the rename. Errors (disk full, permissions) raise
 // cnn::Error naming the path and the system's reason, and remove the temporary file.
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -2,6 +2,7 @@
 // Shared plumbing for layer implementations: running an op on the right backend
 // (run_ops.hpp), and LayerCompute's float/double entry points, which each layer's .cpp
 // instantiates for itself.
+#include <cstdint>
 #include <string>
 
 #include "cnn/error.hpp"

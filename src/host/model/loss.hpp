@@ -1,6 +1,8 @@
 #pragma once
 // The model's loss on its outputs, for any scalar type: row losses and dL/d(output). Shared
 // by training (float, CPU or CUDA) and the checks (double on the CPU, float on both devices).
+#include <cstdint>
+
 #include "layers/layer_impl.hpp"
 #include "model/state.hpp"
 

@@ -1,8 +1,10 @@
 #pragma once
 // The runtime behind Sequential: compiled shapes, the flat parameter/gradient/optimizer
 // buffers, the activation arena planned for the largest batch, and the loss plan.
+#include <cstdint>
 #include <memory>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "core/buffer.hpp"

@@ -4,6 +4,8 @@
 // and the buffers are added in chunk order, so the result is bit-identical from run to run
 // and for any thread count. The chunks run on the CPU thread pool (thread_pool.hpp).
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "kernels/cpu/thread_pool.hpp"
