@@ -128,13 +128,16 @@ void expect_same_weights(const Sequential& a, const Sequential& b, const std::st
   }
 }
 
-// `cnn train --model FILE --epochs 1 --batch-size 8`, then the same through the library. The
-// child `cnn` uses this process's CPU fast path: under valgrind, whose virtual CPU has no
-// AVX-512, this process runs the AVX2 kernels while a child left alone would pick AVX-512.
+// The environment that makes a child `cnn` use this process's CPU fast path: under valgrind,
+// whose virtual CPU has no AVX-512, this process runs the AVX2 kernels while a child left
+// alone would pick AVX-512 (each correct, different in the last bits).
+std::string this_process_isa() { return std::string("CNN_CPU_ISA=") + cpu_instruction_set(); }
+
+// `cnn train --model FILE --epochs 1 --batch-size 8`, then the same through the library.
 void expect_library_trains_like_the_cli(const std::string& model_file, const std::string& name) {
   const fs::path saved = scratch() / (name + "_cli.safetensors");
-  const Result r = cnn(train_args(model_file) + " --epochs 1 --batch-size 8 --save " + quoted(saved.string()),
-                       std::string("CNN_CPU_ISA=") + cpu_instruction_set());
+  const Result r =
+      cnn(train_args(model_file) + " --epochs 1 --batch-size 8 --save " + quoted(saved.string()), this_process_isa());
   ASSERT_EQ(r.code, 0) << show(r);
   const Sequential by_cli = Sequential::load(saved.string());
 
@@ -161,10 +164,12 @@ TEST(LibraryTrainsLikeTheCli, Airbench94) {
 // and the optimizer is the one asked for.
 TEST(LibraryTrainsLikeTheCli, SavedModelWithAnotherOptimizer) {
   const fs::path first = scratch() / "lenet5_first.safetensors", second = scratch() / "lenet5_second.safetensors";
-  Result r = cnn(train_args(kModels + "lenet5.json") + " --epochs 1 --batch-size 8 --save " + quoted(first.string()));
+  Result r = cnn(train_args(kModels + "lenet5.json") + " --epochs 1 --batch-size 8 --save " + quoted(first.string()),
+                 this_process_isa());
   ASSERT_EQ(r.code, 0) << show(r);
   r = cnn(train_args(first.string()) + " --epochs 1 --batch-size 8 --optimizer sgd --momentum 0.5 --lr 0.02 --save " +
-          quoted(second.string()));
+              quoted(second.string()),
+          this_process_isa());
   ASSERT_EQ(r.code, 0) << show(r);
   const Sequential by_cli = Sequential::load(second.string());
   EXPECT_EQ(by_cli.compile_options().optimizer, "sgd");
