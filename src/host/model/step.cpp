@@ -302,7 +302,16 @@ void Runner<T>::train_step(ops::TargetKind kind, int n, const StepPlace* guard)
 }
 
 template class Runner<float>;
-template class Runner<double>;
+// Runner<double> (gradcheck) member by member: clang 14 instantiates the float-only members
+// too in `template class Runner<double>;`, against their requires-clauses.
+template Runner<double>::Runner(Sequential&, Arena<double>&, Device, double*, double*);
+template void Runner<double>::plan(int);
+template Exec Runner<double>::exec(bool) const;
+template void Runner<double>::forward(int, bool, size_t, const double*);
+template void Runner<double>::loss_and_gradient(ops::TargetKind, int, const double*);
+template void Runner<double>::loss_with_metrics(ops::TargetKind, int, const double*);
+template void Runner<double>::backward(int);
+template Totals Runner<double>::read_metrics();
 
 // ---- Profiling ---------------------------------------------------------------------
 
