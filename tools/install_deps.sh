@@ -17,6 +17,8 @@ packages=(
   nlohmann-json3-dev libcli11-dev        # model JSON, command line
   libstb-dev zlib1g-dev                  # images (stb_image, stb_image_write, stb_truetype), .gz files
   fonts-dejavu-core                      # text in pictures
+  protobuf-compiler libprotobuf-dev      # ONNX export and TensorBoard event files (protobuf schemas)
+  openmpi-bin libopenmpi-dev             # data-parallel training (CNN_MPI) and its 2-rank tests
   "${ci_packages[@]}"
   ${CNN_EXTRA_PACKAGES:-}
 )
