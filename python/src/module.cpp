@@ -58,14 +58,16 @@ auto raising(PyObject* python_type, Body&& body) -> decltype(body()) {
   }
 }
 
-nb::dict epoch_logs_dict(const cnn::EpochLogs& l) {
+// Keras's metric names for one epoch's logs (EpochLogs: numbers) or a whole History (lists).
+template <class Metrics>
+nb::dict keras_metrics_dict(const Metrics& m) {
   nb::dict d;
-  d["loss"] = l.loss;
-  d["accuracy"] = l.accuracy;
-  d["val_loss"] = l.val_loss;
-  d["val_accuracy"] = l.val_accuracy;
-  d["lr"] = l.learning_rate;
-  d["seconds"] = l.seconds;
+  d["loss"] = m.loss;
+  d["accuracy"] = m.accuracy;
+  d["val_loss"] = m.val_loss;
+  d["val_accuracy"] = m.val_accuracy;
+  d["lr"] = m.learning_rate;
+  d["seconds"] = m.seconds;
   return d;
 }
 
@@ -95,7 +97,7 @@ class PythonCallback : public cnn::Callback {
   }
   void on_epoch_end(cnn::Sequential&, const cnn::EpochLogs& l) override {
     nb::gil_scoped_acquire gil;
-    dispatcher_.attr("on_epoch_end")(l.epoch, epoch_logs_dict(l));
+    dispatcher_.attr("on_epoch_end")(l.epoch, keras_metrics_dict(l));
   }
   void on_train_end(cnn::Sequential&) override { call("on_train_end"); }
   bool wants_batch_logs() const override {
@@ -111,17 +113,6 @@ class PythonCallback : public cnn::Callback {
   }
   nb::object dispatcher_;
 };
-
-nb::dict history_dict(const cnn::History& h) {
-  nb::dict d;
-  d["loss"] = h.loss;
-  d["accuracy"] = h.accuracy;
-  d["val_loss"] = h.val_loss;
-  d["val_accuracy"] = h.val_accuracy;
-  d["lr"] = h.learning_rate;
-  d["seconds"] = h.seconds;
-  return d;
-}
 
 }  // namespace
 
@@ -283,7 +274,7 @@ NB_MODULE(_core, m) {
                nb::gil_scoped_release release;
                h = s.fit(xt, yt, o);
              }
-             return history_dict(h);
+             return keras_metrics_dict(h);
            })
       .def("evaluate",
            [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size, bool per_class) {
