@@ -2,7 +2,6 @@
 // handling lives in python/cnnfromscratch/*.py; this file only moves arrays and options
 // across, releases the GIL while the library computes, and turns cnn::Error into the
 // Python exception its context calls for (ValueError unless said otherwise below).
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -31,12 +30,16 @@ namespace {
 using FloatArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using NumpyFloat = nb::ndarray<nb::numpy, float>;
 
-// One copy into a library tensor (a Tensor owns its storage; it cannot borrow numpy's).
+// A library tensor over the array's own memory, no copy (float32, C-contiguous: nanobind has
+// already converted anything else, once). The tensor keeps the array alive; the last tensor
+// to go may be dropped on a thread without the GIL, so the release takes it.
 cnn::Tensor to_tensor(const FloatArray& a) {
   cnn::Shape shape(a.shape_ptr(), a.shape_ptr() + a.ndim());
-  cnn::Tensor t(shape);
-  std::memcpy(t.data(), a.data(), a.size() * sizeof(float));
-  return t;
+  std::shared_ptr<void> owner(new FloatArray(a), [](void* p) {
+    nb::gil_scoped_acquire gil;
+    delete static_cast<FloatArray*>(p);
+  });
+  return cnn::Tensor::borrow(const_cast<float*>(a.data()), std::move(shape), std::move(owner));
 }
 
 // The array shares the tensor's storage: the capsule keeps a copy of the tensor alive.
@@ -138,6 +141,10 @@ NB_MODULE(_core, m) {
   });
 
   m.def("built_with_cuda", &cnn::built_with_cuda);
+  // For the tests: the address of the data of the tensor an array becomes (zero-copy check).
+  m.def("_tensor_data_address", [](const FloatArray& a) {
+    return reinterpret_cast<uintptr_t>(to_tensor(a).data());
+  });
   m.def("find_data_dir", &cnn::find_data_dir, "name"_a, "explicit_dir"_a = "");
   // (train, test), each (x, y, class_names).
   m.def("load_dataset",
