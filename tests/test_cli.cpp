@@ -458,6 +458,19 @@ TEST(CliBench, TablesShowTheRunAndTheTimeOfEveryLayer) {
   expect_usage_error(cnn("bench --model " + quoted(kLeNet)), "bench", "--batch-size");
 }
 
+// Tuning times CUDA kernels: on the CPU it is refused, naming what it needs.
+TEST(CliBench, TuneNeedsTheCudaDeviceAndTheTuningFileNeedsTune) {
+  const std::string bench = "bench --model " + quoted(kLeNet) + " --batch-size 2 --steps 1 --warmup 0 --repeats 1";
+  Result r = cnn(bench + " --tune");
+  expect_one_error_line(r, "--tune and --tuning-file time the CUDA convolution kernels: they need --device cuda");
+  r = cnn(bench + " --tuning-file t.txt");
+  expect_one_error_line(r, "they need --device cuda");
+  if (cuda_available()) {
+    r = cnn(bench + " --device cuda --tuning-file t.txt");
+    expect_one_error_line(r, "--tuning-file holds the choices of --tune: give both");
+  }
+}
+
 // ---- data-dir -------------------------------------------------------------------------------
 TEST(CliDataDir, PrintsWhereADataSetIsFoundOrEveryPlaceLookedAt) {
   const fs::path home = scratch() / "data_home";

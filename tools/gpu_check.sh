@@ -31,6 +31,8 @@
 #   train-lenet5-gpu.log   cnn train on the GPU, 2 epochs
 #   check-lenet5.log, check-cifar_cnn.log, check-airbench94.log   cnn check tables
 #   bench-airbench94.log   cnn bench of airbench94 at batch 1024
+#   bench-tune-lenet5.log  cnn bench --tune of LeNet-5 at batch 128: each conv pass's candidates
+#                          timed on this GPU and the kept one ([fast-gpu]); conv-tuning.txt its file
 #   summary.txt            the summary table printed last
 # Scratch files (synthetic data, the trained model) go to out/gpu_check/, never into that folder.
 set -uo pipefail
@@ -136,6 +138,9 @@ step check-airbench94 120 "$cnn" check --model models/airbench94.json --batch-si
 # images/s here x 10 epochs of 50,000 gives the training time of the [94] recipe.
 step bench-airbench94 120 "$cnn" bench --model models/airbench94.json --device cuda --batch-size 1024 \
   --steps 10 --warmup 3 --repeats 3
+# Let the GPU choose LeNet-5's conv kernels (CNN_CUDA_CONV_KERNELS=tune): the table of candidates.
+step bench-tune-lenet5 120 "$cnn" bench --model models/lenet5.json --device cuda --batch-size 128 \
+  --steps 20 --warmup 3 --repeats 3 --tune --tuning-file "$log_dir/conv-tuning.txt"
 
 {
   echo "Summary ($gpu)"

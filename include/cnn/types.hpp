@@ -60,6 +60,10 @@ AveragingMethod parse_averaging_method(std::string_view name, std::string_view w
 bool built_with_cuda();
 // True when the CUDA backend is compiled in and at least one GPU is usable.
 bool cuda_available();
+// The convolution kernels timed so far in this process with CNN_CUDA_CONV_KERNELS=tune: per
+// GPU model, pass and shape, each candidate's fastest time and the one kept (a table for
+// people; CNN_CUDA_CONV_TUNING_FILE holds the same entries for reuse). Empty without CUDA.
+std::string cuda_conv_tuning_report();
 // Why cuda_available() is false, in one line ("built without CUDA", "no CUDA device: ...").
 std::string cuda_unavailable_reason();
 // The instruction set the CPU kernels' fast paths use now: "avx512", "avx2" or "generic" (the

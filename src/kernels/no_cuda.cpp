@@ -7,6 +7,7 @@ namespace cnn {
 
 bool built_with_cuda() { return false; }
 bool cuda_available() { return false; }
+std::string cuda_conv_tuning_report() { return ""; }
 std::string cuda_unavailable_reason() {
   return "this build of CNNFromScratch has no CUDA backend (built without CUDA; configure with -DCNN_CUDA=ON)";
 }

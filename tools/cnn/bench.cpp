@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -31,7 +32,8 @@ struct BenchArgs {
   std::string model, device = "cpu";
   int batch_size = 0, steps = 20, warmup = 5, repeats = 7, threads = 0;
   uint64_t seed = 1;
-  bool json = false, no_profile = false;
+  bool json = false, no_profile = false, tune = false;
+  std::string tuning_file;
 };
 
 // The CPU kernels' instruction set (AVX-512, AVX2 or the generic reference code).
@@ -118,6 +120,12 @@ int run_bench(const BenchArgs& a) {
   const Device device = parse_device(a.device);
   if (device == Device::CUDA && !cuda_available())
     fail("--device cuda: ", cuda_unavailable_reason());
+  CNN_CHECK(!(a.tune || !a.tuning_file.empty()) || device == Device::CUDA,
+            "--tune and --tuning-file time the CUDA convolution kernels: they need --device cuda");
+  CNN_CHECK(a.tuning_file.empty() || a.tune, "--tuning-file holds the choices of --tune: give both");
+  // The CUDA context reads both when the model moves to the GPU (conv_tuner.cuh).
+  if (a.tune) ::setenv("CNN_CUDA_CONV_KERNELS", "tune", 1);
+  if (!a.tuning_file.empty()) ::setenv("CNN_CUDA_CONV_TUNING_FILE", a.tuning_file.c_str(), 1);
 
   Sequential model = load_model(a.model);
   CNN_CHECK(model.compiled(), "'", a.model, "' has no input_shape, so it cannot be compiled");
@@ -176,6 +184,7 @@ int run_bench(const BenchArgs& a) {
                       {"forward_ms", l.forward_ms / a.steps},
                       {"backward_ms", l.backward_ms / a.steps}});
     j["layers_ms_per_step"] = rows;
+    if (a.tune) j["conv_tuning"] = cuda_conv_tuning_report();
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -198,6 +207,8 @@ int run_bench(const BenchArgs& a) {
                 profiled_total > 0 ? 100.0 * (l.forward_ms + l.backward_ms) / profiled_total : 0.0);
   }
   std::printf("  %-24s %10s %10s %10.3f\n", "sum", "", "", profiled_total / a.steps);
+  if (a.tune) std::printf("\nConvolution kernels timed on first use (CNN_CUDA_CONV_KERNELS=tune):\n%s",
+                          cuda_conv_tuning_report().c_str());
   return 0;
 }
 
@@ -218,6 +229,10 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("--seed", a->seed, "Seed of the synthetic inputs and labels (default 1)");
   sub->add_flag("--json", a->json, "Print one JSON object instead of the tables");
   sub->add_flag("--no-profile", a->no_profile, "Skip the per-layer profiled run");
+  sub->add_flag("--tune", a->tune,
+                "Let the GPU choose each convolution's kernels (time every candidate on first use) and print the table");
+  sub->add_option("--tuning-file", a->tuning_file,
+                  "Read the convolution tuning table from this file and write new entries back (with --tune)");
   return [a] { return run_bench(*a); };
 }
 

@@ -34,12 +34,14 @@ const Probe& probe() {
 }
 
 // CNN_CUDA_CONV_KERNELS, parsed once where a context is made: unset or "default" keeps
-// the implicit-GEMM kernels, "fast" turns on the specialised ones; anything else is refused.
+// the implicit-GEMM kernels, "fast" turns on the specialised ones, "tune" times them all on
+// first use and keeps the fastest; anything else is refused.
 cuda::ConvKernels conv_kernels_from_environment() {
   const char* value = std::getenv("CNN_CUDA_CONV_KERNELS");
   if (!value || std::string(value).empty() || std::string(value) == "default") return cuda::ConvKernels::Default;
   if (std::string(value) == "fast") return cuda::ConvKernels::Fast;
-  fail("CNN_CUDA_CONV_KERNELS must be 'default' or 'fast', not '", value, "'");
+  if (std::string(value) == "tune") return cuda::ConvKernels::Tuned;
+  fail("CNN_CUDA_CONV_KERNELS must be 'default', 'fast' or 'tune', not '", value, "'");
 }
 
 }  // namespace
@@ -103,6 +105,9 @@ Context* create_context() {
   ctx->conv_kernels = conv_kernels_from_environment();
   CNN_CUDA_CHECK(cudaGetDevice(&ctx->device));
   CNN_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, ctx->device));
+  cudaDeviceProp properties{};
+  CNN_CUDA_CHECK(cudaGetDeviceProperties(&properties, ctx->device));
+  ctx->gpu_name = properties.name;
   CNN_CUDA_CHECK(cudaStreamCreate(&ctx->stream));  // default flags: blocking (see context.cuh)
   CNN_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
   CNN_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));

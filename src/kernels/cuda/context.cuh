@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 
 #include "kernels/ops.hpp"
@@ -22,14 +23,16 @@ namespace cnn::cuda {
 // Which convolution kernels a context runs. Default: the implicit-GEMM kernels for every
 // shape. Fast: the specialised kernels of conv2d_fast.cuh for the shapes their rules accept
 // (the implicit GEMMs for the rest); off by default until a GPU run has validated and
-// timed them. Chosen once per context from CNN_CUDA_CONV_KERNELS=default|fast.
-enum class ConvKernels { Default, Fast };
+// timed them. Tuned: whichever of those is fastest on this GPU, timed on first use
+// (conv_tuner.cuh). Chosen once per context from CNN_CUDA_CONV_KERNELS=default|fast|tune.
+enum class ConvKernels { Default, Fast, Tuned };
 
 struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   int device = 0;
   int sm_count = 1;  // multiprocessors, for sizing split reductions
+  std::string gpu_name;  // cudaDeviceProp::name: the tuning table's GPU model
   ConvKernels conv_kernels = ConvKernels::Default;
 
   Context() = default;

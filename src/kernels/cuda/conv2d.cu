@@ -15,9 +15,11 @@
 // tile's global loads are issued before the current tile's multiply-adds.
 #include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/conv2d_fast.cuh"
+#include "kernels/cuda/conv_tuner.cuh"
 
 namespace cnn::ops::cuda {
 namespace {
@@ -343,32 +345,20 @@ void check_sizes(const Conv2DShape& s, const char* op) {
             " -> ", s.c_out, "x", s.h_out, "x", s.w_out, ")");
 }
 
-}  // namespace
-
-void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
-                    ActivationSpec act, float* y) {
-  check_elementwise(act, "conv2d_forward");
-  check_sizes(s, "conv2d_forward");
-  if (ctx.conv_kernels == ConvKernels::Fast && direct_forward_takes(s))
-    return conv2d_forward_direct(ctx, s, x, w, bias, act, y);
+void forward_gemm(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+                  ActivationSpec act, float* y) {
   const int K = s.c_in * s.k_h * s.k_w, P = s.h_out * s.w_out;
   launch_conv_gemm(ctx, ConvForwardOperands{s, x, w, K}, s.c_out, s.n * P, K, P, bias, act, y);
 }
 
-void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
-  check_sizes(s, "conv2d_backward_input");
-  if (ctx.conv_kernels == ConvKernels::Fast && direct_backward_input_takes(s))
-    return conv2d_backward_input_direct(ctx, s, dy, w, dx);
+void backward_input_gemm(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
   const int P = s.h_in * s.w_in;
   launch_conv_gemm(ctx, ConvBackwardInputOperands{s, dy, w}, s.c_in, s.n * P, s.c_out * s.k_h * s.k_w, P, nullptr,
                    ActivationSpec{Activation::Linear}, dx);
 }
 
-void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
-                            float* dbias) {
-  check_sizes(s, "conv2d_backward_params");
-  if (ctx.conv_kernels == ConvKernels::Fast && split_k_weight_grad_takes(s))
-    return conv2d_backward_params_split_k(ctx, s, x, dy, dw, dbias);
+void backward_params_gemm(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                          float* dbias) {
   const int M = s.c_out, K = s.c_in * s.k_h * s.k_w, R = s.n * s.h_out * s.w_out;
   const int64_t tiles = ceil_div(M, kTileM) * ceil_div(K, kTileN);
   CNN_CHECK(ceil_div(M, kTileM) <= 65535, "conv2d_backward_params: ", M, " filters exceed the grid limit");
@@ -394,6 +384,53 @@ void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, 
     conv_bias_grad_kernel<<<unsigned(s.c_out), kThreads, 0, ctx.stream>>>(dy, s.n, s.c_out, s.h_out * s.w_out, dbias);
     CNN_CUDA_CHECK_LAUNCH("conv_bias_grad_kernel");
   }
+}
+
+}  // namespace
+
+// Each pass: the specialised kernel when the context asks for it and the shape passes its
+// rule (Fast), the tuner's choice between them (Tuned), else the implicit GEMM.
+void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+                    ActivationSpec act, float* y) {
+  check_elementwise(act, "conv2d_forward");
+  check_sizes(s, "conv2d_forward");
+  const bool direct = direct_forward_takes(s);
+  if (ctx.conv_kernels == ConvKernels::Tuned) {
+    std::vector<ConvCandidate> candidates{{ConvKernel::Gemm, [&] { forward_gemm(ctx, s, x, w, bias, act, y); }}};
+    if (direct) candidates.push_back({ConvKernel::Direct, [&] { conv2d_forward_direct(ctx, s, x, w, bias, act, y); }});
+    const ConvOutput outputs[] = {{y, s.y_size()}};
+    return run_tuned_conv(ctx, ConvPass::Forward, s, candidates, outputs);
+  }
+  if (ctx.conv_kernels == ConvKernels::Fast && direct) return conv2d_forward_direct(ctx, s, x, w, bias, act, y);
+  forward_gemm(ctx, s, x, w, bias, act, y);
+}
+
+void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
+  check_sizes(s, "conv2d_backward_input");
+  const bool direct = direct_backward_input_takes(s);
+  if (ctx.conv_kernels == ConvKernels::Tuned) {
+    std::vector<ConvCandidate> candidates{{ConvKernel::Gemm, [&] { backward_input_gemm(ctx, s, dy, w, dx); }}};
+    if (direct) candidates.push_back({ConvKernel::Direct, [&] { conv2d_backward_input_direct(ctx, s, dy, w, dx); }});
+    const ConvOutput outputs[] = {{dx, s.x_size()}};
+    return run_tuned_conv(ctx, ConvPass::BackwardInput, s, candidates, outputs);
+  }
+  if (ctx.conv_kernels == ConvKernels::Fast && direct) return conv2d_backward_input_direct(ctx, s, dy, w, dx);
+  backward_input_gemm(ctx, s, dy, w, dx);
+}
+
+void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
+                            float* dbias) {
+  check_sizes(s, "conv2d_backward_params");
+  const bool split_k = split_k_weight_grad_takes(s);
+  if (ctx.conv_kernels == ConvKernels::Tuned) {
+    std::vector<ConvCandidate> candidates{{ConvKernel::Gemm, [&] { backward_params_gemm(ctx, s, x, dy, dw, dbias); }}};
+    if (split_k)
+      candidates.push_back({ConvKernel::SplitK, [&] { conv2d_backward_params_split_k(ctx, s, x, dy, dw, dbias); }});
+    const ConvOutput outputs[] = {{dw, s.w_size()}, {dbias, dbias ? s.c_out : 0}};
+    return run_tuned_conv(ctx, ConvPass::BackwardParams, s, candidates, outputs);
+  }
+  if (ctx.conv_kernels == ConvKernels::Fast && split_k) return conv2d_backward_params_split_k(ctx, s, x, dy, dw, dbias);
+  backward_params_gemm(ctx, s, x, dy, dw, dbias);
 }
 
 }  // namespace cnn::ops::cuda
