@@ -168,8 +168,8 @@ void EventWriter::sync() {
 
 EventWriter::EventWriter(const std::string& log_dir) {
   fail("TensorBoard: cannot write event files to '", log_dir,
-       "': this build of the library has no protobuf (configure with libprotobuf-dev and protoc installed, "
-       "CNN_PROTOBUF=AUTO or ON)");
+       "': the library was built without protobuf (install libprotobuf-dev and protobuf-compiler, "
+       "configure with CNN_PROTOBUF=AUTO or ON)");
 }
 EventWriter::~EventWriter() = default;
 void EventWriter::write_event(const std::string&) {}
