@@ -22,6 +22,7 @@
 #include "cnn/cnn.hpp"
 #include "cnn/pictures.hpp"
 #include "host/io/tensorboard.hpp"
+#include "cli_runner.hpp"
 #include "test_data_util.hpp"
 
 #if CNN_WITH_PROTOBUF
@@ -97,6 +98,35 @@ Records parse_records(const std::string& file) {
   return r;
 }
 
+// Records framed here parse back; a flipped byte anywhere in a record is caught by a CRC.
+TEST(TensorBoardFraming, RecordsParseBackAndFlippedBytesAreCaught) {
+  const std::vector<std::string> data = {"", "a", std::string(300, 'x'), std::string("\0\xff\n", 3)};
+  std::string file;
+  for (const auto& d : data) file += frame_record(d);
+  const Records r = parse_records(file);
+  EXPECT_FALSE(r.truncated || r.corrupt);
+  EXPECT_EQ(r.data, data);
+  const size_t last = file.size() - frame_record(data.back()).size();
+  for (size_t at = last; at < file.size(); ++at) {
+    std::string bad = file;
+    bad[at] = char(bad[at] ^ 0x10);
+    const Records b = parse_records(bad);
+    // A flipped length byte may also read as a record running past the end.
+    EXPECT_TRUE(b.corrupt || (at < last + 8 && b.truncated)) << "byte " << at;
+    EXPECT_EQ(b.data.size(), 3u) << "byte " << at;
+  }
+}
+
+TEST(TensorBoardCli, ImageAndEveryFlagsNeedTheFolder) {
+  for (const char* flag : {"--tensorboard-every 2", "--tensorboard-images"}) {
+    const cli_test::Result r = cli_test::cnn("train --model " CNN_SOURCE_DIR "/models/lenet5.json " + std::string(flag));
+    EXPECT_EQ(r.code, 2) << cli_test::show(r);
+    EXPECT_NE(r.err.find("need --tensorboard DIR"), std::string::npos) << cli_test::show(r);
+  }
+}
+
+#if CNN_WITH_PROTOBUF
+
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -126,8 +156,6 @@ std::vector<fs::path> event_files(const fs::path& dir) {
   std::sort(files.begin(), files.end());
   return files;
 }
-
-#if CNN_WITH_PROTOBUF
 
 ::tensorboard::Event parse_event(const std::string& data) {
   ::tensorboard::Event e;
