@@ -111,7 +111,6 @@ TrainingRecipe recipe_with_flags(const TrainFlags& f) {
   if (f.tta_flip) r.tta.flip = true;
   if (f.tta_translate) r.tta.translate = *f.tta_translate;
   if (!f.log.empty()) fo.callbacks.push_back(csv_logger(f.log, true));
-
   fo.checkpoint_path = f.checkpoint;
   fo.resume_from = f.resume;
   return r;
