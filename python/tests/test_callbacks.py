@@ -201,6 +201,7 @@ def test_tensorboard_writes_an_event_file_per_fit(tmp_path):
 
 def test_tensorboard_checks_update_freq(tmp_path):
     from cnnfromscratch import TensorBoard
-    for bad in (0, -3, "batch", 1.5, True):
+    TensorBoard(tmp_path, update_freq="batch")
+    for bad in (0, -3, "step", 1.5, True):
         with pytest.raises(ValueError, match="update_freq"):
             TensorBoard(tmp_path, update_freq=bad)
