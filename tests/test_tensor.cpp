@@ -1,6 +1,9 @@
 // Tensor: shapes, checked access, views, copies, devices, and its errors.
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <vector>
+
 #include "cnn/error.hpp"
 #include "cnn/tensor.hpp"
 #include "test_util.hpp"
@@ -55,6 +58,26 @@ TEST(Tensor, ReshapeSliceAndGather) {
   EXPECT_EQ(a.at({1, 0}), -3.0f);  // a view
   EXPECT_NE(error_of([&] { a.slice(2, 5); }).find("rows [2, 5) out of range"), std::string::npos);
   EXPECT_EQ(a.gather_rows({2, 0}).to_vector(), (std::vector<float>{5, 6, 1, 2}));
+}
+
+TEST(Tensor, BorrowReadsTheCallersMemoryAndReleasesTheOwnerWithTheLastView) {
+  std::vector<float> memory = {1, 2, 3, 4, 5, 6};
+  bool released = false;
+  {
+    std::shared_ptr<void> owner(&released, [](void* flag) { *static_cast<bool*>(flag) = true; });
+    Tensor t = Tensor::borrow(memory.data(), {2, 3}, std::move(owner));
+    EXPECT_EQ(t.data(), memory.data());
+    EXPECT_EQ(t.at({1, 2}), 6);
+    Tensor rows = t.slice(1, 2);
+    t = Tensor();
+    EXPECT_FALSE(released);  // the slice still views the memory
+    EXPECT_EQ(rows.to_vector(), (std::vector<float>{4, 5, 6}));
+  }
+  EXPECT_TRUE(released);
+  EXPECT_EQ(memory[5], 6);  // never freed or written by the tensor
+  EXPECT_CONTAINS(test::error_of([&] { Tensor::borrow(memory.data(), {6}, nullptr); }), "no owner");
+  EXPECT_CONTAINS(test::error_of([&] { Tensor::borrow(memory.data(), {0, 3}, std::make_shared<int>(0)); }),
+                  "dimension <= 0");
 }
 
 TEST(Tensor, CudaWithoutAGpuIsAClearError) {

@@ -1,5 +1,6 @@
 #pragma once
 // Small helpers shared by the CPU test suites.
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <string>
@@ -35,6 +36,34 @@ inline std::string real_data_dir(const std::string& name, std::string* why) {
   }
   return "";
 }
+
+// Sets (or, with nullptr, clears) an environment variable for one scope; restores it after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) {
+      old_ = old;
+      had_ = true;
+    }
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_)
+      ::setenv(name_, old_.c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::string old_;
+  bool had_ = false;
+};
 
 }  // namespace cnn::test
 

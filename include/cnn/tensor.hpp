@@ -26,6 +26,10 @@ class Tensor {
   static Tensor zeros(Shape shape, Device device = Device::CPU);
   static Tensor full(Shape shape, float value, Device device = Device::CPU);
   static Tensor from_vector(Shape shape, const std::vector<float>& values);  // CPU
+  // A CPU tensor over host memory the caller owns, without a copy (how numpy arrays enter from
+  // Python): `owner` is kept alive while any tensor shares the storage, and released then.
+  // fit, evaluate and predict only read the tensors they are given.
+  static Tensor borrow(float* data, Shape shape, std::shared_ptr<void> owner);
 
   Tensor clone() const;
   // A copy on `device` (this tensor itself, sharing storage, if it is already there).

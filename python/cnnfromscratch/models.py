@@ -26,7 +26,7 @@ class History:
 
 def _images(x: Any, expected: Sequence[int] | None, what: str) -> np.ndarray:
     """float32 C-contiguous [N, *expected]: returned as is when it already is one (the C++
-    side then copies it once into the library's tensor); other float dtypes and layouts
+    side then reads it in place, no copy); other float dtypes and layouts
     converted once; uint8 scaled to [0, 1] as the library's data
     readers scale (v * (1 / 255) in float32, so the same bytes give the same inputs)."""
     a = np.asarray(x)

@@ -2,7 +2,6 @@
 // handling lives in python/cnnfromscratch/*.py; this file only moves arrays and options
 // across, releases the GIL while the library computes, and turns cnn::Error into the
 // Python exception its context calls for (ValueError unless said otherwise below).
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -31,12 +30,16 @@ namespace {
 using FloatArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using NumpyFloat = nb::ndarray<nb::numpy, float>;
 
-// One copy into a library tensor (a Tensor owns its storage; it cannot borrow numpy's).
+// A library tensor over the array's own memory, no copy (float32, C-contiguous: nanobind has
+// already converted anything else, once). The tensor keeps the array alive; the last tensor
+// to go may be dropped on a thread without the GIL, so the release takes it.
 cnn::Tensor to_tensor(const FloatArray& a) {
   cnn::Shape shape(a.shape_ptr(), a.shape_ptr() + a.ndim());
-  cnn::Tensor t(shape);
-  std::memcpy(t.data(), a.data(), a.size() * sizeof(float));
-  return t;
+  std::shared_ptr<void> owner(new FloatArray(a), [](void* p) {
+    nb::gil_scoped_acquire gil;
+    delete static_cast<FloatArray*>(p);
+  });
+  return cnn::Tensor::borrow(const_cast<float*>(a.data()), std::move(shape), std::move(owner));
 }
 
 // The array shares the tensor's storage: the capsule keeps a copy of the tensor alive.
@@ -58,14 +61,16 @@ auto raising(PyObject* python_type, Body&& body) -> decltype(body()) {
   }
 }
 
-nb::dict epoch_logs_dict(const cnn::EpochLogs& l) {
+// Keras's metric names for one epoch's logs (EpochLogs: numbers) or a whole History (lists).
+template <class Metrics>
+nb::dict keras_metrics_dict(const Metrics& m) {
   nb::dict d;
-  d["loss"] = l.loss;
-  d["accuracy"] = l.accuracy;
-  d["val_loss"] = l.val_loss;
-  d["val_accuracy"] = l.val_accuracy;
-  d["lr"] = l.learning_rate;
-  d["seconds"] = l.seconds;
+  d["loss"] = m.loss;
+  d["accuracy"] = m.accuracy;
+  d["val_loss"] = m.val_loss;
+  d["val_accuracy"] = m.val_accuracy;
+  d["lr"] = m.learning_rate;
+  d["seconds"] = m.seconds;
   return d;
 }
 
@@ -95,7 +100,7 @@ class PythonCallback : public cnn::Callback {
   }
   void on_epoch_end(cnn::Sequential&, const cnn::EpochLogs& l) override {
     nb::gil_scoped_acquire gil;
-    dispatcher_.attr("on_epoch_end")(l.epoch, epoch_logs_dict(l));
+    dispatcher_.attr("on_epoch_end")(l.epoch, keras_metrics_dict(l));
   }
   void on_train_end(cnn::Sequential&) override { call("on_train_end"); }
   bool wants_batch_logs() const override {
@@ -111,17 +116,6 @@ class PythonCallback : public cnn::Callback {
   }
   nb::object dispatcher_;
 };
-
-nb::dict history_dict(const cnn::History& h) {
-  nb::dict d;
-  d["loss"] = h.loss;
-  d["accuracy"] = h.accuracy;
-  d["val_loss"] = h.val_loss;
-  d["val_accuracy"] = h.val_accuracy;
-  d["lr"] = h.learning_rate;
-  d["seconds"] = h.seconds;
-  return d;
-}
 
 }  // namespace
 
@@ -147,6 +141,10 @@ NB_MODULE(_core, m) {
   });
 
   m.def("built_with_cuda", &cnn::built_with_cuda);
+  // For the tests: the address of the data of the tensor an array becomes (zero-copy check).
+  m.def("_tensor_data_address", [](const FloatArray& a) {
+    return reinterpret_cast<uintptr_t>(to_tensor(a).data());
+  });
   m.def("find_data_dir", &cnn::find_data_dir, "name"_a, "explicit_dir"_a = "");
   // (train, test), each (x, y, class_names).
   m.def("load_dataset",
@@ -286,7 +284,7 @@ NB_MODULE(_core, m) {
                nb::gil_scoped_release release;
                h = s.fit(xt, yt, o);
              }
-             return history_dict(h);
+             return keras_metrics_dict(h);
            })
       .def("evaluate",
            [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size, bool per_class) {

@@ -101,3 +101,19 @@ def test_evaluate_per_class():
     assert np.array_equal(np.diag(confusion), [np.sum((y == c) & (predicted == c)) for c in range(5)])
     assert np.isclose(accuracy, np.mean(predicted == y))
     assert np.allclose(per_class, np.diag(confusion) / 4)
+
+
+def test_float32_c_contiguous_inputs_are_read_in_place_and_never_written():
+    from cnnfromscratch import _core
+    x = (images(16).astype(np.float32) / np.float32(255)).copy()
+    assert _core._tensor_data_address(x) == x.ctypes.data  # the tensor is the array's memory
+    strided = np.asfortranarray(x)
+    assert _core._tensor_data_address(strided) != strided.ctypes.data  # converted once, a copy
+    y = np.arange(16) % 5
+    before_x, before_y = x.copy(), y.copy()
+    model = small_model()
+    model.fit(x, y, epochs=2, batch_size=4, validation_split=0.25, verbose=0,
+              augment={'flip': 'random', 'translate': 1})
+    model.evaluate(x, y)
+    model.predict(x)
+    assert np.array_equal(x, before_x) and np.array_equal(y, before_y)

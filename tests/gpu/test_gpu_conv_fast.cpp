@@ -25,6 +25,7 @@
 #include "gpu_compare.hpp"
 #include "kernels/cuda/conv2d_fast.cuh"
 #include "test_data_util.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
@@ -34,33 +35,7 @@ using gputest::OpCheck;
 namespace gpu = ops::cuda;
 namespace cpu = ops::cpu;
 
-// Sets or clears an environment variable for one scope (the contexts made inside read it).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) {
-      old_ = old;
-      had_ = true;
-    }
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      ::setenv(name_, old_.c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
+using test::ScopedEnv;  // the contexts made inside read CNN_CUDA_CONV_KERNELS
 
 const Activation kAllActivations[] = {Activation::Linear, Activation::ReLU, Activation::LeakyReLU,
                                       Activation::Sigmoid, Activation::Tanh, Activation::GELU};

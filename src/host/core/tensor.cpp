@@ -33,12 +33,16 @@ void check_shape(const Shape& shape, const std::string& what) {
 struct Tensor::Storage {
   float* ptr = nullptr;
   Device device = Device::CPU;
+  std::shared_ptr<void> owner;  // set for borrowed memory, which is the owner's to free
   Storage(int64_t count, Device d) : device(d) {
     const size_t bytes = static_cast<size_t>(count) * sizeof(float);
     ptr = static_cast<float*>(memory::allocate(bytes, d));
     memory::set_zero(ptr, bytes, d);
   }
-  ~Storage() { memory::release(ptr, device); }
+  Storage(float* borrowed, std::shared_ptr<void> o) : ptr(borrowed), owner(std::move(o)) {}
+  ~Storage() {
+    if (!owner) memory::release(ptr, device);
+  }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 };
@@ -47,6 +51,17 @@ Tensor::Tensor(Shape shape, Device device) : shape_(std::move(shape)), device_(d
   check_shape(shape_, "Tensor");
   numel_ = shape_numel(shape_);
   storage_ = std::make_shared<Storage>(numel_, device_);
+}
+
+Tensor Tensor::borrow(float* data, Shape shape, std::shared_ptr<void> owner) {
+  Tensor t;
+  check_shape(shape, "Tensor::borrow");
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  CNN_CHECK(data != nullptr || t.numel_ == 0, "Tensor::borrow: null data for ", t.numel_, " elements");
+  CNN_CHECK(owner != nullptr, "Tensor::borrow: no owner to keep the memory alive");
+  t.storage_ = std::make_shared<Storage>(data, std::move(owner));
+  return t;
 }
 
 Tensor Tensor::zeros(Shape shape, Device device) { return Tensor(std::move(shape), device); }
