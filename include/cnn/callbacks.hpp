@@ -1,11 +1,13 @@
 #pragma once
-// Callbacks for Sequential::fit, as in Keras: EarlyStopping, ModelCheckpoint, CSVLogger and
-// LambdaCallback for user code per epoch and per batch.
+// Callbacks for Sequential::fit, as in Keras: EarlyStopping, ModelCheckpoint, CSVLogger,
+// TensorBoard and LambdaCallback for user code per epoch and per batch.
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <string>
+
+#include "cnn/tensor.hpp"
 
 namespace cnn {
 
@@ -27,6 +29,8 @@ struct EpochLogs {
 struct BatchLogs {
   int batch = 0;  // 0-based within the epoch
   double loss = 0, accuracy = 0;
+  int64_t global_step = 0;   // optimizer steps taken, this one included (continues on resume)
+  double learning_rate = 0;  // of this step, the schedule applied
 };
 
 class Callback {
@@ -62,6 +66,25 @@ CallbackPtr model_checkpoint(ModelCheckpointOptions options);
 
 // Writes epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds per epoch (flushed each line).
 CallbackPtr csv_logger(const std::string& path, bool append = false);
+
+// TensorBoard event files in log_dir (a new events.out.tfevents.* file per fit; files already
+// there are left alone, so a resumed run appends). Per epoch (step = the 1-based epoch): the
+// scalars epoch/loss, epoch/accuracy, epoch/val_loss and epoch/val_accuracy (with validation),
+// epoch/learning_rate and epoch/seconds; every `every_steps` optimizer steps (step = the global
+// step): step/loss and step/accuracy (running means since the epoch began, as the progress bar
+// shows them) and step/learning_rate; at the start the model's summary table as text
+// (model/summary). Optional images: the first Conv2D's filters after every epoch
+// (images/filters) and, when confusion_x is given, the confusion matrix of
+// (confusion_x, confusion_y) when training ends (images/confusion_matrix). Every record is
+// written as it comes, the file is fsynced after every epoch. docs/FORMATS.md lists the tags.
+// Throws cnn::Error when the library was built without protobuf.
+struct TensorBoardOptions {
+  std::string log_dir{};
+  int every_steps = 0;  // 0: no per-step scalars; asking for them reads the metrics every batch (a GPU sync)
+  bool write_filters = false;
+  Tensor confusion_x{}, confusion_y{};  // e.g. the test set; empty: no confusion matrix
+};
+CallbackPtr tensorboard(TensorBoardOptions options);
 
 struct LambdaCallbackOptions {
   std::function<void(Sequential&, const EpochLogs&)> on_epoch_end{};

@@ -63,6 +63,8 @@ struct Image {
 
 // Writes a PNG (stb_image_write); throws cnn::Error naming the path when it cannot.
 void save_png(const Image& image, const std::string& path);
+// The same PNG as bytes in memory (for files that embed images, e.g. TensorBoard's).
+std::string encode_png(const Image& image);
 // Reads any PNG/JPEG/BMP file as RGB (stb_image); throws cnn::Error naming the path.
 Image read_image_rgb(const std::string& path);
 

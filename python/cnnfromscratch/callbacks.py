@@ -54,6 +54,28 @@ class CSVLogger(_NativeCallback):
         self._native = _core.csv_logger(os.fspath(filename), append)
 
 
+class TensorBoard(_NativeCallback):
+    """Writes TensorBoard event files into log_dir (a new file per fit, so a resumed run
+    appends): per epoch epoch/loss, epoch/accuracy, epoch/val_loss, epoch/val_accuracy,
+    epoch/learning_rate and epoch/seconds; with update_freq N (an integer; 'batch' is 1) also
+    step/loss, step/accuracy and step/learning_rate every N optimizer steps; the model's summary as text;
+    with write_images the first Conv2D's filters after every epoch. Tags: docs/FORMATS.md.
+    Raises ValueError when the library was built without protobuf."""
+
+    def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: int | str = "epoch",
+                 write_images: bool = False) -> None:
+        if update_freq == "epoch":
+            every = 0
+        elif update_freq == "batch":
+            every = 1
+        elif isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq > 0:
+            every = update_freq
+        else:
+            raise ValueError("TensorBoard: update_freq must be 'epoch', 'batch' or a positive number of steps, "
+                             f"got {update_freq!r}")
+        self._native = _core.tensorboard(os.fspath(log_dir), every, write_images)
+
+
 class _Dispatcher:
     """What the C++ side calls: forwards each hook to every Python callback that has it, in
     list order. The library's callbacks are left out (fit hands them to C++ itself)."""

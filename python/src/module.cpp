@@ -186,6 +186,9 @@ NB_MODULE(_core, m) {
     return cnn::model_checkpoint({std::move(filepath), std::move(monitor), save_best_only});
   });
   m.def("csv_logger", [](const std::string& path, bool append) { return cnn::csv_logger(path, append); });
+  m.def("tensorboard", [](std::string log_dir, int every_steps, bool write_filters) {
+    return cnn::tensorboard({std::move(log_dir), every_steps, write_filters});
+  });
 
   nb::class_<cnn::LRSchedule>(m, "LRSchedule")
       .def(nb::init<>())

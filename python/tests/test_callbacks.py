@@ -1,6 +1,7 @@
 """Python callbacks with Keras's hook names, stop_training, and Ctrl-C during fit."""
 import os
 import signal
+import struct
 import threading
 
 import numpy as np
@@ -161,3 +162,46 @@ def test_validation_data_and_initial_epoch():
     loss, accuracy = model.evaluate(x[48:], y[48:])
     assert np.isclose(history.history["val_loss"][-1], loss) and np.isclose(history.history["val_accuracy"][-1],
                                                                             accuracy)
+
+
+def _tfrecords(path):
+    """The data of each TFRecord in an event file (length-prefixed; the CRCs are the C++ tests')."""
+    raw, records, at = path.read_bytes(), [], 0
+    while at < len(raw):
+        (length,) = struct.unpack_from("<Q", raw, at)
+        records.append(raw[at + 12:at + 12 + length])
+        at += 12 + length + 4
+    assert at == len(raw)
+    return records
+
+
+def test_tensorboard_writes_an_event_file_per_fit(tmp_path):
+    from cnnfromscratch import TensorBoard
+    model = tiny_model()
+    x, y = tiny_data(64)
+    # 64 rows, batch 16, no validation: 4 steps an epoch, 8 in all, step scalars at 2, 4, 6, 8.
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[TensorBoard(tmp_path, update_freq=2)])
+    files = sorted(tmp_path.glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    records = _tfrecords(files[0])
+    assert b"brain.Event:2" in records[0]
+    assert b"model/summary" in records[1]
+    tags = [tag for r in records[2:] for tag in
+            (b"step/loss", b"step/accuracy", b"step/learning_rate", b"epoch/loss", b"epoch/accuracy",
+             b"epoch/learning_rate", b"epoch/seconds", b"epoch/val_loss") if tag in r]
+    assert tags.count(b"step/loss") == 4 and tags.count(b"step/learning_rate") == 4
+    assert tags.count(b"epoch/loss") == 2 and tags.count(b"epoch/seconds") == 2
+    assert b"epoch/val_loss" not in tags  # no validation data
+    assert len(records) == 2 + 4 * 3 + 2 * 4
+    first = files[0].read_bytes()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[TensorBoard(tmp_path)])
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # appended as a new file
+    assert files[0].read_bytes() == first
+
+
+def test_tensorboard_checks_update_freq(tmp_path):
+    from cnnfromscratch import TensorBoard
+    TensorBoard(tmp_path, update_freq="batch")
+    for bad in (0, -3, "step", 1.5, True):
+        with pytest.raises(ValueError, match="update_freq"):
+            TensorBoard(tmp_path, update_freq=bad)

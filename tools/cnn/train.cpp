@@ -19,7 +19,9 @@ namespace {
 // `cnn train`'s flags. Unset ones stay empty and leave the model file's value (its "training"
 // section, read by the library) or the model's compile options in place.
 struct TrainFlags {
-  std::string model, data, save, log, device = "cpu", checkpoint, resume;
+  std::string model, data, save, log, device = "cpu", checkpoint, resume, tensorboard;
+  int tensorboard_every = 0;
+  bool tensorboard_images = false;
   std::optional<std::string> optimizer, lr_schedule, flip;
   std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
   std::optional<double> lr, momentum, validation_split, ema;
@@ -47,6 +49,13 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
   sub->add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_option("--save", f.save, "Where to save the trained model (default: out/<model>.safetensors)");
   sub->add_option("--log", f.log, "Append per-epoch metrics to this CSV file");
+  sub->add_option("--tensorboard", f.tensorboard,
+                  "Write TensorBoard event files into this folder (scalars per epoch, the model summary)");
+  sub->add_option("--tensorboard-every", f.tensorboard_every,
+                  "With --tensorboard: also loss, accuracy and learning rate every N optimizer steps")
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--tensorboard-images", f.tensorboard_images,
+                "With --tensorboard: also the first Conv2D's filters per epoch and the test set's confusion matrix");
   sub->add_option("--limit", f.limit, "Use only the first N training images")->check(CLI::PositiveNumber);
   sub->add_option("--test-limit", f.test_limit, "Use only the first N test images")->check(CLI::PositiveNumber);
   sub->add_option("--verbose", f.verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
@@ -107,6 +116,20 @@ TrainingRecipe recipe_with_flags(const TrainFlags& f) {
   return r;
 }
 
+// --tensorboard: the callback; with --tensorboard-images, the test set (when there is one)
+// gives the confusion matrix drawn when training ends.
+CallbackPtr tensorboard_callback(const TrainFlags& f, const Dataset& test) {
+  TensorBoardOptions o;
+  o.log_dir = f.tensorboard;
+  o.every_steps = f.tensorboard_every;
+  o.write_filters = f.tensorboard_images;
+  if (f.tensorboard_images && test.size() > 0) {
+    o.confusion_x = test.x;
+    o.confusion_y = test.y;
+  }
+  return tensorboard(o);
+}
+
 // --resume takes a checkpoint; a model description or a saved model fails here, before the data
 // loads, saying so (fit would report a file-format error about a "model file").
 void check_resume_file(const std::string& path) {
@@ -122,6 +145,8 @@ void check_resume_file(const std::string& path) {
 int run_train(TrainFlags f) {
   if (f.model.empty() && f.resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
   if (!f.resume.empty()) check_resume_file(f.resume);
+  if ((f.tensorboard_every > 0 || f.tensorboard_images) && f.tensorboard.empty())
+    throw UsageError("train: --tensorboard-every and --tensorboard-images need --tensorboard DIR");
   if (f.model.empty()) f.model = f.resume;
   if (!f.resume.empty() && f.checkpoint.empty()) f.checkpoint = f.resume;
   Sequential model = model_to_train(f);
@@ -133,7 +158,8 @@ int run_train(TrainFlags f) {
             "the data set has ", model.class_names.size(), " classes but the model outputs ",
             model.layer(model.size() - 1).output_shape()[0]);
 
-  const TrainingRecipe recipe = recipe_with_flags(f);
+  TrainingRecipe recipe = recipe_with_flags(f);
+  if (!f.tensorboard.empty()) recipe.fit.callbacks.push_back(tensorboard_callback(f, data.test));
   const FitOptions& fo = recipe.fit;
   const std::string save = !f.save.empty() ? f.save : "out/" + fs::path(f.model).stem().string() + ".safetensors";
   if (fs::path(save).has_parent_path()) fs::create_directories(fs::path(save).parent_path());

@@ -197,7 +197,8 @@ class FitLoop {
     if (!std::isfinite(tot.loss_sum)) runner_.non_finite_error(batch_rows(place.step), place, true);
     place.checked = place.step + 1;
     const BatchLogs logs{place.step, tot.loss_sum / double(seen),
-                         tot.correct / accuracy_units(s_, data_.targets.kind, seen)};
+                         tot.correct / accuracy_units(s_, data_.targets.kind, seen), s_.step,
+                         double(s_.opt.learning_rate) * s_.lr_factor};
     if (bar) bar->update(place.step + 1, elapsed, {{"loss", logs.loss}, {"accuracy", logs.accuracy}});
     for (const auto& cb : o_.callbacks) cb->on_batch_end(model_, logs);
   }

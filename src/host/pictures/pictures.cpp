@@ -53,6 +53,17 @@ void save_png(const Image& image, const std::string& path) {
     fail("save_png: cannot write ", path);
 }
 
+std::string encode_png(const Image& image) {
+  CNN_CHECK(!image.empty(), "encode_png: empty image");
+  std::string png;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), size_t(size));
+  };
+  if (!stbi_write_png_to_func(append, &png, image.width, image.height, 3, image.pixels.data(), image.width * 3))
+    fail("encode_png: stb_image_write failed for a ", image.width, "x", image.height, " image");
+  return png;
+}
+
 Image read_image_rgb(const std::string& path) {
   int w = 0, h = 0, n = 0;
   if (!stbi_info(path.c_str(), &w, &h, &n))
