@@ -10,6 +10,8 @@
 #include <map>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_runner.hpp"
 #include "cnn/cnn.hpp"
 #include "test_util.hpp"
@@ -183,6 +185,35 @@ TEST(OnnxExport, FixedBatchOpset20GeluAndFromLogitsSoftmax) {
   EXPECT_EQ(ops, (std::vector<std::string>{"Conv", "Mul", "Erf", "Add", "Mul", "Mul", "GlobalAveragePool", "Flatten",
                                            "Gemm", "Softmax"}));
   EXPECT_EQ(q.graph().node(5).output(0), "conv2d");
+}
+
+TEST(OnnxExport, TheModelsNameAndDescriptionAreSavedAndExported) {
+  Sequential m = Sequential::from_json_file(CNN_SOURCE_DIR "/models/lenet5.json");
+  EXPECT_EQ(m.name, "lenet5");
+  EXPECT_EQ(m.description.substr(0, 17), "The seed's LeNet-");
+  const std::string saved = temp_path("named.safetensors"), path = temp_path("named.onnx");
+  m.save(saved);
+  const Sequential loaded = Sequential::load(saved);
+  EXPECT_EQ(loaded.name, m.name);
+  EXPECT_EQ(loaded.description, m.description);
+  loaded.export_onnx(path);  // the options' empty name and description: the model's
+  onnx::ModelProto p = read_model(path);
+  std::map<std::string, std::string> meta;
+  for (const auto& e : p.metadata_props()) meta[e.key()] = e.value();
+  EXPECT_EQ(meta["name"], "lenet5");
+  EXPECT_EQ(meta["description"], m.description);
+  EXPECT_EQ(p.graph().name(), "lenet5");
+  EXPECT_EQ(p.doc_string(), m.description);
+
+  Sequential unnamed({Flatten(), Dense(2, "softmax")});
+  unnamed.compile("sgd", "cce", 0.1f, {3});
+  unnamed.export_onnx(path);
+  p = read_model(path);
+  EXPECT_EQ(p.graph().name(), "sequential");
+  EXPECT_EQ(p.doc_string(), "");
+  EXPECT_NE(error_of([] { Sequential::from_json(nlohmann::json::parse(R"({"name": 5, "layers": [{"type": "Flatten"}]})")); })
+                .find("\"name\" must be a string"),
+            std::string::npos);
 }
 
 TEST(OnnxExport, BadRequestsFailNamingTheProblem) {

@@ -177,8 +177,8 @@ struct Evaluation {
 struct OnnxExportOptions {
   int opset = 17;         // the ai.onnx opset, 13 to 22 (Gelu is a node from 20, erf before)
   int64_t batch = 0;      // 0: a dynamic batch dimension "N"; else this fixed batch size
-  std::string name{};     // the graph's name and metadata "name" (default "sequential")
-  std::string description{};  // the model's doc_string and metadata "description"
+  std::string name{};         // graph name, metadata "name"; empty: the model's name, else "sequential"
+  std::string description{};  // doc_string, metadata "description"; empty: the model's description
 };
 
 class Sequential {
@@ -279,6 +279,9 @@ class Sequential {
   bool stop_training = false;  // set by a callback to end fit after the current epoch
   // Optional names of the output classes; saved with the model and used by `cnn predict`.
   std::vector<std::string> class_names;
+  // Optional name and description (a model description's "name" and "description" keys);
+  // saved with the model and written into ONNX exports (export_onnx's defaults).
+  std::string name, description;
 
   struct State;  // the runtime (buffers, optimizer state), in src/host/model/state.hpp
   State& state();

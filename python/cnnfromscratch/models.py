@@ -190,8 +190,9 @@ class Sequential:
                     name: str = "", description: str = "") -> None:
         """The compiled model, in inference mode, as an ONNX file (docs/FORMATS.md): input "input"
         [N, *input_shape] float32, output "probabilities" (what predict() returns). opset: 13 to 22;
-        batch: None for a dynamic batch dimension, else a fixed size; name (default "sequential")
-        and description go into the ONNX metadata. The file is written as `cnn export` writes it."""
+        batch: None for a dynamic batch dimension, else a fixed size; name and description go into
+        the ONNX metadata (empty: those the model was loaded with, else name "sequential"). The
+        file is written as `cnn export` writes it."""
         if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or not 13 <= opset <= 22:
             raise ValueError(f"export_onnx: opset must be an integer from 13 to 22, got {opset!r}")
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):

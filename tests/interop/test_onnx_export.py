@@ -110,7 +110,9 @@ def main():
             model = onnx.load(str(out))
             check_interface(model, description, opset, batch)
             meta = {m.key: m.value for m in model.metadata_props}
-            assert meta["name"] == saved.stem, meta  # a saved model keeps no name: the file's stem
+            # The description's name and description, kept in the saved model.
+            assert meta["name"] == description["name"] == model.graph.name, meta
+            assert meta["description"] == description["description"] == model.doc_string, meta
             worst = compare(out, saved, description, a.reference, work, rng,
                             [1, 7] if batch == "dynamic" else [7])
             print(f"{out.name}: {len(model.graph.node)} nodes, checker ok, worst relative difference {worst:.2e}")

@@ -308,14 +308,15 @@ void Sequential::export_onnx(const std::string& path, const OnnxExportOptions& o
   onnx::OperatorSetIdProto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(options.opset);
-  const std::string name = options.name.empty() ? "sequential" : options.name;
-  if (!options.description.empty()) model.set_doc_string(options.description);
-  add_metadata(model, "name", name);
-  if (!options.description.empty()) add_metadata(model, "description", options.description);
+  const std::string graph_name = !options.name.empty() ? options.name : !name.empty() ? name : "sequential";
+  const std::string& doc = !options.description.empty() ? options.description : description;
+  if (!doc.empty()) model.set_doc_string(doc);
+  add_metadata(model, "name", graph_name);
+  if (!doc.empty()) add_metadata(model, "description", doc);
   if (!class_names.empty()) add_metadata(model, "class_names", nlohmann::json(class_names).dump());
 
   onnx::GraphProto* g = model.mutable_graph();
-  g->set_name(name);
+  g->set_name(graph_name);
   set_tensor_type(g->add_input(), "input", options.batch, s.opt.input_shape);
 
   const Weights weights = this->weights();
