@@ -171,6 +171,16 @@ struct Evaluation {
   std::vector<std::vector<int64_t>> confusion;   // [true][predicted], with per_class
 };
 
+// ONNX export (Sequential::export_onnx; the mapping layer by layer: docs/FORMATS.md). The graph
+// takes "input" [N, per-sample input shape] float32 and gives "probabilities" [N, outputs]:
+// what predict() returns. Names follow the layers' (summary()'s) names.
+struct OnnxExportOptions {
+  int opset = 17;         // the ai.onnx opset, 13 to 22 (Gelu is a node from 20, erf before)
+  int64_t batch = 0;      // 0: a dynamic batch dimension "N"; else this fixed batch size
+  std::string name{};         // graph name, metadata "name"; empty: the model's name, else "sequential"
+  std::string description{};  // doc_string, metadata "description"; empty: the model's description
+};
+
 class Sequential {
  public:
   Sequential();
@@ -214,6 +224,10 @@ class Sequential {
   // Written to a temporary file, flushed, then renamed over `path`.
   void save(const std::string& path) const;
   static Sequential load(const std::string& path);
+  // The compiled model, inference mode (BatchNormalization's running statistics, no Dropout),
+  // as an ONNX file, written atomically. A layer ONNX cannot express exactly fails naming it;
+  // a library built without protobuf fails saying so.
+  void export_onnx(const std::string& path, const OnnxExportOptions& options = {}) const;
   // Training checkpoints: a model file plus optimizer state and progress (loadable by load()).
   void save_checkpoint(const std::string& path, const TrainingProgress& progress) const;
   static Sequential load_checkpoint(const std::string& path, TrainingProgress* progress = nullptr);
@@ -265,6 +279,9 @@ class Sequential {
   bool stop_training = false;  // set by a callback to end fit after the current epoch
   // Optional names of the output classes; saved with the model and used by `cnn predict`.
   std::vector<std::string> class_names;
+  // Optional name and description (a model description's "name" and "description" keys);
+  // saved with the model and written into ONNX exports (export_onnx's defaults).
+  std::string name, description;
 
   struct State;  // the runtime (buffers, optimizer state), in src/host/model/state.hpp
   State& state();

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from typing import Any, Iterable, Sequence
 
@@ -184,6 +185,22 @@ class Sequential:
     def save(self, path: str | os.PathLike) -> None:
         """One safetensors file with architecture and weights, as the C++ library and the CLI write."""
         self._model.save(os.fspath(path))
+
+    def export_onnx(self, path: str | os.PathLike, *, opset: int = 17, batch: int | None = None,
+                    name: str = "", description: str = "") -> None:
+        """The compiled model, in inference mode, as an ONNX file (docs/FORMATS.md): input "input"
+        [N, *input_shape] float32, output "probabilities" (what predict() returns). opset: 13 to 22;
+        batch: None for a dynamic batch dimension, else a fixed size; name and description go into
+        the ONNX metadata (empty: those the model was loaded with, else name "sequential"). The
+        file is written as `cnn export` writes it."""
+        if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or not 13 <= opset <= 22:
+            raise ValueError(f"export_onnx: opset must be an integer from 13 to 22, got {opset!r}")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
+            raise ValueError(f"export_onnx: batch must be None (dynamic) or a positive integer, got {batch!r}")
+        if not self._model.compiled:
+            raise ValueError("export_onnx: compile the model first (the graph needs its input shape)")
+        self._model.export_onnx(os.fspath(path), int(opset), 0 if batch is None else int(batch), str(name),
+                                str(description))
 
     def to(self, device: str) -> "Sequential":
         self._model.to(device)

@@ -325,6 +325,16 @@ NB_MODULE(_core, m) {
                s.save(path);
              });
            })
+      // ONNX export (docs/FORMATS.md); bad options are ValueErrors raised by models.py first.
+      .def("export_onnx",
+           [](const cnn::Sequential& s, const std::string& path, int opset, int64_t batch, const std::string& name,
+              const std::string& description) {
+             raising(PyExc_OSError, [&] {
+               nb::gil_scoped_release release;
+               s.export_onnx(path, {.opset = opset, .batch = batch, .name = name, .description = description});
+             });
+           },
+           nb::arg("path"), nb::arg("opset"), nb::arg("batch"), nb::arg("name"), nb::arg("description"))
       .def_static("load",
                   [](const std::string& path) {
                     return raising(PyExc_OSError, [&] {

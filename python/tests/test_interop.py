@@ -86,3 +86,31 @@ def test_trained_by_the_cli_loads_in_python(tmp_path, fake_cifar10, cnn_cli):
     py_loss, py_accuracy = model.evaluate(x, y)
     assert f"{py_loss:.4f}" == f"{loss:.4f}" and f"{py_accuracy:.4f}" == f"{accuracy:.4f}"
     assert np.array_equal(confusion, confusion_of(model.predict(x), y))
+
+
+def test_export_onnx_writes_what_the_cli_writes(tmp_path, cnn_cli):
+    """model.export_onnx runs the library's exporter: the same bytes as `cnn export` of the saved
+    model (whose ONNX name is the file's stem). onnxruntime checks the export itself in the
+    C++ build's interop.onnx test."""
+    model = rgb_lenet()
+    saved = tmp_path / "lenet_rgb.safetensors"
+    model.save(saved)
+    for opset, batch, flag in [(17, None, "dynamic"), (20, 7, "7")]:
+        ours, theirs = tmp_path / f"python_{flag}.onnx", tmp_path / f"cli_{flag}.onnx"
+        model.export_onnx(ours, opset=opset, batch=batch, name="lenet_rgb")
+        subprocess.run([cnn_cli, "export", "--model", str(saved), "--onnx", str(theirs), "--opset", str(opset),
+                        "--batch", flag], check=True, capture_output=True)
+        assert ours.read_bytes() == theirs.read_bytes()
+        assert b"probabilities" in ours.read_bytes()
+
+
+def test_export_onnx_refuses_bad_options(tmp_path):
+    model = rgb_lenet()
+    for kwargs in [{"opset": 12}, {"opset": 23}, {"opset": 17.0}, {"batch": 0}, {"batch": True}]:
+        with pytest.raises(ValueError, match="export_onnx"):
+            model.export_onnx(tmp_path / "x.onnx", **kwargs)
+    with pytest.raises(ValueError, match="compile the model first"):
+        Sequential([Flatten(), Dense(2)]).export_onnx(tmp_path / "x.onnx")
+    with pytest.raises(OSError, match="no_such_dir"):
+        model.export_onnx(tmp_path / "no_such_dir" / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()

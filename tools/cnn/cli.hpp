@@ -43,6 +43,7 @@ Runner add_bench(CLI::App& app);
 Runner add_show_data(CLI::App& app);  // pictures.cpp
 Runner add_plot(CLI::App& app);
 Runner add_visualize(CLI::App& app);
+Runner add_export(CLI::App& app);  // export.cpp
 
 // Writes a picture as PNG (creating the folder) and prints "Wrote PATH (WxH): what".
 void save_picture(const Image& image, const std::string& path, const std::string& what);

@@ -3,6 +3,7 @@
 //   cnn eval --model out/lenet5.safetensors               accuracy, per class, confusion matrix
 //   cnn predict --model out/lenet5.safetensors cat.png    top-3 classes
 //   cnn summary --model models/lenet5.json                Keras-style table
+//   cnn export --model out/lenet5.safetensors --onnx lenet5.onnx   ONNX file
 // Exit codes: 0 success, 1 bad data/model files or a failed run, 2 bad arguments,
 // 3 `cnn check` without a GPU.
 #include <cstdio>
@@ -20,7 +21,7 @@ int main(int argc, char** argv) {
   std::map<CLI::App*, cnn::cli::Runner> runners;
   using namespace cnn::cli;
   for (auto add : {add_train, add_eval, add_predict, add_summary, add_data_dir, add_gradcheck, add_check, add_bench,
-                    add_show_data, add_plot, add_visualize}) {
+                    add_show_data, add_plot, add_visualize, add_export}) {
     const size_t before = app.get_subcommands({}).size();
     auto runner = add(app);
     runners[app.get_subcommands({})[before]] = runner;

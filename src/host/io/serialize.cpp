@@ -147,6 +147,8 @@ nlohmann::json Sequential::to_json() const {
     j["layers"] = layers;
   }
   if (!class_names.empty()) j["class_names"] = class_names;
+  if (!name.empty()) j["name"] = name;
+  if (!description.empty()) j["description"] = description;
   return j;
 }
 
@@ -346,6 +348,11 @@ Sequential describe(const nlohmann::json& j, int64_t max_params, const std::stri
       CNN_CHECK(n.is_string(), "model JSON: \"class_names\" must be an array of strings");
       model.class_names.push_back(n.get<std::string>());
     }
+  }
+  for (const char* key : {"name", "description"}) {
+    if (!j.contains(key)) continue;
+    CNN_CHECK(j[key].is_string(), "model JSON: \"", key, "\" must be a string, got ", brief(j[key]));
+    (std::string(key) == "name" ? model.name : model.description) = j[key].get<std::string>();
   }
   if (!j.contains("input_shape")) return model;
   CompileOptions o;

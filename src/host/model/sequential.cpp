@@ -12,6 +12,7 @@
 
 #include "cnn/error.hpp"
 #include "cnn/model.hpp"
+#include "model/layer_names.hpp"
 #include "model/state.hpp"
 
 namespace cnn {
@@ -358,17 +359,10 @@ void Sequential::summary(std::ostream& out) const {
   };
   // Rows first, so the columns can be as wide as their widest entry.
   std::vector<std::array<std::string, 3>> rows;
-  std::map<std::string, int> seen;
-  for (const auto& lp : layers_) {
-    const Layer& l = *lp;
-    std::string kind;  // Keras names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d
-    for (char c : l.type()) {
-      if (std::isupper(static_cast<unsigned char>(c)) && !kind.empty() && std::islower(static_cast<unsigned char>(kind.back())))
-        kind += '_';
-      kind += char(std::tolower(static_cast<unsigned char>(c)));
-    }
-    const int k = seen[kind]++;
-    const std::string name = !l.name.empty() ? l.name : (k ? kind + "_" + std::to_string(k) : kind);
+  const std::vector<std::string> names = layer_display_names(layers_);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = *layers_[i];
+    const std::string& name = names[i];
     std::string shape = "(None";
     for (int64_t d : l.output_shape()) shape += ", " + std::to_string(d);
     rows.push_back({name + " (" + l.type() + ")", shape + ")", with_commas(l.param_count())});
