@@ -20,6 +20,9 @@ int rank();
 int size();
 // The rank among those on this machine (picks the GPU of a GPU rank).
 int local_rank();
+// Makes GPU (local rank mod the GPU count) this process's device: one GPU per rank. Call it
+// before moving a model to CUDA (`cnn train --device cuda` does); nothing in a CPU-only build.
+void use_local_gpu();
 // Initialises MPI now (singleton MPI when no launcher started the process); fails with an
 // error naming the reason when the library was built without MPI.
 void init();

@@ -181,6 +181,7 @@ int run_train(TrainFlags f) {
   if (!f.distributed) return train(f);
   distributed::init();
   try {
+    if (f.device == "cuda") distributed::use_local_gpu();
     return train(f);
   } catch (const UsageError&) {
     throw;

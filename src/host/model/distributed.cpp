@@ -15,6 +15,9 @@
 #if CNN_WITH_MPI
 #include <mpi.h>
 #endif
+#if CNN_WITH_CUDA
+#include "kernels/nccl.hpp"
+#endif
 
 namespace cnn::distributed {
 namespace {
@@ -125,6 +128,12 @@ const Communicator& world() {
 
 int rank() { return launched_by_mpi() || CNN_WITH_MPI == 0 ? world().rank : 0; }
 int size() { return launched_by_mpi() || CNN_WITH_MPI == 0 ? world().size : 1; }
+void use_local_gpu() {
+#if CNN_WITH_CUDA
+  cuda::select_device(local_rank());
+#endif
+}
+
 int local_rank() {
 #if CNN_WITH_MPI
   return launched_by_mpi() ? initialised_world().local_rank : 0;
@@ -164,8 +173,22 @@ void Communicator::broadcast(float* data, int64_t count, Device d) const {
 #endif
 }
 
-void Communicator::allreduce_mean(float* data, int64_t count, Device d, float local_weight) const {
+void Communicator::allreduce_mean(float* data, int64_t count, Device d, float local_weight, cuda::Context* ctx) const {
   if (size == 1 || count == 0) return;
+#if CNN_WITH_MPI && CNN_WITH_NCCL
+  if (d == Device::CUDA && ctx) {
+    if (!nccl_) {  // rank 0's unique id to every rank over MPI, then NCCL's own rendezvous
+      unsigned char id[cuda::kNcclIdBytes] = {};
+      if (rank == 0) cuda::nccl_unique_id(id);
+      check_mpi(MPI_Bcast(id, int(sizeof id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+      nccl_ = cuda::nccl_create(id, rank, size);
+    }
+    cuda::nccl_allreduce_mean(*nccl_, *ctx, data, count, local_weight);
+    return;
+  }
+#else
+  (void)ctx;
+#endif
 #if CNN_WITH_MPI
   HostView h(data, count, d);
   if (local_weight != 1.0f)

@@ -11,6 +11,11 @@
 #include "cnn/distributed.hpp"
 #include "cnn/types.hpp"
 
+namespace cnn::cuda {
+struct Context;
+struct NcclComm;
+}  // namespace cnn::cuda
+
 namespace cnn::distributed {
 
 class Communicator {
@@ -21,13 +26,19 @@ class Communicator {
   void broadcast(float* data, int64_t count, Device d) const;
   // data <- (sum over ranks of local_weight x data) / size, on every rank. With every weight
   // 1 this is the mean of the ranks' gradients; fit passes rows_r x size / rows_step so that
-  // ranks with unequal row counts still give the mean over all the step's rows.
-  void allreduce_mean(float* data, int64_t count, Device d, float local_weight) const;
+  // ranks with unequal row counts still give the mean over all the step's rows. CUDA data
+  // with `ctx` and NCCL built: NCCL on ctx's stream (no host synchronisation; the NCCL
+  // communicator is made at the first such call, which every rank makes); otherwise through
+  // host memory and MPI.
+  void allreduce_mean(float* data, int64_t count, Device d, float local_weight, cuda::Context* ctx = nullptr) const;
   // Sums of host doubles (metrics) over the ranks, in place.
   void allreduce_sum(double* data, int count) const;
   // Every rank's `count` values, rank after rank.
   std::vector<uint64_t> allgather(const uint64_t* data, int count) const;
   void barrier() const;
+
+ private:
+  mutable cuda::NcclComm* nccl_ = nullptr;
 };
 
 // The world communicator (initialising MPI when it is used: see cnn/distributed.hpp).

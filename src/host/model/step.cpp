@@ -263,7 +263,7 @@ void Runner<T>::step_kernels(ops::TargetKind kind, int n, const StepPlace* guard
     non_finite_error(n, *guard, true);
   // Data-parallel: every rank updates with the mean gradient of all the ranks' rows.
   if (s_.comm && owns_model_buffers_ && !s_.grads.empty())
-    s_.comm->allreduce_mean(s_.grads.data(), s_.param_total, device_, s_.gradient_weight);
+    s_.comm->allreduce_mean(s_.grads.data(), s_.param_total, device_, s_.gradient_weight, s_.cuda.get());
   timed(L + 1, false, [&] { optimizer_step(); });
 }
 
