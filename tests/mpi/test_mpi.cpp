@@ -227,6 +227,15 @@ TEST(MpiCli, MpirunTrainsDataParallelAndOnlyRankZeroWrites) {
   EXPECT_NO_THROW(Sequential::load(fs::path(dir / "out.safetensors").string()));
   const std::string log = read_text(dir / "log.csv");
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 3) << log;  // header + 2 epochs, written once
+
+  // Ranks started with different flags (mpirun's MPMD form): refused before any step.
+  const std::string train = "'" + kCnn + "' train --model model.json --data data --epochs 1 --validation-split 0 "
+                            "--save other.safetensors --batch-size ";
+  const MpiRun bad = run(1, train + "4 : -n 1 " + train + "8", dir);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("error on rank"), std::string::npos) << show(bad);
+  EXPECT_NE(bad.err.find("rank 1 of 2 disagrees with rank 0 on batch_size (8 vs 4)"), std::string::npos) << show(bad);
+  EXPECT_FALSE(fs::exists(dir / "other.safetensors"));
 }
 
 }  // namespace
