@@ -9,6 +9,7 @@
 //       rank's data holds a NaN image instead)
 #include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -29,6 +30,10 @@ class Fault : public Callback {
   Fault(std::string kind, int64_t step) : kind_(std::move(kind)), step_(step) {}
   void on_step_end(Sequential&, int64_t global_step) override {
     if (global_step != step_) return;
+    // When the fault happens (wall clock, milliseconds), for the test to time the teardown.
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    std::fprintf(stderr, "fault at unix-ms %lld\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+    std::fflush(stderr);
     if (kind_ == "kill") ::raise(SIGKILL);
     throw Error("test fault: thrown after optimizer step " + std::to_string(global_step));
   }

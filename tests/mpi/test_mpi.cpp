@@ -33,6 +33,7 @@ constexpr int kLimitSeconds = 120;  // any run: a hang in a collective fails her
 struct MpiRun {
   int code = -1;
   double seconds = 0;
+  long long end_unix_ms = 0;  // when mpirun returned (wall clock, for the teardown time)
   std::string err;
 };
 
@@ -61,6 +62,8 @@ MpiRun run(int ranks, const std::string& program_and_args, const fs::path& dir) 
   const int status = std::system(cmd.c_str());
   MpiRun r;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.end_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.err = read_text(err) + read_text(dir / "stdout");
   return r;
@@ -176,6 +179,12 @@ void expect_fault_ends_job(const std::string& fault, const std::string& expected
   // 200 rows at global batch 16: 13 steps per epoch, so step 20 is in epoch 2.
   const MpiRun r = helper(2, dir, "epochs=3 checkpoint=" + ckpt + " fault=" + fault + " fault_step=20");
   std::printf("fault '%s': the job ended after %.2f s with exit %d\n", fault.c_str(), r.seconds, r.code);
+  const size_t at = r.err.find("fault at unix-ms ");
+  if (at != std::string::npos) {  // the callback faults: from the fault to mpirun's exit
+    const double teardown = double(r.end_unix_ms - std::stoll(r.err.substr(at + 17))) / 1e3;
+    std::printf("fault '%s': from the fault to mpirun's exit %.2f s\n", fault.c_str(), teardown);
+    EXPECT_LT(teardown, 30.0) << show(r);
+  }
   EXPECT_NE(r.code, 0) << show(r);
   EXPECT_LT(r.seconds, 60.0) << show(r);  // measured: a few seconds (docs/DISTRIBUTED.md)
   if (!expected_message.empty()) {
