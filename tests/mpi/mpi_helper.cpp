@@ -4,6 +4,7 @@
 // <out>/weights.<rank> (raw floats) and rank 0 its epoch losses to <out>/loss.txt.
 //   cnn_mpi_helper <out> [key=value ...]
 // keys: rows, batch, epochs, seed, checkpoint, resume, validation (split, e.g. 0.2),
+//       batch_norm (1: a BatchNormalization layer after the convolution),
 //       batch_rank1 (rank 1's batch size, for the agreement test),
 //       fault = throw | kill | nan, fault_rank, fault_step (global optimizer step; nan: the
 //       rank's data holds a NaN image instead)
@@ -43,8 +44,11 @@ class Fault : public Callback {
   int64_t step_;
 };
 
-Sequential small_cnn(uint64_t seed) {
-  Sequential m({Conv2D(4, 3, 1, "valid", "relu"), MaxPooling2D(2, 2), Flatten(), Dense(16, "relu"), Dense(4, "softmax")});
+Sequential small_cnn(uint64_t seed, bool batch_norm) {
+  Sequential m = batch_norm ? Sequential({Conv2D(4, 3, 1, "valid", "linear"), BatchNormalization(), MaxPooling2D(2, 2),
+                                          Flatten(), Dense(16, "relu"), Dense(4, "softmax")})
+                            : Sequential({Conv2D(4, 3, 1, "valid", "relu"), MaxPooling2D(2, 2), Flatten(),
+                                          Dense(16, "relu"), Dense(4, "softmax")});
   CompileOptions co;
   co.optimizer = "sgd";
   co.loss = "scce";
@@ -66,7 +70,8 @@ int main(int argc, char** argv) {
   const std::string out = argv[1];
   std::map<std::string, std::string> kv = {{"rows", "200"}, {"batch", "8"},   {"epochs", "2"},    {"seed", "7"},
                                            {"fault", ""},   {"fault_rank", "1"}, {"fault_step", "-1"},
-                                           {"checkpoint", ""}, {"resume", ""}, {"validation", "0"}, {"batch_rank1", "0"}};
+                                           {"checkpoint", ""}, {"resume", ""}, {"validation", "0"}, {"batch_rank1", "0"},
+                                           {"batch_norm", "0"}};
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     const size_t eq = a.find('=');
@@ -79,7 +84,8 @@ int main(int argc, char** argv) {
   try {
     distributed::init();
     const int rank = distributed::rank();
-    Sequential model = small_cnn(std::stoull(kv["seed"]) + uint64_t(rank));  // rank 0's weights must win
+    // Each rank initialises with its own seed: rank 0's weights must win.
+    Sequential model = small_cnn(std::stoull(kv["seed"]) + uint64_t(rank), kv["batch_norm"] == "1");
     test::SmallData data = test::make_quadrant_data(std::stoi(kv["rows"]), 1, 10, 10, 11);
     FitOptions f;
     f.epochs = std::stoi(kv["epochs"]);

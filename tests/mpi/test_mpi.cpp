@@ -137,6 +137,18 @@ TEST(MpiFit, ValidationAndLossAreReducedOverRanks) {
   EXPECT_EQ(epochs, 2);
 }
 
+// BatchNormalization: batch statistics per rank, so the running statistics drift apart during
+// an epoch; rank 0's are broadcast at every epoch end, so every rank ends with the same
+// parameters, running statistics included, and the validation agrees.
+TEST(MpiFit, BatchNormRunningStatisticsAreRankZerosAtEpochEnd) {
+  const fs::path dir = fresh_dir("batch_norm");
+  const MpiRun r = helper(2, dir, "batch_norm=1 validation=0.2");
+  ASSERT_EQ(r.code, 0) << show(r);
+  const std::vector<float> w0 = weights(dir, 0), w1 = weights(dir, 1);
+  ASSERT_FALSE(w0.empty());
+  EXPECT_EQ(w0, w1);
+}
+
 // Rank 0's checkpoint after 2 of 4 epochs, resumed on 2 ranks: bit-identical to 4 straight.
 TEST(MpiFit, CheckpointResumesOnTwoRanksLikeAnUninterruptedRun) {
   const fs::path straight = fresh_dir("straight"), part = fresh_dir("part"), resumed = fresh_dir("resumed");

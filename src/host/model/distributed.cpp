@@ -126,8 +126,10 @@ const Communicator& world() {
 #endif
 }
 
-int rank() { return launched_by_mpi() || CNN_WITH_MPI == 0 ? world().rank : 0; }
-int size() { return launched_by_mpi() || CNN_WITH_MPI == 0 ? world().size : 1; }
+// Without a launcher MPI stays uninitialised (a singleton init() also has one rank); a build
+// without MPI asks world(), which refuses a launched process with a clear error.
+int rank() { return (launched_by_mpi() || CNN_WITH_MPI == 0) ? world().rank : 0; }
+int size() { return (launched_by_mpi() || CNN_WITH_MPI == 0) ? world().size : 1; }
 void use_local_gpu() {
 #if CNN_WITH_CUDA
   cuda::select_device(local_rank());
