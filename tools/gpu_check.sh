@@ -131,6 +131,17 @@ PY
 echo "data: $data"
 step train-lenet5-gpu 300 "$cnn" train --model models/lenet5.json --data "$data" --epochs 2 --device cuda \
   --verbose 2 --save "$scratch/lenet5_gpu.safetensors"
+# Data-parallel GPU ranks (docs/DISTRIBUTED.md): one rank under mpirun, and two reducing over
+# NCCL wherever 2 GPUs exist (one GPU per rank, by local rank).
+if command -v mpirun >/dev/null 2>&1; then
+  mpirun_local="mpirun --allow-run-as-root --oversubscribe --mca btl self,vader"
+  step train-lenet5-mpi1 300 $mpirun_local -n 1 "$cnn" train --model models/lenet5.json --data "$data" --epochs 1 \
+    --device cuda --verbose 2 --save "$scratch/lenet5_mpi1.safetensors"
+  if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
+    step train-lenet5-mpi2-nccl 300 $mpirun_local -n 2 "$cnn" train --model models/lenet5.json --data "$data" \
+      --epochs 1 --device cuda --verbose 2 --save "$scratch/lenet5_mpi2.safetensors"
+  fi
+fi
 step check-lenet5 120 "$cnn" check --model models/lenet5.json --batch-size 32
 step check-cifar_cnn 120 "$cnn" check --model models/cifar_cnn.json --batch-size 16
 step check-airbench94 120 "$cnn" check --model models/airbench94.json --batch-size 8

@@ -9,3 +9,4 @@
 #include "cnn/model.hpp"
 #include "cnn/initializers.hpp"
 #include "cnn/check.hpp"
+#include "cnn/distributed.hpp"

@@ -116,6 +116,13 @@ struct FitOptions {
   // Weight averaging for this run (the weight_averaging callback, run before `callbacks`).
   std::optional<WeightAveragingOptions> weight_averaging{};
   PatchWhiteningOptions patch_whitening{};
+  // Data-parallel training across the MPI ranks this process was started with (mpirun -n N;
+  // docs/DISTRIBUTED.md): every rank trains on its shard of each batch of N x batch_size rows,
+  // gradients are averaged before every step, metrics are reduced, only rank 0 writes the
+  // checkpoint. Callbacks run on every rank with the reduced epoch logs (write files from
+  // rank 0 only: cnn::distributed::rank()). An error on one rank aborts the whole job. With
+  // one process (or false) fit is unchanged.
+  bool distributed = false;
 };
 
 struct History {
@@ -127,6 +134,7 @@ struct History {
 struct TrainingProgress {
   int epoch = 0;
   History history;
+  int world_size = 1;  // the ranks of a distributed run (a resume needs as many)
 };
 
 // Test-time augmentation: the prediction is the mean of the model's outputs (logits when

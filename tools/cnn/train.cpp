@@ -26,7 +26,7 @@ struct TrainFlags {
   std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
   std::optional<double> lr, momentum, validation_split, ema;
   std::optional<uint64_t> seed;
-  bool tta_flip = false;
+  bool tta_flip = false, distributed = false;
   int verbose = 1;
   int64_t limit = 0, test_limit = 0;
 };
@@ -68,6 +68,8 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
   sub->add_option("--augment-cutout", f.cutout, "Zero a random NxN square per image")->check(CLI::NonNegativeNumber);
   sub->add_option("--ema", f.ema, "Keep an exponential moving average of the weights with this decay; use it at the end")
       ->check(finite_number())->check(CLI::Range(0.0, 0.999999));
+  sub->add_flag("--distributed", f.distributed,
+               "Data-parallel over the MPI ranks (implied when started by mpirun or srun); docs/DISTRIBUTED.md");
   sub->add_flag("--tta-flip", f.tta_flip, "Test-time augmentation: average with the mirrored images");
   sub->add_option("--tta-translate", f.tta_translate, "Test-time augmentation: also shifted by +-N pixels")
       ->check(CLI::NonNegativeNumber);
@@ -110,7 +112,8 @@ TrainingRecipe recipe_with_flags(const TrainFlags& f) {
   if (f.ema) fo.weight_averaging = WeightAveragingOptions{"ema", float(*f.ema)};
   if (f.tta_flip) r.tta.flip = true;
   if (f.tta_translate) r.tta.translate = *f.tta_translate;
-  if (!f.log.empty()) fo.callbacks.push_back(csv_logger(f.log, true));
+  if (!f.log.empty() && distributed::rank() == 0) fo.callbacks.push_back(csv_logger(f.log, true));
+  fo.distributed = f.distributed;
   fo.checkpoint_path = f.checkpoint;
   fo.resume_from = f.resume;
   return r;
@@ -142,7 +145,7 @@ void check_resume_file(const std::string& path) {
   }
 }
 
-int run_train(TrainFlags f) {
+int train(TrainFlags f) {
   if (f.model.empty() && f.resume.empty()) throw UsageError("train: give --model, or --resume CHECKPOINT");
   if (!f.resume.empty()) check_resume_file(f.resume);
   if ((f.tensorboard_every > 0 || f.tensorboard_images) && f.tensorboard.empty())
@@ -166,16 +169,24 @@ int run_train(TrainFlags f) {
 
   // fit would apply the data-dependent initialisers itself; done here first to log them
   // before the "Training" line (whatever --verbose says).
+  // Data-parallel: only rank 0 prints, saves and evaluates (fit keeps the ranks' weights equal).
+  const bool rank0 = distributed::rank() == 0;
   if (fo.resume_from.empty())
     for (const InitializationReport& r : apply_data_dependent_initializers(model, data.train.x, fo))
-      std::printf("%s\n", r.describe().c_str());
+      if (rank0) std::printf("%s\n", r.describe().c_str());
 
-  std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s\n", f.model.c_str(),
-              (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
-              fo.epochs, fo.batch_size, to_string(model.device()).c_str());
+  const int ranks = f.distributed ? distributed::size() : 1;
+  if (rank0)
+    std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s%s\n", f.model.c_str(),
+                (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
+                fo.epochs, fo.batch_size, to_string(model.device()).c_str(),
+                ranks > 1 ? (", data-parallel on " + std::to_string(ranks) + " ranks (global batch " +
+                             std::to_string(ranks * fo.batch_size) + ")").c_str()
+                          : "");
   const auto start = std::chrono::steady_clock::now();
   const History h = model.fit(data.train.x, data.train.y, fo);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!rank0) return 0;
   model.save(save);
   std::printf("Trained %d epochs in %.1f s (%.1f s per epoch); saved %s\n", h.epochs(), seconds,
               h.epochs() ? seconds / h.epochs() : 0.0, save.c_str());
@@ -187,6 +198,22 @@ int run_train(TrainFlags f) {
                 eo.tta.flip || eo.tta.translate ? ", test-time augmentation" : "");
   }
   return 0;
+}
+
+// Started by mpirun/srun (or --distributed): MPI first; an error on any rank, before fit as
+// within it, ends the whole job naming the rank instead of leaving the others waiting.
+int run_train(TrainFlags f) {
+  f.distributed = f.distributed || distributed::launched_by_mpi();
+  if (!f.distributed) return train(f);
+  distributed::init();
+  try {
+    if (f.device == "cuda") distributed::use_local_gpu();
+    return train(f);
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::exception& e) {
+    distributed::abort(1, e.what());
+  }
 }
 
 }  // namespace

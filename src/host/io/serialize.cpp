@@ -600,7 +600,8 @@ void Sequential::save_checkpoint(const std::string& path, const TrainingProgress
   NamedTensors tensors = weights();
   if (!s.opt_m.empty()) tensors.emplace_back("optimizer.m", s.opt_m.to(Device::CPU));
   if (!s.opt_v.empty()) tensors.emplace_back("optimizer.v", s.opt_v.to(Device::CPU));
-  const nlohmann::json ckpt = {{"epoch", progress.epoch}, {"optimizer_step", s.step}, {"history", history_json(progress.history)}};
+  nlohmann::json ckpt = {{"epoch", progress.epoch}, {"optimizer_step", s.step}, {"history", history_json(progress.history)}};
+  if (progress.world_size != 1) ckpt["world_size"] = progress.world_size;  // a distributed run's (single: left out)
   write_model_file(path, tensors, to_json(), &ckpt);
 }
 
@@ -618,10 +619,13 @@ Sequential Sequential::load_checkpoint(const std::string& path, TrainingProgress
                      brief(ckpt.at("optimizer_step")), " must be non-negative integers");
     const auto history = history_from_json(ckpt.at("history"));
     if (!history) throw file.bad("the checkpoint's history must be an object of arrays");
+    const auto world = ckpt.contains("world_size") ? json_int(ckpt.at("world_size"), 1, INT_MAX) : std::optional<int64_t>(1);
+    if (!world) throw file.bad("the checkpoint's world_size ", brief(ckpt.at("world_size")), " must be a positive integer");
     s.step = *step;
     if (progress) {
       progress->epoch = int(*epoch);
       progress->history = *history;
+      progress->world_size = int(*world);
     }
   } catch (const nlohmann::json::exception& e) {
     throw file.bad("the checkpoint record is incomplete (", e.what(), ")");

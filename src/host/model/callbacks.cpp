@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "cnn/distributed.hpp"
 #include "cnn/error.hpp"
 #include "cnn/model.hpp"
 
@@ -72,6 +73,7 @@ class ModelCheckpoint : public Callback {
     const bool better = higher_is_better(o_.monitor) ? v > best_ : v < best_;
     if (o_.save_best_only && !better) return;
     if (better) best_ = v;
+    if (distributed::rank() != 0) return;  // data-parallel: the ranks' weights are equal; rank 0 writes
     std::string path = o_.filepath;
     for (size_t at; (at = path.find("{epoch}")) != std::string::npos;)
       path.replace(at, 7, std::to_string(logs.epoch + 1));
@@ -87,12 +89,15 @@ class CsvLogger : public Callback {
  public:
   CsvLogger(std::string path, bool append) : path_(std::move(path)), append_(append) {}
   void on_train_begin(Sequential&) override {
+    writer_ = distributed::rank() == 0;  // data-parallel: rank 0 writes (the epoch logs are reduced)
+    if (!writer_) return;
     const bool had_content = append_ && std::ifstream(path_).peek() != std::ifstream::traits_type::eof();
     out_.open(path_, append_ ? std::ios::app : std::ios::trunc);
     CNN_CHECK(out_.good(), "CSVLogger: cannot open '", path_, "' for writing");
     if (!had_content) out_ << "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n" << std::flush;
   }
   void on_epoch_end(Sequential&, const EpochLogs& l) override {
+    if (!writer_) return;
     auto num = [](double v) { return std::isnan(v) ? std::string() : std::to_string(v); };
     out_ << l.epoch + 1 << ',' << num(l.loss) << ',' << num(l.accuracy) << ',' << num(l.val_loss) << ','
          << num(l.val_accuracy) << ',' << num(l.learning_rate) << ',' << num(l.seconds) << '\n'
@@ -104,6 +109,7 @@ class CsvLogger : public Callback {
  private:
   std::string path_;
   bool append_;
+  bool writer_ = true;
   std::ofstream out_;
 };
 

@@ -14,6 +14,7 @@
 #include "cnn/rng.hpp"
 #include "kernels/device_memory.hpp"
 #include "model/batches.hpp"
+#include "model/data_parallel.hpp"
 #include "model/evaluate.hpp"
 #include "model/runner.hpp"
 #include "model/progress.hpp"
@@ -107,28 +108,31 @@ void append(History& h, const EpochLogs& logs) {
   h.learning_rate.push_back(logs.learning_rate);
 }
 
-// The epochs of one fit: batches of the shuffled rows through the model's step runner.
+// The epochs of one fit: batches of the shuffled rows through the model's step runner. With
+// a communicator (data-parallel), this rank's shard of every batch (model/distributed.hpp).
 class FitLoop {
  public:
-  FitLoop(Sequential& model, const FitData& data, const FitOptions& o)
+  FitLoop(Sequential& model, const FitData& data, const FitOptions& o, const distributed::Communicator* comm)
       : model_(model),
         s_(model.state()),
         runner_(model),
         data_(data),
         o_(o),
+        comm_(comm),
+        rank_(comm ? comm->rank : 0),
         rows_(data.x.dim(0)),
-        batch_size_(int(std::min<int64_t>(o.batch_size, rows_))),
-        steps_(int((rows_ + batch_size_ - 1) / batch_size_)),
+        shards_(rows_, o.batch_size, comm ? comm->size : 1),
+        steps_(shards_.steps()),
         augment_(augment_spec(s_, o.augment)),
         schedule_(parse_schedule(o.lr_schedule.kind, "fit")),
         alternate_flip_(parse_flip(o.augment.flip) == FlipMode::Alternate),
         order_(static_cast<size_t>(rows_)) {
-    runner_.plan(batch_size_);
+    runner_.plan(shards_.max_rows());
     for (const auto& cb : o.callbacks) batch_logs_ = batch_logs_ || (cb && cb->wants_batch_logs());
   }
 
   EpochLogs run_epoch(int epoch) {
-    ProgressBar bar(steps_, o_.verbose);
+    ProgressBar bar(steps_, rank_ == 0 ? o_.verbose : 0);
     shuffle(epoch);
     s_.arena.metrics.zero();
     const double start = now_seconds();
@@ -145,11 +149,8 @@ class FitLoop {
     }
     place.step = steps_ - 1;
     EpochLogs logs = epoch_metrics(place);
-    if (data_.x_val) {
-      const Evaluation ev = evaluate_batches(runner_, s_, *data_.x_val, *data_.t_val, {});
-      logs.val_loss = ev.loss;
-      logs.val_accuracy = ev.accuracy;
-    }
+    if (comm_) data_parallel::broadcast_statistics(*comm_, s_);  // rank 0's, for validation and saving
+    if (data_.x_val) validate(logs);
     logs.seconds = now_seconds() - start;
     bar.finish(logs.seconds, {{"loss", logs.loss},
                               {"accuracy", logs.accuracy},
@@ -159,7 +160,25 @@ class FitLoop {
   }
 
  private:
-  int batch_rows(int step) const { return int(std::min<int64_t>(batch_size_, rows_ - int64_t(step) * batch_size_)); }
+  int batch_rows(int step) const { return int(shards_.rank_rows(step, rank_).count); }
+
+  // Validation loss and accuracy; data-parallel, each rank evaluates its share of the rows.
+  void validate(EpochLogs& logs) {
+    if (!comm_) {
+      const Evaluation ev = evaluate_batches(runner_, s_, *data_.x_val, *data_.t_val, {});
+      logs.val_loss = ev.loss;
+      logs.val_accuracy = ev.accuracy;
+      return;
+    }
+    const auto mine = data_parallel::share(*comm_, data_.x_val->dim(0));
+    if (mine.count > 0) {
+      const Tensor x = data_.x_val->slice(mine.first, mine.first + mine.count);
+      const Evaluation ev = evaluate_batches(runner_, s_, x, data_parallel::slice_targets(*data_.t_val, mine.first, mine.count), {});
+      logs.val_loss = ev.loss;
+      logs.val_accuracy = ev.accuracy;
+    }
+    data_parallel::reduce_means(*comm_, logs.val_loss, logs.val_accuracy, mine.count);
+  }
 
   // Each epoch's order depends only on (seed, epoch), so a resumed run shuffles the same.
   void shuffle(int epoch) {
@@ -171,10 +190,14 @@ class FitLoop {
 
   // Loads, augments and trains on the rows of step `at.step`.
   void train_batch(const StepPlace& at) {
-    const int n = batch_rows(at.step);
+    const auto rows = shards_.rank_rows(at.step, rank_);
+    const int n = int(rows.count);
     const int64_t mirror_epoch = alternate_flip_ ? at.epoch : -1;
-    load_batch(s_, data_.x, data_.targets, order_.data() + int64_t(at.step) * batch_size_, n, mirror_epoch);
+    load_batch(s_, data_.x, data_.targets, order_.data() + rows.first, n, mirror_epoch);
     s_.step_seed = step_seed(o_.seed, at.epoch, at.step);
+    // Data-parallel: each rank draws its own dropout masks and augmentations.
+    if (comm_) s_.step_seed = step_seed(s_.step_seed, rank_, 0);
+    s_.gradient_weight = shards_.gradient_weight(at.step, rank_);
     if (augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0) augment_batch(n);
     const double progress = double(int64_t(at.epoch) * steps_ + at.step) / (double(o_.epochs) * steps_);
     s_.lr_factor = float(o_.lr_schedule.factor(schedule_, progress, at.epoch));
@@ -205,8 +228,13 @@ class FitLoop {
 
   // The epoch's training loss and accuracy; `last` is the epoch's last step.
   EpochLogs epoch_metrics(const StepPlace& last) {
-    const Totals tot = runner_.read_metrics();
+    Totals tot = runner_.read_metrics();
     if (!std::isfinite(tot.loss_sum)) runner_.non_finite_error(batch_rows(last.step), last, true);
+    if (comm_) {  // over every rank's rows
+      double sums[2] = {tot.loss_sum, tot.correct};
+      comm_->allreduce_sum(sums, 2);
+      tot = {sums[0], sums[1]};
+    }
     EpochLogs logs;
     logs.epoch = last.epoch;
     logs.loss = tot.loss_sum / double(rows_);
@@ -220,8 +248,11 @@ class FitLoop {
   Runner<float> runner_;
   const FitData& data_;
   const FitOptions& o_;
+  const distributed::Communicator* comm_;
+  const int rank_;
   const int64_t rows_;
-  const int batch_size_, steps_;
+  const distributed::EpochShards shards_;
+  const int steps_;
   const ops::AugmentSpec augment_;
   const ScheduleKind schedule_;
   const bool alternate_flip_;
@@ -262,28 +293,51 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   s.constant_lr = parse_schedule(o.lr_schedule.kind, "fit") == ScheduleKind::Constant;
   if (o.resume_from.empty())
     for (const InitializationReport& r : apply_data_dependent_initializers(*this, x, o))
-      if (o.verbose > 0) std::printf("%s\n", r.describe().c_str());
+      if (o.verbose > 0 && (!o.distributed || distributed::rank() == 0)) std::printf("%s\n", r.describe().c_str());
   const FitData data = split_validation(s, x, y, o);
-  FitLoop loop(*this, data, o);
+  const distributed::Communicator* comm = data_parallel::communicator(o);
+  const int ranks = comm ? comm->size : 1;
+  const bool rank0 = !comm || comm->rank == 0;
+  FitLoop loop(*this, data, o, comm);
 
   History history;
-  int first_epoch = o.initial_epoch;
+  TrainingProgress start{o.initial_epoch, {}, ranks};
   if (!o.resume_from.empty()) {
-    TrainingProgress progress;
-    restore_checkpoint(o.resume_from, &progress);
-    history = progress.history;
-    first_epoch = progress.epoch;
+    restore_checkpoint(o.resume_from, &start);
+    history = start.history;
+    CNN_CHECK(start.world_size == ranks, "resume: the checkpoint '", o.resume_from, "' was written by a run on ",
+              start.world_size, " rank(s) (global batch ", start.world_size, " x batch_size); this run has ", ranks,
+              ": resume with ", start.world_size == 1 ? std::string("one process") : "mpirun -n " + std::to_string(start.world_size));
   }
+  if (comm) {  // every rank the same run, from rank 0's weights
+    data_parallel::check_same_run(*comm, *this, data.x.dim(0), data.x_val ? data.x_val->dim(0) : 0, o, start);
+    data_parallel::broadcast_training_state(*comm, s);
+  }
+  s.comm = comm;
+  const int first_epoch = start.epoch;
   stop_training = false;
-  for (const auto& cb : o.callbacks) cb->on_train_begin(*this);
-  for (int epoch = first_epoch; epoch < o.epochs && !stop_training; ++epoch) {
-    for (const auto& cb : o.callbacks) cb->on_epoch_begin(*this, epoch);
-    if (o.verbose > 0) std::printf("Epoch %d/%d\n", epoch + 1, o.epochs);
-    const EpochLogs logs = loop.run_epoch(epoch);
-    append(history, logs);
-    if (!o.checkpoint_path.empty()) save_checkpoint(o.checkpoint_path, {epoch + 1, history});
-    for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
+  // A rank that fails cannot leave the others waiting in a collective: it ends the job.
+  try {
+    for (const auto& cb : o.callbacks) cb->on_train_begin(*this);
+    for (int epoch = first_epoch; epoch < o.epochs && !stop_training; ++epoch) {
+      for (const auto& cb : o.callbacks) cb->on_epoch_begin(*this, epoch);
+      if (o.verbose > 0 && rank0) std::printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+      const EpochLogs logs = loop.run_epoch(epoch);
+      append(history, logs);
+      if (!o.checkpoint_path.empty() && rank0) save_checkpoint(o.checkpoint_path, {epoch + 1, history, ranks});
+      for (const auto& cb : o.callbacks) cb->on_epoch_end(*this, logs);
+      if (comm) {  // one rank's callback stopping stops them all
+        double stop = stop_training ? 1 : 0;
+        comm->allreduce_sum(&stop, 1);
+        stop_training = stop > 0;
+      }
+    }
+  } catch (const std::exception& e) {
+    s.comm = nullptr;
+    if (comm) distributed::abort(1, e.what());
+    throw;
   }
+  s.comm = nullptr;
   s.lr_factor = 1.0f;
   s.constant_lr = true;
   for (const auto& cb : o.callbacks) cb->on_train_end(*this);

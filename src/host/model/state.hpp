@@ -13,6 +13,9 @@
 #include "model/arena.hpp"
 
 namespace cnn {
+namespace distributed {
+class Communicator;
+}
 
 enum class LossKind { CategoricalCE, SparseCategoricalCE, MSE, BinaryCE };
 LossKind parse_loss(const std::string& name);
@@ -63,6 +66,11 @@ struct Sequential::State {
   bool constant_lr = true;
 
   uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
+
+  // Data-parallel fit (model/distributed.hpp): the step all-reduces the gradients through
+  // `comm` before the update, this rank's contribution weighted; null otherwise.
+  const distributed::Communicator* comm = nullptr;
+  float gradient_weight = 1.0f;
 
   Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed}; }
   int64_t output_size() const { return out_size.back(); }

@@ -5,6 +5,7 @@
 
 #include "cnn/error.hpp"
 #include "kernels/device_memory.hpp"
+#include "model/distributed.hpp"
 #include "model/runner.hpp"
 #include "model/runner_test_seam.hpp"
 #include "model/loss.hpp"
@@ -241,7 +242,7 @@ bool Runner<T>::graphable() const
   requires std::is_same_v<T, float>
 {
   if (device_ != Device::CUDA || s_.profile || !s_.graphs_enabled || s_.optimizer != OptimizerKind::SGD ||
-      s_.lr_factor != 1.0f || !s_.constant_lr)
+      s_.lr_factor != 1.0f || !s_.constant_lr || s_.comm)
     return false;
   for (size_t i = 0; i < model_.size(); ++i)
     if (model_.layer(i).uses_random()) return false;
@@ -260,6 +261,9 @@ void Runner<T>::step_kernels(ops::TargetKind kind, int n, const StepPlace* guard
   backward(n);
   if (check && !s_.grads.empty() && !all_finite(s_.grads.data(), size_t(s_.param_total), device_))
     non_finite_error(n, *guard, true);
+  // Data-parallel: every rank updates with the mean gradient of all the ranks' rows.
+  if (s_.comm && owns_model_buffers_ && !s_.grads.empty())
+    s_.comm->allreduce_mean(s_.grads.data(), s_.param_total, device_, s_.gradient_weight, s_.cuda.get());
   timed(L + 1, false, [&] { optimizer_step(); });
 }
 
