@@ -268,8 +268,8 @@ void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, 
 // Rules (every 16-byte load is 8 whole channels of one pixel):
 //   forward          c_in % 8 == 0 (few-channel first layers: pad c_in to bf16_padded_channels(c)
 //                    with zero channels in nchw_to_nhwc_bf16, for x and w, and run the padded shape)
-//   backward input   stride 1 and c_out % 8 == 0 (a forward conv of dy with the rotated,
-//                    transposed filters); stride 2 falls back to the fp32 op
+//   backward input   c_out % 8 == 0 (a forward conv of dy, dilated by the stride, with the
+//                    rotated, transposed filters; stride 2 wastes 3/4 of its products on zeros)
 //   backward params  c_in % 8 == 0 and c_out % 8 == 0
 // and every index of a tensor below 2^31 elements.
 inline int bf16_padded_channels(int c) { return (c + 7) / 8 * 8; }

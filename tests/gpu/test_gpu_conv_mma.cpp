@@ -57,7 +57,8 @@ ops::Conv2DShape shape_of(const ConvCase& c) {
 
 // Odd pixel counts (batch 1, 7, 256; sizes that leave partial 128-pixel tiles), channels in
 // {8, 16, 24, 64, 256} (partial 64-filter tiles, reductions that are not multiples of 32),
-// 1x1, 3x3, 4x4 and 5x5, 'same' and 'valid', stride 1 and 2, and airbench's widest block.
+// 1x1, 3x3, 4x4 and 5x5, 'same' and 'valid', stride 1 and 2 (and 2 x 1: the input gradient's
+// dilation per axis), and airbench's widest block.
 const ConvCase kCases[] = {
     {"batch1_c8_k16_same", 1, 8, 9, 11, 16, 3, 3, 1, 1, Padding::Same},
     {"batch7_c16_k24_valid", 7, 16, 13, 10, 24, 3, 3, 1, 1, Padding::Valid},
@@ -65,6 +66,7 @@ const ConvCase kCases[] = {
     {"batch3_c8_k24_5x5_stride2_same", 3, 8, 16, 16, 24, 5, 5, 2, 2, Padding::Same},
     {"batch2_c64_k256_5x5_valid", 2, 64, 11, 9, 256, 5, 5, 1, 1, Padding::Valid},
     {"batch3_c16_k8_even_kernel_same", 3, 16, 9, 10, 8, 4, 4, 1, 1, Padding::Same},  // pads 1 before, 2 after
+    {"batch2_c8_k16_4x3_stride2x1_same", 2, 8, 12, 11, 16, 4, 3, 2, 1, Padding::Same},
     {"batch7_c256_k16_1x1", 7, 256, 5, 5, 16, 1, 1, 1, 1, Padding::Valid},
     {"batch1_c256_k256_same", 1, 256, 8, 8, 256, 3, 3, 1, 1, Padding::Same},
     {"batch256_c64_k64_same", 256, 64, 8, 8, 64, 3, 3, 1, 1, Padding::Same},
@@ -123,13 +125,9 @@ TEST_P(MmaConvGpu, ForwardWithBiasAndGelu) {
   }
 }
 
-TEST_P(MmaConvGpu, BackwardInputWhereTheRuleTakesIt) {
+TEST_P(MmaConvGpu, BackwardInput) {
   const auto s = shape_of(GetParam());
-  if (!gpu::bf16_backward_input_takes(s)) {
-    EXPECT_TRUE(s.stride_h != 1 || s.stride_w != 1) << "only stride 2 is outside the rule in these cases";
-    EXPECT_THROW(gpu::conv2d_backward_input_bf16(ctx(), s, nullptr, nullptr, nullptr), Error);
-    return;
-  }
+  ASSERT_TRUE(gpu::bf16_backward_input_takes(s));
   DeviceBuffer dyh = bf16_buffer(s.y_size()), wh = bf16_buffer(s.w_size()), dxh = nan_floats(s.x_size());
   OpCheck op(ctx(), 43);
   const int dy = op.input("dy", s.y_size()), w = op.input("w", s.w_size());
@@ -185,7 +183,7 @@ TEST_P(MmaConvFirstLayerGpu, ForwardOnChannelsPaddedToEight) {
 // The input gradient of a 3-channel layer needs no padding: its reduction runs over c_out.
 TEST_P(MmaConvFirstLayerGpu, BackwardInputOfThreeChannels) {
   const auto s = shape_of(GetParam());
-  if (!gpu::bf16_backward_input_takes(s)) GTEST_SKIP() << "stride 2: outside the rule";
+  ASSERT_TRUE(gpu::bf16_backward_input_takes(s));
   DeviceBuffer dyh = bf16_buffer(s.y_size()), wh = bf16_buffer(s.w_size()), dxh = nan_floats(s.x_size());
   OpCheck op(ctx(), 53);
   const int dy = op.input("dy", s.y_size()), w = op.input("w", s.w_size());
@@ -262,7 +260,7 @@ TEST_F(GpuTest, MmaKernelsRefuseShapesOutsideTheirRules) {
 }
 
 // The rules, host-side (no device needed).
-TEST(MmaConvRules, ChannelMultiplesOfEightAndStrideOneForTheInputGradient) {
+TEST(MmaConvRules, ChannelMultiplesOfEight) {
   const auto airbench = ops::Conv2DShape::make(512, 64, 32, 32, 256, 3, 3, 1, 1, Padding::Same);
   EXPECT_TRUE(gpu::bf16_forward_takes(airbench));
   EXPECT_TRUE(gpu::bf16_backward_input_takes(airbench));
@@ -276,8 +274,12 @@ TEST(MmaConvRules, ChannelMultiplesOfEightAndStrideOneForTheInputGradient) {
   EXPECT_TRUE(gpu::bf16_forward_takes(rgb_padded));
   const auto strided = ops::Conv2DShape::make(8, 16, 16, 16, 32, 3, 3, 2, 2, Padding::Same);
   EXPECT_TRUE(gpu::bf16_forward_takes(strided));
-  EXPECT_FALSE(gpu::bf16_backward_input_takes(strided));  // stride 2 falls back to fp32
+  EXPECT_TRUE(gpu::bf16_backward_input_takes(strided));  // dy read dilated by the stride
   EXPECT_TRUE(gpu::bf16_backward_params_takes(strided));
+  const auto twelve = ops::Conv2DShape::make(8, 16, 16, 16, 12, 3, 3, 1, 1, Padding::Same);
+  EXPECT_TRUE(gpu::bf16_forward_takes(twelve));           // any number of filters
+  EXPECT_FALSE(gpu::bf16_backward_input_takes(twelve));   // dy's 12 channels
+  EXPECT_FALSE(gpu::bf16_backward_params_takes(twelve));
 }
 
 }  // namespace

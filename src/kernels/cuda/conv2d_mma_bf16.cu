@@ -6,8 +6,10 @@
 //   forward         Y[(n, p, q), c_out] = X_col[(n, p, q), (r, s, c)] . W[c_out, (r, s, c)]^T
 //                   + bias, activation; Y written fp32 NHWC. Both operands are stored
 //                   reduction-fastest, so ldmatrix reads them without .trans.
-//   backward input  (stride 1) the forward conv of dy with W_rot[c_in, r, s, c_out] =
-//                   W[c_out, k_h-1-r, k_w-1-s, c_in] and padding k-1-pad (rotate_filters_kernel).
+//   backward input  the forward conv of dy with W_rot[c_in, r, s, c_out] = W[c_out, k_h-1-r,
+//                   k_w-1-s, c_in] (rotate_filters_kernel) and padding k-1-pad; for stride > 1 dy
+//                   is read dilated (zeros between its pixels, never stored), which spends
+//                   1 - 1/(stride_h stride_w) of the products on zeros.
 //   backward params dW[c_out, (r, s, c)] = sum over (n, p, q) of dY^T . X_col: the reduction runs
 //                   over pixels, which are the tiles' rows, so ldmatrix .trans transposes both
 //                   operands. Split over pixel slices; slice z writes its fp32 partial tile to
@@ -47,6 +49,15 @@ __device__ __forceinline__ const uint16_t* pixel(const Conv2DShape& s, const uin
   return x + ((int64_t(img) * s.h_in + ih) * s.w_in + iw) * s.c_in + c;
 }
 
+// The same for an input seen through a zero-inserting dilation (u, v) = (ih dil_h, iw dil_w):
+// pixel (u, v) of the dilated grid is input pixel (u / dil_h, v / dil_w) when both divide,
+// else an inserted zero (null). The strided input gradient reads dy this way.
+__device__ __forceinline__ const uint16_t* dilated_pixel(const Conv2DShape& s, const uint16_t* x, int img, int u, int v,
+                                                         int c, int dil_h, int dil_w) {
+  if (u < 0 || v < 0 || u % dil_h != 0 || v % dil_w != 0) return nullptr;
+  return pixel(s, x, img, u / dil_h, v / dil_w, c);
+}
+
 // ---- Forward --------------------------------------------------------------------------------
 // CTA tile 128 pixels x 64 output channels x 32 reduction; warp (wm, wn) computes pixels
 // 64 wm.., channels 32 wn..: 4 x 4 mma tiles of 16 x 8. Shared: A 128 x 4 chunks, B 64 x 4
@@ -83,9 +94,11 @@ __device__ __forceinline__ ForwardRows forward_rows(const Conv2DShape& s, int m0
 
 // Queues the copies of reduction tile kt into one stage: A[row][k] = x at (pixel row, tap of k),
 // B[row][k] = w[n0 + row][k]; zeros past the reduction, the image, the pixels or the filters.
+// kDilated: x is read through dilated_pixel (dil_h, dil_w), for the strided input gradient.
+template <bool kDilated>
 __device__ __forceinline__ void forward_load_tile(const Conv2DShape& s, const uint16_t* x, const uint16_t* w,
                                                   const ForwardRows& rows, int n0, int kt, int row0, int chunk,
-                                                  unsigned char* stage) {
+                                                  int dil_h, int dil_w, unsigned char* stage) {
   const int K = s.c_in * s.k_h * s.k_w;
   const int k = kt * fwd::kTileK + chunk * kChunkElems;
   const bool k_ok = k < K;
@@ -93,7 +106,9 @@ __device__ __forceinline__ void forward_load_tile(const Conv2DShape& s, const ui
   const uint32_t a = shared_address(stage), b = a + fwd::kABytes;
 #pragma unroll
   for (int i = 0; i < fwd::kARows; ++i) {
-    const uint16_t* src = pixel(s, x, rows.img[i], rows.ih0[i] + t.kh, rows.iw0[i] + t.kw, t.c);
+    const int ih = rows.ih0[i] + t.kh, iw = rows.iw0[i] + t.kw;
+    const uint16_t* src =
+        kDilated ? dilated_pixel(s, x, rows.img[i], ih, iw, t.c, dil_h, dil_w) : pixel(s, x, rows.img[i], ih, iw, t.c);
     const bool ok = k_ok && src;
     copy_16_bytes_async(a + swizzled_offset<fwd::kChunks>(row0 + fwd::kRowsPerPass * i, chunk), ok ? src : x, ok);
   }
@@ -158,9 +173,11 @@ __device__ __forceinline__ void forward_store(const Conv2DShape& s, const float 
     }
 }
 
+template <bool kDilated>
 __global__ void __launch_bounds__(kThreads)
     conv_forward_bf16_mma_kernel(Conv2DShape s, const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
-                                 const float* __restrict__ bias, ActivationSpec act, float* __restrict__ y) {
+                                 const float* __restrict__ bias, ActivationSpec act, int dil_h, int dil_w,
+                                 float* __restrict__ y) {
   extern __shared__ __align__(128) unsigned char shared[];
   const int tid = int(threadIdx.x), lane = tid % kWarpSize, warp = tid / kWarpSize;
   const int warp_m = warp / 2, warp_n = warp % 2;
@@ -174,7 +191,7 @@ __global__ void __launch_bounds__(kThreads)
   // iteration (empty near the end) keeps wait_group's count aligned with the tile index.
 #pragma unroll
   for (int kt = 0; kt < kStages - 1; ++kt) {
-    if (kt < k_tiles) forward_load_tile(s, x, w, rows, n0, kt, row0, chunk, stage(kt));
+    if (kt < k_tiles) forward_load_tile<kDilated>(s, x, w, rows, n0, kt, row0, chunk, dil_h, dil_w, stage(kt));
     commit_async_copies();
   }
   float acc[fwd::kWarpTilesM][fwd::kWarpTilesN][4] = {};
@@ -182,22 +199,29 @@ __global__ void __launch_bounds__(kThreads)
     wait_async_copies<kStages - 2>();  // tile kt has landed (this thread's copies)
     __syncthreads();                   // ... everyone's; and stage kt-1 is free to refill
     const int next = kt + kStages - 1;
-    if (next < k_tiles) forward_load_tile(s, x, w, rows, n0, next, row0, chunk, stage(next));
+    if (next < k_tiles) forward_load_tile<kDilated>(s, x, w, rows, n0, next, row0, chunk, dil_h, dil_w, stage(next));
     commit_async_copies();
     forward_multiply_tile(stage(kt), warp_m, warp_n, lane, acc);
   }
   forward_store(s, acc, m0, n0, warp_m, warp_n, lane, bias, act, y);
 }
 
+// dil_h, dil_w > 1: x dilated (the strided input gradient); 1, 1: the plain forward.
 void launch_forward(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* w, const float* bias,
-                    ActivationSpec act, float* y) {
+                    ActivationSpec act, float* y, int dil_h = 1, int dil_w = 1) {
   const int64_t M = int64_t(s.n) * s.h_out * s.w_out;
   const dim3 grid(unsigned(ceil_div(M, fwd::kTileM)), unsigned(ceil_div(s.c_out, fwd::kTileN)));
-  conv_forward_bf16_mma_kernel<<<grid, kThreads, fwd::kSharedBytes, ctx.stream>>>(s, x, w, bias, act, y);
-  CNN_CUDA_CHECK_LAUNCH("conv_forward_bf16_mma_kernel");
+  if (dil_h == 1 && dil_w == 1) {
+    conv_forward_bf16_mma_kernel<false><<<grid, kThreads, fwd::kSharedBytes, ctx.stream>>>(s, x, w, bias, act, 1, 1, y);
+    CNN_CUDA_CHECK_LAUNCH("conv_forward_bf16_mma_kernel<false>");
+  } else {
+    conv_forward_bf16_mma_kernel<true>
+        <<<grid, kThreads, fwd::kSharedBytes, ctx.stream>>>(s, x, w, bias, act, dil_h, dil_w, y);
+    CNN_CUDA_CHECK_LAUNCH("conv_forward_bf16_mma_kernel<true>");
+  }
 }
 
-// ---- Backward input (stride 1) ----------------------------------------------------------------
+// ---- Backward input ---------------------------------------------------------------------------
 // w_rot[c][r][s][k] = w[k][k_h-1-r][k_w-1-s][c].
 __global__ void rotate_filters_kernel(int K, int C, int R, int S, const uint16_t* __restrict__ w,
                                       uint16_t* __restrict__ w_rot) {
@@ -212,8 +236,9 @@ __global__ void rotate_filters_kernel(int K, int C, int R, int S, const uint16_t
   }
 }
 
-// The forward shape whose output is dx: input dy (c_out channels, h_out x w_out), filters
-// w_rot (c_in of them), padding k-1-pad, output h_in x w_in.
+// The forward shape whose output is dx: input dy (c_out channels, h_out x w_out) dilated by the
+// stride (zeros between its pixels: dx[ih] takes dy[oh] w[r] where oh stride = ih + pad - r),
+// filters w_rot (c_in of them), stride 1, padding k-1-pad, output h_in x w_in.
 Conv2DShape backward_input_as_forward(const Conv2DShape& s) {
   Conv2DShape f;
   f.n = s.n;
@@ -427,8 +452,7 @@ void check_indices(const Conv2DShape& s, const char* op) {
 
 bool bf16_forward_takes(const Conv2DShape& s) { return s.c_in % kChunkElems == 0; }
 bool bf16_backward_input_takes(const Conv2DShape& s) {
-  return s.stride_h == 1 && s.stride_w == 1 && s.c_out % kChunkElems == 0 && s.pad_top < s.k_h &&
-         s.pad_left < s.k_w;
+  return s.c_out % kChunkElems == 0 && s.pad_top < s.k_h && s.pad_left < s.k_w;
 }
 bool bf16_backward_params_takes(const Conv2DShape& s) {
   return s.c_in % kChunkElems == 0 && s.c_out % kChunkElems == 0;
@@ -444,14 +468,15 @@ void conv2d_forward_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, 
 }
 
 void conv2d_backward_input_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* dy, const uint16_t* w, float* dx) {
-  CNN_CHECK(bf16_backward_input_takes(s), "conv2d_backward_input_bf16: shape outside the kernel's rule (stride ",
-            s.stride_h, "x", s.stride_w, ", ", s.c_out, " filters; needs stride 1 and a multiple of 8)");
+  CNN_CHECK(bf16_backward_input_takes(s), "conv2d_backward_input_bf16: ", s.c_out,
+            " filters; the bf16 kernels need a multiple of 8");
   check_indices(s, "conv2d_backward_input_bf16");
   const int64_t count = s.w_size();
   auto* w_rot = reinterpret_cast<uint16_t*>(ctx.scratch(size_t(ceil_div(count, 2))));
   rotate_filters_kernel<<<grid_for(ctx, count, 256), 256, 0, ctx.stream>>>(s.c_out, s.c_in, s.k_h, s.k_w, w, w_rot);
   CNN_CUDA_CHECK_LAUNCH("rotate_filters_kernel");
-  launch_forward(ctx, backward_input_as_forward(s), dy, w_rot, nullptr, ActivationSpec{Activation::Linear}, dx);
+  launch_forward(ctx, backward_input_as_forward(s), dy, w_rot, nullptr, ActivationSpec{Activation::Linear}, dx,
+                 s.stride_h, s.stride_w);
 }
 
 void conv2d_backward_params_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* dy, float* dw,
