@@ -153,5 +153,47 @@ TEST(Bf16Reference, ZeroChannelPaddingGivesTheSameForward) {
   for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(yp[i], y[i], 1e-12) << i;
 }
 
+TEST(Tf32Layout, NchwToNhwcRoundsToNearestEvenAndZeroesPaddedChannels) {
+  // tf32 keeps 10 mantissa bits: 1 + 2^-11 is a tie between 1 and 1 + 2^-10 (even: 1),
+  // 1 + 3 2^-11 a tie between 1 + 2^-10 and 1 + 2^-9 (even: 1 + 2^-9); 0.1 is not exact.
+  // Two pixels of 3 channels padded to 4.
+  const std::vector<float> x{1.0f + 0x1p-11f, -2.5f, 1.0f + 3 * 0x1p-11f, 0.1f, 7.0f, -1.0f};  // [c][pixel]
+  std::vector<float> y(8, -99.f);
+  cpu::nchw_to_nhwc_tf32(1, 3, 1, 2, 4, x.data(), y.data());
+  EXPECT_EQ(y, (std::vector<float>{1.0f, 1.0f + 0x1p-9f, 7.0f, 0.f, -2.5f, formulas::round_to_tf32(0.1f), -1.0f, 0.f}));
+  EXPECT_NE(formulas::round_to_tf32(0.1f), 0.1f);
+  EXPECT_EQ(ops::cuda::tf32_padded_channels(3), 4);
+  EXPECT_THROW(cpu::nchw_to_nhwc_tf32(1, 3, 1, 2, 2, x.data(), y.data()), Error);
+}
+
+// As for bf16: forward and input gradient are adjoints on the tf32-rounded operands, and the
+// tf32 forward differs from the exact one by about tf32's 2^-12 relative rounding.
+TEST(Tf32Reference, ForwardAndInputGradientAreAdjointsOnRoundedOperands) {
+  Rng rng(13);
+  const auto s = ops::Conv2DShape::make(2, 4, 8, 9, 12, 3, 3, 2, 2, Padding::Same);
+  const V x = test::random_vector(size_t(s.x_size()), rng), w = test::random_vector(size_t(s.w_size()), rng);
+  const V dy = test::random_vector(size_t(s.y_size()), rng);
+  V y(size_t(s.y_size())), dx(size_t(s.x_size()));
+  cpu::conv2d_forward_tf32<double>(s, x.data(), w.data(), nullptr, {}, y.data());
+  cpu::conv2d_backward_input_tf32<double>(s, dy.data(), w.data(), dx.data());
+  const auto tf32 = [](const V& v) {
+    V out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = formulas::round_to_tf32(float(v[i]));
+    return out;
+  };
+  const double forward = dot(y, tf32(dy));
+  EXPECT_NEAR(dot(tf32(x), dx), forward, 1e-12 * std::abs(forward));
+  V exact(y.size());
+  cpu::conv2d_forward<double>(s, x.data(), w.data(), nullptr, {}, exact.data());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    num += (y[i] - exact[i]) * (y[i] - exact[i]);
+    den += exact[i] * exact[i];
+  }
+  const double relative = std::sqrt(num / den);
+  EXPECT_GT(relative, 1e-5);
+  EXPECT_LT(relative, 2 * 0x1p-11);
+}
+
 }  // namespace
 }  // namespace cnn

@@ -213,6 +213,13 @@ void nchw_to_nhwc_bf16(int n, int c, int h, int w, int c_padded, const float* x,
 // x [n, h, w, c] -> y [n, c, h, w] (also KRSC weight gradients -> OIHW, n = c_out).
 template <class T>
 void nhwc_to_nchw(int n, int c, int h, int w, const T* x, T* y);
+// The tf32 variants (forward and input gradient; operands rounded by formulas::round_to_tf32),
+// and the tf32 layout: nchw_to_nhwc_bf16's, with fp32 values rounded to tf32.
+template <class T>
+void conv2d_forward_tf32(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act, T* y);
+template <class T>
+void conv2d_backward_input_tf32(const Conv2DShape& s, const T* dy, const T* w, T* dx);
+void nchw_to_nhwc_tf32(int n, int c, int h, int w, int c_padded, const float* x, float* y);
 
 // Patch whitening's statistics (cnn::init_patch_whitening; CPU only, in double): adds every
 // k_h x k_w patch (stride 1, no padding) of the images x [n, c, h, w], flattened in (channel,
@@ -283,9 +290,21 @@ void conv2d_backward_input_bf16(Context& ctx, const Conv2DShape& s, const uint16
 // dw and (when not null) dbias = sum of dy over (n, h, w).
 void conv2d_backward_params_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* dy, float* dw,
                                  float* dbias);
+// tf32 (mma.sync m16n8k8): the forward and input gradient on the same tiles, with fp32 NHWC
+// activations and [c_out, k_h, k_w, c_in] fp32 filters already rounded to tf32
+// (nchw_to_nhwc_tf32; the tensor cores would truncate the low bits instead). Rules: c_in % 4
+// (forward, pad with tf32_padded_channels), c_out % 4 (input gradient). No tf32 weight
+// gradient yet: the policy keeps the fp32 op for it.
+inline int tf32_padded_channels(int c) { return (c + 3) / 4 * 4; }
+bool tf32_forward_takes(const Conv2DShape& s);
+bool tf32_backward_input_takes(const Conv2DShape& s);
+void conv2d_forward_tf32(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+                         ActivationSpec act, float* y);
+void conv2d_backward_input_tf32(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
 // The layout conversions of ops::cpu (same arguments), on the device, bit-identical to them.
 void nchw_to_nhwc_bf16(Context& ctx, int n, int c, int h, int w, int c_padded, const float* x, uint16_t* y);
 void nhwc_to_nchw(Context& ctx, int n, int c, int h, int w, const float* x, float* y);
+void nchw_to_nhwc_tf32(Context& ctx, int n, int c, int h, int w, int c_padded, const float* x, float* y);
 
 // -- Dense
 void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,

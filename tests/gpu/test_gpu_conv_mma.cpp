@@ -1,7 +1,7 @@
 // The [bf16] tensor-core convolutions (conv2d_mma_bf16.cu): forward, input gradient and
-// split-K weight gradient on mma.sync bf16, against the CPU reference with the same
-// bf16-rounded operands (ops::cpu::*_bf16, in double); the layout conversions bit for bit;
-// the shape rules; bit-reproducibility of the split-K reduction.
+// split-K weight gradient on mma.sync bf16, and the forward and input gradient on tf32, against
+// the CPU reference with the same rounded operands (ops::cpu::*_bf16, *_tf32, in double); the
+// layout conversions bit for bit; the shape rules; bit-reproducibility of the split-K reduction.
 //
 // Each GPU op runs the whole path a layer will: NCHW fp32 -> NHWC bf16 (nchw_to_nhwc_bf16, for
 // weights too), the kernel into an NHWC fp32 buffer poisoned with NaN, NHWC -> NCHW into the
@@ -17,7 +17,9 @@
 // 2^-23 per mma step of 16 products); the tolerance allows 32 sqrt(L) 2^-24 normwise (at
 // least 1e-5): 1.6e-5 for L = 72, 7.4e-5 for L = 2304, 4.9e-4 for L = 65536. A wrong index or
 // a lost tile gives O(1); an operand rounded differently from the reference (truncated,
-// say) gives ~2^-9 ~ 2e-3, above every tolerance here.
+// say) gives ~2^-9 ~ 2e-3, above every tolerance here. tf32 (11 significant bits, products
+// of two exact in fp32 too) takes the same tolerance; a tf32 rounding mismatch (~2^-12 ~ 2.4e-4)
+// is above it for the reductions of these tests (L <= 6,400, tolerance <= 1.6e-4).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -170,6 +172,39 @@ TEST_P(MmaConvGpu, BackwardParamsWithAndWithoutBias) {
 INSTANTIATE_TEST_SUITE_P(Shapes, MmaConvGpu, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// tf32: fp32 NHWC storage rounded to tf32 by nchw_to_nhwc_tf32 (channels padded to 4).
+TEST_P(MmaConvGpu, Tf32ForwardAndBackwardInput) {
+  const auto s = shape_of(GetParam());
+  auto padded = s;
+  padded.c_in = gpu::tf32_padded_channels(s.c_in);
+  ASSERT_TRUE(gpu::tf32_forward_takes(padded));
+  ASSERT_TRUE(gpu::tf32_backward_input_takes(s));
+  const int cp = padded.c_in;
+  DeviceBuffer xh = nan_floats(padded.x_size()), wh = nan_floats(padded.w_size()), yh = nan_floats(s.y_size());
+  DeviceBuffer dyh = nan_floats(s.y_size()), wu = nan_floats(s.w_size()), dxh = nan_floats(s.x_size());
+  OpCheck op(ctx(), 59);
+  const int x = op.input("x", s.x_size()), w = op.input("w", s.w_size()), b = op.input("bias", s.c_out);
+  const int dy = op.input("dy", s.y_size());
+  const int y = op.output("y", s.y_size(), bf16_tolerance(int64_t(s.c_in) * s.k_h * s.k_w));
+  const int dx = op.output("dx", s.x_size(), bf16_tolerance(int64_t(s.c_out) * s.k_h * s.k_w));
+  const ops::ActivationSpec relu{Activation::ReLU, 0};
+  op.run(
+      [&](auto& d) {
+        gpu::nchw_to_nhwc_tf32(ctx(), s.n, s.c_in, s.h_in, s.w_in, cp, d[x], f32(xh));
+        gpu::nchw_to_nhwc_tf32(ctx(), s.c_out, s.c_in, s.k_h, s.k_w, cp, d[w], f32(wh));
+        gpu::conv2d_forward_tf32(ctx(), padded, f32(xh), f32(wh), d[b], relu, f32(yh));
+        gpu::nhwc_to_nchw(ctx(), s.n, s.c_out, s.h_out, s.w_out, f32(yh), d[y]);
+        gpu::nchw_to_nhwc_tf32(ctx(), s.n, s.c_out, s.h_out, s.w_out, s.c_out, d[dy], f32(dyh));
+        gpu::nchw_to_nhwc_tf32(ctx(), s.c_out, s.c_in, s.k_h, s.k_w, s.c_in, d[w], f32(wu));
+        gpu::conv2d_backward_input_tf32(ctx(), s, f32(dyh), f32(wu), f32(dxh));
+        gpu::nhwc_to_nchw(ctx(), s.n, s.c_in, s.h_in, s.w_in, f32(dxh), d[dx]);
+      },
+      [&](auto& h) {
+        cpu::conv2d_forward_tf32<double>(s, h[x], h[w], h[b], relu, h[y]);
+        cpu::conv2d_backward_input_tf32<double>(s, h[dy], h[w], h[dx]);
+      });
+}
+
 class MmaConvFirstLayerGpu : public GpuTest, public ::testing::WithParamInterface<ConvCase> {};
 
 TEST_P(MmaConvFirstLayerGpu, ForwardOnChannelsPaddedToEight) {
@@ -178,6 +213,26 @@ TEST_P(MmaConvFirstLayerGpu, ForwardOnChannelsPaddedToEight) {
     SCOPED_TRACE(to_string(a));
     check_forward(ctx(), GetParam(), {a, 0.2f}, true);
   }
+}
+
+TEST_P(MmaConvFirstLayerGpu, Tf32ForwardOnChannelsPaddedToFour) {
+  const auto s = shape_of(GetParam());
+  auto padded = s;
+  padded.c_in = gpu::tf32_padded_channels(s.c_in);
+  ASSERT_TRUE(gpu::tf32_forward_takes(padded));
+  DeviceBuffer xh = nan_floats(padded.x_size()), wh = nan_floats(padded.w_size()), yh = nan_floats(s.y_size());
+  OpCheck op(ctx(), 61);
+  const int x = op.input("x", s.x_size()), w = op.input("w", s.w_size()), b = op.input("bias", s.c_out);
+  const int y = op.output("y", s.y_size(), bf16_tolerance(int64_t(s.c_in) * s.k_h * s.k_w));
+  const ops::ActivationSpec gelu{Activation::GELU, 0};
+  op.run(
+      [&](auto& d) {
+        gpu::nchw_to_nhwc_tf32(ctx(), s.n, s.c_in, s.h_in, s.w_in, padded.c_in, d[x], f32(xh));
+        gpu::nchw_to_nhwc_tf32(ctx(), s.c_out, s.c_in, s.k_h, s.k_w, padded.c_in, d[w], f32(wh));
+        gpu::conv2d_forward_tf32(ctx(), padded, f32(xh), f32(wh), d[b], gelu, f32(yh));
+        gpu::nhwc_to_nchw(ctx(), s.n, s.c_out, s.h_out, s.w_out, f32(yh), d[y]);
+      },
+      [&](auto& h) { cpu::conv2d_forward_tf32<double>(s, h[x], h[w], h[b], gelu, h[y]); });
 }
 
 // The input gradient of a 3-channel layer needs no padding: its reduction runs over c_out.
@@ -223,6 +278,14 @@ TEST_F(GpuTest, MmaLayoutConversionsMatchTheCpuBitForBit) {
     std::vector<float> want_back(x.size());
     cpu::nhwc_to_nchw<float>(n, c, h, w, x.data(), want_back.data());
     EXPECT_EQ(back.download<float>(), want_back);
+
+    const int cp4 = gpu::tf32_padded_channels(c);
+    DeviceBuffer td = nan_floats(int64_t(n) * h * w * cp4);
+    gpu::nchw_to_nhwc_tf32(ctx(), n, c, h, w, cp4, f32(xd), f32(td));
+    cuda::synchronize(ctx());
+    std::vector<float> want_tf32(size_t(n) * h * w * cp4);
+    cpu::nchw_to_nhwc_tf32(n, c, h, w, cp4, x.data(), want_tf32.data());
+    EXPECT_EQ(td.download<float>(), want_tf32);
   }
 }
 
@@ -280,6 +343,9 @@ TEST(MmaConvRules, ChannelMultiplesOfEight) {
   EXPECT_TRUE(gpu::bf16_forward_takes(twelve));           // any number of filters
   EXPECT_FALSE(gpu::bf16_backward_input_takes(twelve));   // dy's 12 channels
   EXPECT_FALSE(gpu::bf16_backward_params_takes(twelve));
+  EXPECT_TRUE(gpu::tf32_backward_input_takes(twelve));    // tf32: multiples of 4
+  EXPECT_FALSE(gpu::tf32_forward_takes(rgb));
+  EXPECT_TRUE(gpu::tf32_forward_takes(twelve));
 }
 
 }  // namespace

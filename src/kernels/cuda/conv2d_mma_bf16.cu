@@ -1,4 +1,5 @@
-// Conv2D on bf16 tensor cores: implicit GEMMs on mma.sync m16n8k16 with fp32 accumulators,
+// Conv2D on bf16 tensor cores: implicit GEMMs on mma.sync m16n8k16 with fp32 accumulators
+// (and the forward and input gradient on tf32, m16n8k8, with fp32 NHWC storage rounded to tf32),
 // operands staged global -> shared by cp.async in a 3-stage pipeline and read by ldmatrix from
 // swizzled tiles (conv2d_mma.cuh). Activations NHWC bf16, weights [c_out, k_h, k_w, c_in] bf16,
 // so each 16-byte load is 8 consecutive channels of one pixel (or one filter tap).
@@ -32,8 +33,8 @@ constexpr int kThreads = 128;  // 4 warps in a 2 x 2 grid
 constexpr int64_t kIndexLimit = INT_MAX / 2;  // every element index and GEMM extent below this
 constexpr int kFarAway = -(1 << 28);          // an input row that fails every bounds test
 
-// (kh, kw, c) of reduction index k = (kh k_w + kw) c_in + c; k is a multiple of 8, c_in too,
-// so the 8 indices from k lie in one tap.
+// (kh, kw, c) of reduction index k = (kh k_w + kw) c_in + c; k and c_in are multiples of the
+// chunk (8 bf16, 4 tf32), so the chunk's indices from k lie in one tap.
 struct Tap {
   int kh, kw, c;
 };
@@ -43,8 +44,8 @@ __device__ __forceinline__ Tap tap_of(int k, int c_in, int k_w) {
 }
 
 // Address of channel `c` of input pixel (img, ih, iw), or null outside the image.
-__device__ __forceinline__ const uint16_t* pixel(const Conv2DShape& s, const uint16_t* x, int img, int ih, int iw,
-                                                 int c) {
+template <class T>
+__device__ __forceinline__ const T* pixel(const Conv2DShape& s, const T* x, int img, int ih, int iw, int c) {
   if (ih < 0 || ih >= s.h_in || iw < 0 || iw >= s.w_in) return nullptr;
   return x + ((int64_t(img) * s.h_in + ih) * s.w_in + iw) * s.c_in + c;
 }
@@ -52,22 +53,46 @@ __device__ __forceinline__ const uint16_t* pixel(const Conv2DShape& s, const uin
 // The same for an input seen through a zero-inserting dilation (u, v) = (ih dil_h, iw dil_w):
 // pixel (u, v) of the dilated grid is input pixel (u / dil_h, v / dil_w) when both divide,
 // else an inserted zero (null). The strided input gradient reads dy this way.
-__device__ __forceinline__ const uint16_t* dilated_pixel(const Conv2DShape& s, const uint16_t* x, int img, int u, int v,
-                                                         int c, int dil_h, int dil_w) {
+template <class T>
+__device__ __forceinline__ const T* dilated_pixel(const Conv2DShape& s, const T* x, int img, int u, int v, int c,
+                                                  int dil_h, int dil_w) {
   if (u < 0 || v < 0 || u % dil_h != 0 || v % dil_w != 0) return nullptr;
   return pixel(s, x, img, u / dil_h, v / dil_w, c);
 }
 
 // ---- Forward --------------------------------------------------------------------------------
-// CTA tile 128 pixels x 64 output channels x 32 reduction; warp (wm, wn) computes pixels
-// 64 wm.., channels 32 wn..: 4 x 4 mma tiles of 16 x 8. Shared: A 128 x 4 chunks, B 64 x 4
-// chunks per stage, 12 KB, 36 KB for 3 stages (under the 48 KB every GPU grants).
+// CTA tile 128 pixels x 64 output channels x 64 bytes of reduction (32 bf16 or 16 tf32); warp
+// (wm, wn) computes pixels 64 wm.., channels 32 wn..: 4 x 4 mma tiles of 16 x 8. Shared: A
+// 128 x 4 chunks, B 64 x 4 chunks per stage, 12 KB, 36 KB for 3 stages (under the 48 KB every
+// GPU grants).
+//
+// The two element types share the tile layout, the swizzle and the ldmatrix addressing: a
+// chunk is 8 bf16 or 4 tf32 (fp32 storage), an mma step two chunks (k16 bf16, k8 tf32). For
+// 32-bit elements ldmatrix's 8x8 b16 matrix is an 8x4 matrix of words, lane l getting word
+// (l / 4, l % 4): exactly the tf32 fragment (g, t).
+struct Bf16Elems {
+  using T = uint16_t;
+  static constexpr int kChunk = 8;
+  __device__ __forceinline__ static void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    mma_bf16_16x8x16(d, a, b0, b1);
+  }
+};
+struct Tf32Elems {
+  using T = float;
+  static constexpr int kChunk = 4;
+  __device__ __forceinline__ static void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    mma_tf32_16x8x8(d, a, b0, b1);
+  }
+};
+
 namespace fwd {
-constexpr int kTileM = 128, kTileN = 64, kTileK = 32;
-constexpr int kChunks = kTileK / kChunkElems;  // 4 per row
+constexpr int kTileM = 128, kTileN = 64;
+constexpr int kChunks = 4;  // per row: 64 bytes
+template <class Elems>
+constexpr int kTileK = kChunks * Elems::kChunk;
 constexpr int kRowsPerPass = kThreads / kChunks;  // 32 rows loaded per pass
 constexpr int kARows = kTileM / kRowsPerPass, kBRows = kTileN / kRowsPerPass;
-constexpr int kABytes = kTileM * kTileK * 2, kBBytes = kTileN * kTileK * 2;
+constexpr int kABytes = kTileM * kChunks * 16, kBBytes = kTileN * kChunks * 16;
 constexpr int kStageBytes = kABytes + kBBytes;
 constexpr int kSharedBytes = kStages * kStageBytes;
 constexpr int kWarpTilesM = 4, kWarpTilesN = 4;  // 16 x 8 mma tiles per warp
@@ -95,19 +120,19 @@ __device__ __forceinline__ ForwardRows forward_rows(const Conv2DShape& s, int m0
 // Queues the copies of reduction tile kt into one stage: A[row][k] = x at (pixel row, tap of k),
 // B[row][k] = w[n0 + row][k]; zeros past the reduction, the image, the pixels or the filters.
 // kDilated: x is read through dilated_pixel (dil_h, dil_w), for the strided input gradient.
-template <bool kDilated>
-__device__ __forceinline__ void forward_load_tile(const Conv2DShape& s, const uint16_t* x, const uint16_t* w,
-                                                  const ForwardRows& rows, int n0, int kt, int row0, int chunk,
-                                                  int dil_h, int dil_w, unsigned char* stage) {
+template <class Elems, bool kDilated, class T = typename Elems::T>
+__device__ __forceinline__ void forward_load_tile(const Conv2DShape& s, const T* x, const T* w, const ForwardRows& rows,
+                                                  int n0, int kt, int row0, int chunk, int dil_h, int dil_w,
+                                                  unsigned char* stage) {
   const int K = s.c_in * s.k_h * s.k_w;
-  const int k = kt * fwd::kTileK + chunk * kChunkElems;
+  const int k = kt * fwd::kTileK<Elems> + chunk * Elems::kChunk;
   const bool k_ok = k < K;
   const Tap t = tap_of(k_ok ? k : 0, s.c_in, s.k_w);
   const uint32_t a = shared_address(stage), b = a + fwd::kABytes;
 #pragma unroll
   for (int i = 0; i < fwd::kARows; ++i) {
     const int ih = rows.ih0[i] + t.kh, iw = rows.iw0[i] + t.kw;
-    const uint16_t* src =
+    const T* src =
         kDilated ? dilated_pixel(s, x, rows.img[i], ih, iw, t.c, dil_h, dil_w) : pixel(s, x, rows.img[i], ih, iw, t.c);
     const bool ok = k_ok && src;
     copy_16_bytes_async(a + swizzled_offset<fwd::kChunks>(row0 + fwd::kRowsPerPass * i, chunk), ok ? src : x, ok);
@@ -121,14 +146,15 @@ __device__ __forceinline__ void forward_load_tile(const Conv2DShape& s, const ui
   }
 }
 
-// The warp's 4 x 4 mma tiles over one stage (two k16 steps). A fragments: lane l addresses
-// row l % 16, chunk l / 16 of a 16 x 16 block; B: rows (filters) l % 8 + 8 (l / 16), chunk
-// (l / 8) % 2, two 8-filter tiles per ldmatrix.x4.
+// The warp's 4 x 4 mma tiles over one stage (two mma steps of two chunks). A fragments: lane l
+// addresses row l % 16, chunk l / 16 of a 16-row block; B: rows (filters) l % 8 + 8 (l / 16),
+// chunk (l / 8) % 2, two 8-filter tiles per ldmatrix.x4.
+template <class Elems>
 __device__ __forceinline__ void forward_multiply_tile(const unsigned char* stage, int warp_m, int warp_n, int lane,
                                                       float (&acc)[fwd::kWarpTilesM][fwd::kWarpTilesN][4]) {
   const uint32_t a_base = shared_address(stage), b_base = a_base + fwd::kABytes;
 #pragma unroll
-  for (int ks = 0; ks < fwd::kTileK / 16; ++ks) {
+  for (int ks = 0; ks < fwd::kChunks / 2; ++ks) {
     uint32_t a[fwd::kWarpTilesM][4], b[fwd::kWarpTilesN][2];
 #pragma unroll
     for (int mi = 0; mi < fwd::kWarpTilesM; ++mi) {
@@ -148,7 +174,7 @@ __device__ __forceinline__ void forward_multiply_tile(const unsigned char* stage
 #pragma unroll
     for (int mi = 0; mi < fwd::kWarpTilesM; ++mi)
 #pragma unroll
-      for (int ni = 0; ni < fwd::kWarpTilesN; ++ni) mma_bf16_16x8x16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+      for (int ni = 0; ni < fwd::kWarpTilesN; ++ni) Elems::mma(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
   }
 }
 
@@ -173,17 +199,17 @@ __device__ __forceinline__ void forward_store(const Conv2DShape& s, const float 
     }
 }
 
-template <bool kDilated>
+template <class Elems, bool kDilated, class T = typename Elems::T>
 __global__ void __launch_bounds__(kThreads)
-    conv_forward_bf16_mma_kernel(Conv2DShape s, const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
-                                 const float* __restrict__ bias, ActivationSpec act, int dil_h, int dil_w,
-                                 float* __restrict__ y) {
+    conv_forward_mma_kernel(Conv2DShape s, const T* __restrict__ x, const T* __restrict__ w,
+                            const float* __restrict__ bias, ActivationSpec act, int dil_h, int dil_w,
+                            float* __restrict__ y) {
   extern __shared__ __align__(128) unsigned char shared[];
   const int tid = int(threadIdx.x), lane = tid % kWarpSize, warp = tid / kWarpSize;
   const int warp_m = warp / 2, warp_n = warp % 2;
   const int m0 = int(blockIdx.x) * fwd::kTileM, n0 = int(blockIdx.y) * fwd::kTileN;
   const int row0 = tid / fwd::kChunks, chunk = tid % fwd::kChunks;
-  const int k_tiles = (s.c_in * s.k_h * s.k_w + fwd::kTileK - 1) / fwd::kTileK;
+  const int k_tiles = (s.c_in * s.k_h * s.k_w + fwd::kTileK<Elems> - 1) / fwd::kTileK<Elems>;
   const ForwardRows rows = forward_rows(s, m0, row0);
   auto stage = [&](int kt) { return shared + (kt % kStages) * fwd::kStageBytes; };
 
@@ -191,7 +217,7 @@ __global__ void __launch_bounds__(kThreads)
   // iteration (empty near the end) keeps wait_group's count aligned with the tile index.
 #pragma unroll
   for (int kt = 0; kt < kStages - 1; ++kt) {
-    if (kt < k_tiles) forward_load_tile<kDilated>(s, x, w, rows, n0, kt, row0, chunk, dil_h, dil_w, stage(kt));
+    if (kt < k_tiles) forward_load_tile<Elems, kDilated>(s, x, w, rows, n0, kt, row0, chunk, dil_h, dil_w, stage(kt));
     commit_async_copies();
   }
   float acc[fwd::kWarpTilesM][fwd::kWarpTilesN][4] = {};
@@ -199,32 +225,33 @@ __global__ void __launch_bounds__(kThreads)
     wait_async_copies<kStages - 2>();  // tile kt has landed (this thread's copies)
     __syncthreads();                   // ... everyone's; and stage kt-1 is free to refill
     const int next = kt + kStages - 1;
-    if (next < k_tiles) forward_load_tile<kDilated>(s, x, w, rows, n0, next, row0, chunk, dil_h, dil_w, stage(next));
+    if (next < k_tiles) forward_load_tile<Elems, kDilated>(s, x, w, rows, n0, next, row0, chunk, dil_h, dil_w, stage(next));
     commit_async_copies();
-    forward_multiply_tile(stage(kt), warp_m, warp_n, lane, acc);
+    forward_multiply_tile<Elems>(stage(kt), warp_m, warp_n, lane, acc);
   }
   forward_store(s, acc, m0, n0, warp_m, warp_n, lane, bias, act, y);
 }
 
 // dil_h, dil_w > 1: x dilated (the strided input gradient); 1, 1: the plain forward.
-void launch_forward(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* w, const float* bias,
-                    ActivationSpec act, float* y, int dil_h = 1, int dil_w = 1) {
+template <class Elems, class T = typename Elems::T>
+void launch_forward(Context& ctx, const Conv2DShape& s, const T* x, const T* w, const float* bias, ActivationSpec act,
+                    float* y, int dil_h = 1, int dil_w = 1) {
   const int64_t M = int64_t(s.n) * s.h_out * s.w_out;
   const dim3 grid(unsigned(ceil_div(M, fwd::kTileM)), unsigned(ceil_div(s.c_out, fwd::kTileN)));
   if (dil_h == 1 && dil_w == 1) {
-    conv_forward_bf16_mma_kernel<false><<<grid, kThreads, fwd::kSharedBytes, ctx.stream>>>(s, x, w, bias, act, 1, 1, y);
-    CNN_CUDA_CHECK_LAUNCH("conv_forward_bf16_mma_kernel<false>");
+    conv_forward_mma_kernel<Elems, false><<<grid, kThreads, fwd::kSharedBytes, ctx.stream>>>(s, x, w, bias, act, 1, 1, y);
+    CNN_CUDA_CHECK_LAUNCH("conv_forward_mma_kernel<Elems, false>");
   } else {
-    conv_forward_bf16_mma_kernel<true>
+    conv_forward_mma_kernel<Elems, true>
         <<<grid, kThreads, fwd::kSharedBytes, ctx.stream>>>(s, x, w, bias, act, dil_h, dil_w, y);
-    CNN_CUDA_CHECK_LAUNCH("conv_forward_bf16_mma_kernel<true>");
+    CNN_CUDA_CHECK_LAUNCH("conv_forward_mma_kernel<Elems, true>");
   }
 }
 
 // ---- Backward input ---------------------------------------------------------------------------
 // w_rot[c][r][s][k] = w[k][k_h-1-r][k_w-1-s][c].
-__global__ void rotate_filters_kernel(int K, int C, int R, int S, const uint16_t* __restrict__ w,
-                                      uint16_t* __restrict__ w_rot) {
+template <class T>
+__global__ void rotate_filters_kernel(int K, int C, int R, int S, const T* __restrict__ w, T* __restrict__ w_rot) {
   const int64_t count = int64_t(K) * C * R * S;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     const int k = int(i % K);
@@ -289,7 +316,7 @@ __device__ __forceinline__ void weight_grad_load_tile(const Conv2DShape& s, cons
     copy_16_bytes_async(a + swizzled_offset<wgrad::kChunks>(row, chunk), dy_ok ? dy + int64_t(p) * s.c_out + co : dy,
                         dy_ok);
     const uint16_t* src =
-        pixel(s, x, img, oh * s.stride_h - s.pad_top + tap.kh, ow * s.stride_w - s.pad_left + tap.kw, tap.c);
+        pixel<uint16_t>(s, x, img, oh * s.stride_h - s.pad_top + tap.kh, ow * s.stride_w - s.pad_left + tap.kw, tap.c);
     const bool x_ok = p_ok && col_ok && src;
     copy_16_bytes_async(b + swizzled_offset<wgrad::kChunks>(row, chunk), x_ok ? src : x, x_ok);
   }
@@ -431,6 +458,17 @@ __global__ void nchw_to_nhwc_bf16_kernel(int n, int c, int h, int w, int c_padde
   }
 }
 
+__global__ void nchw_to_nhwc_tf32_kernel(int n, int c, int h, int w, int c_padded, const float* __restrict__ x,
+                                         float* __restrict__ y) {
+  const int64_t count = int64_t(n) * h * w * c_padded;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const int ch = int(i % c_padded);
+    const int64_t pix = i / c_padded, hw = int64_t(h) * w;
+    const int64_t img = pix / hw, p = pix - img * hw;
+    y[i] = ch < c ? formulas::round_to_tf32(x[(img * c + ch) * hw + p]) : 0.f;
+  }
+}
+
 __global__ void nhwc_to_nchw_kernel(int n, int c, int h, int w, const float* __restrict__ x, float* __restrict__ y) {
   const int64_t hw = int64_t(h) * w, count = int64_t(n) * c * hw;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
@@ -464,19 +502,49 @@ void conv2d_forward_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, 
   CNN_CHECK(bf16_forward_takes(s), "conv2d_forward_bf16: ", s.c_in,
             " input channels; the bf16 kernels need a multiple of 8 (pad with nchw_to_nhwc_bf16)");
   check_indices(s, "conv2d_forward_bf16");
-  launch_forward(ctx, s, x, w, bias, act, y);
+  launch_forward<Bf16Elems>(ctx, s, x, w, bias, act, y);
 }
+
+namespace {
+// dx = conv(dy dilated by the stride, rotated filters): the filters rotated into scratch first.
+template <class Elems, class T = typename Elems::T>
+void backward_input(Context& ctx, const Conv2DShape& s, const T* dy, const T* w, float* dx) {
+  const int64_t count = s.w_size();
+  static_assert(sizeof(T) <= sizeof(float), "scratch holds floats");
+  auto* w_rot = reinterpret_cast<T*>(ctx.scratch(size_t(ceil_div(count * int64_t(sizeof(T)), sizeof(float)))));
+  rotate_filters_kernel<T><<<grid_for(ctx, count, 256), 256, 0, ctx.stream>>>(s.c_out, s.c_in, s.k_h, s.k_w, w, w_rot);
+  CNN_CUDA_CHECK_LAUNCH("rotate_filters_kernel");
+  launch_forward<Elems>(ctx, backward_input_as_forward(s), dy, w_rot, nullptr, ActivationSpec{Activation::Linear}, dx,
+                        s.stride_h, s.stride_w);
+}
+}  // namespace
 
 void conv2d_backward_input_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* dy, const uint16_t* w, float* dx) {
   CNN_CHECK(bf16_backward_input_takes(s), "conv2d_backward_input_bf16: ", s.c_out,
             " filters; the bf16 kernels need a multiple of 8");
   check_indices(s, "conv2d_backward_input_bf16");
-  const int64_t count = s.w_size();
-  auto* w_rot = reinterpret_cast<uint16_t*>(ctx.scratch(size_t(ceil_div(count, 2))));
-  rotate_filters_kernel<<<grid_for(ctx, count, 256), 256, 0, ctx.stream>>>(s.c_out, s.c_in, s.k_h, s.k_w, w, w_rot);
-  CNN_CUDA_CHECK_LAUNCH("rotate_filters_kernel");
-  launch_forward(ctx, backward_input_as_forward(s), dy, w_rot, nullptr, ActivationSpec{Activation::Linear}, dx,
-                 s.stride_h, s.stride_w);
+  backward_input<Bf16Elems>(ctx, s, dy, w, dx);
+}
+
+bool tf32_forward_takes(const Conv2DShape& s) { return s.c_in % Tf32Elems::kChunk == 0; }
+bool tf32_backward_input_takes(const Conv2DShape& s) {
+  return s.c_out % Tf32Elems::kChunk == 0 && s.pad_top < s.k_h && s.pad_left < s.k_w;
+}
+
+void conv2d_forward_tf32(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+                         ActivationSpec act, float* y) {
+  check_elementwise(act, "conv2d_forward_tf32");
+  CNN_CHECK(tf32_forward_takes(s), "conv2d_forward_tf32: ", s.c_in,
+            " input channels; the tf32 kernels need a multiple of 4 (pad with nchw_to_nhwc_tf32)");
+  check_indices(s, "conv2d_forward_tf32");
+  launch_forward<Tf32Elems>(ctx, s, x, w, bias, act, y);
+}
+
+void conv2d_backward_input_tf32(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
+  CNN_CHECK(tf32_backward_input_takes(s), "conv2d_backward_input_tf32: ", s.c_out,
+            " filters; the tf32 kernels need a multiple of 4");
+  check_indices(s, "conv2d_backward_input_tf32");
+  backward_input<Tf32Elems>(ctx, s, dy, w, dx);
 }
 
 void conv2d_backward_params_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* dy, float* dw,
@@ -518,6 +586,14 @@ void nchw_to_nhwc_bf16(Context& ctx, int n, int c, int h, int w, int c_padded, c
   const int64_t count = int64_t(n) * h * w * c_padded;
   nchw_to_nhwc_bf16_kernel<<<grid_for(ctx, count, 256), 256, 0, ctx.stream>>>(n, c, h, w, c_padded, x, y);
   CNN_CUDA_CHECK_LAUNCH("nchw_to_nhwc_bf16_kernel");
+}
+
+void nchw_to_nhwc_tf32(Context& ctx, int n, int c, int h, int w, int c_padded, const float* x, float* y) {
+  CNN_CHECK(n > 0 && c > 0 && h > 0 && w > 0 && c_padded >= c, "nchw_to_nhwc_tf32: bad sizes ", n, "x", c, "x", h,
+            "x", w, " padded to ", c_padded, " channels");
+  const int64_t count = int64_t(n) * h * w * c_padded;
+  nchw_to_nhwc_tf32_kernel<<<grid_for(ctx, count, 256), 256, 0, ctx.stream>>>(n, c, h, w, c_padded, x, y);
+  CNN_CUDA_CHECK_LAUNCH("nchw_to_nhwc_tf32_kernel");
 }
 
 void nhwc_to_nchw(Context& ctx, int n, int c, int h, int w, const float* x, float* y) {
