@@ -27,6 +27,8 @@
 #                          tests that need the build machine's paths: the filter is in the log)
 #   gpu-tests.log          the GPU test binary, every GPU test ("[  PASSED  ] N tests.")
 #   gpu-tests-fast-conv.log  the GPU tests again with CNN_CUDA_CONV_KERNELS=fast ([fast-gpu] kernels)
+#   gpu-tests-mma-conv.log   the [bf16] tensor-core convolution tests again, with each
+#                          comparison's error and tolerance printed (CNN_GPU_COMPARE_VERBOSE)
 #   memcheck.log, racecheck.log   compute-sanitizer over the GPU tests (filters in the logs)
 #   train-lenet5-gpu.log   cnn train on the GPU, 2 epochs
 #   check-lenet5.log, check-cifar_cnn.log, check-airbench94.log   cnn check tables
@@ -105,13 +107,14 @@ else
   step gpu-tests 300 "$gpu_tests"
 fi
 [ -n "$gpu_tests" ] && step gpu-tests-fast-conv 300 env CNN_CUDA_CONV_KERNELS=fast "$gpu_tests"
+[ -n "$gpu_tests" ] && step gpu-tests-mma-conv 300 env CNN_GPU_COMPARE_VERBOSE=1 "$gpu_tests" --gtest_filter='*Mma*'
 if [ -z "${SKIP_SANITIZERS:-}" ] && [ -n "$gpu_tests" ]; then
   # API errors are expected (the tests provoke out-of-memory and bad copies on purpose), and
   # the caching allocator keeps its blocks until exit, so neither is reported.
   step memcheck 300 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 "$gpu_tests" \
     --gtest_filter=-*256*:GpuModel.*
   step racecheck 300 compute-sanitizer --tool racecheck --error-exitcode 1 "$gpu_tests" \
-    --gtest_filter=*Softmax*:*Metric*:*BatchNorm*:*Pool*:*Loss*:*Conv2DGpu*batch7*:*Conv2DGpu*64ch*:-*256*
+    --gtest_filter=*Softmax*:*Metric*:*BatchNorm*:*Pool*:*Loss*:*Conv2DGpu*batch7*:*Conv2DGpu*64ch*:*MmaConvGpu.*batch7*:*MmaConvGpu.*batch1_c8*:-*256*
 fi
 
 # Data: the CIFAR-10 batches found, else a synthetic set of CIFAR's shape and layout.
@@ -158,7 +161,7 @@ step bench-tune-lenet5 120 "$cnn" bench --model models/lenet5.json --device cuda
   printf '%-28s %-28s %6s\n' step result time
   for r in "${rows[@]}"; do echo "$r"; done
   grep -h -E "^Test:|Trained" "$log_dir"/train-lenet5-gpu.log 2>/dev/null
-  for f in cpu-tests gpu-tests memcheck racecheck; do
+  for f in cpu-tests gpu-tests gpu-tests-mma-conv memcheck racecheck; do
     grep -h -E "tests passed|tests failed|PASSED|FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY" "$log_dir/$f.log" 2>/dev/null |
       sed "s/^/$f: /"
   done

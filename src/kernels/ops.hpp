@@ -191,6 +191,36 @@ void adam_update(int64_t count, T* param, const T* grad, T* m, T* v, const AdamC
 template <class T>
 void lerp(int64_t count, T* a, const T* b, T t);
 
+// -- Convolution with bf16 operands (the reference of the tensor-core kernels of [bf16];
+// src/kernels/cpu/conv2d_bf16.cpp). The same ops as above, NCHW / OIHW, with both product
+// operands rounded to bf16 first (formulas::round_to_bf16, round to nearest even) exactly
+// where the GPU stores them as bf16: x and w (forward), dy and w (backward input), x and dy
+// (backward params). The bias stays unrounded (the GPU adds it in fp32), and the sums run in
+// T, so a GPU-vs-CPU test sees the same operands on both sides and differs only by the
+// order of the fp32 sums.
+template <class T>
+void conv2d_forward_bf16(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act, T* y);
+template <class T>
+void conv2d_backward_input_bf16(const Conv2DShape& s, const T* dy, const T* w, T* dx);
+template <class T>
+void conv2d_backward_params_bf16(const Conv2DShape& s, const T* x, const T* dy, T* dw, T* dbias);
+
+// Layouts of the tensor-core kernels (bf16 stored as its 16-bit encoding, formulas::bf16_bits):
+// x [n, c, h, w] fp32 -> y [n, h, w, c_padded] bf16, channels c.. c_padded - 1 zero (c_padded
+// >= c; padding the few-channel first layers to 8 channels is how they meet the kernels'
+// c % 8 rule). The same call turns OIHW weights into [c_out, k_h, k_w, c_padded] (n = c_out).
+void nchw_to_nhwc_bf16(int n, int c, int h, int w, int c_padded, const float* x, uint16_t* y);
+// x [n, h, w, c] -> y [n, c, h, w] (also KRSC weight gradients -> OIHW, n = c_out).
+template <class T>
+void nhwc_to_nchw(int n, int c, int h, int w, const T* x, T* y);
+// The tf32 variants (forward and input gradient; operands rounded by formulas::round_to_tf32),
+// and the tf32 layout: nchw_to_nhwc_bf16's, with fp32 values rounded to tf32.
+template <class T>
+void conv2d_forward_tf32(const Conv2DShape& s, const T* x, const T* w, const T* bias, ActivationSpec act, T* y);
+template <class T>
+void conv2d_backward_input_tf32(const Conv2DShape& s, const T* dy, const T* w, T* dx);
+void nchw_to_nhwc_tf32(int n, int c, int h, int w, int c_padded, const float* x, float* y);
+
 // Patch whitening's statistics (cnn::init_patch_whitening; CPU only, in double): adds every
 // k_h x k_w patch (stride 1, no padding) of the images x [n, c, h, w], flattened in (channel,
 // row, column) order to D = c k_h k_w values p, to *count (the number of patches), sum[D]
@@ -234,6 +264,47 @@ void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const fl
 void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
 void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, const float* dy, float* dw,
                             float* dbias);
+
+// -- Convolution on bf16 tensor cores (conv2d_mma_bf16.cu; mma.sync m16n8k16, fp32 accumulate).
+// Activations channels-last: x, dy [n, h, w, c] bf16 (uint16_t encodings); weights [c_out,
+// k_h, k_w, c_in] bf16; outputs fp32 channels-last (y and dx NHWC, dw [c_out, k_h, k_w, c_in]).
+// Each op throws unless its rule below accepts the shape; a caller (the precision policy)
+// tests the rule and falls back to the fp32 ops above otherwise. Deterministic: no atomics,
+// reductions in a fixed order (the split-K partition depends on the shape and the SM count).
+//
+// Rules (every 16-byte load is 8 whole channels of one pixel):
+//   forward          c_in % 8 == 0 (few-channel first layers: pad c_in to bf16_padded_channels(c)
+//                    with zero channels in nchw_to_nhwc_bf16, for x and w, and run the padded shape)
+//   backward input   c_out % 8 == 0 (a forward conv of dy, dilated by the stride, with the
+//                    rotated, transposed filters; stride 2 wastes 3/4 of its products on zeros)
+//   backward params  c_in % 8 == 0 and c_out % 8 == 0
+// and every index of a tensor below 2^31 elements.
+inline int bf16_padded_channels(int c) { return (c + 7) / 8 * 8; }
+bool bf16_forward_takes(const Conv2DShape& s);
+bool bf16_backward_input_takes(const Conv2DShape& s);
+bool bf16_backward_params_takes(const Conv2DShape& s);
+// y = act(conv(x, w) + bias), bias fp32 and nullable.
+void conv2d_forward_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* w, const float* bias,
+                         ActivationSpec act, float* y);
+void conv2d_backward_input_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* dy, const uint16_t* w, float* dx);
+// dw and (when not null) dbias = sum of dy over (n, h, w).
+void conv2d_backward_params_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* dy, float* dw,
+                                 float* dbias);
+// tf32 (mma.sync m16n8k8): the forward and input gradient on the same tiles, with fp32 NHWC
+// activations and [c_out, k_h, k_w, c_in] fp32 filters already rounded to tf32
+// (nchw_to_nhwc_tf32; the tensor cores would truncate the low bits instead). Rules: c_in % 4
+// (forward, pad with tf32_padded_channels), c_out % 4 (input gradient). No tf32 weight
+// gradient yet: the policy keeps the fp32 op for it.
+inline int tf32_padded_channels(int c) { return (c + 3) / 4 * 4; }
+bool tf32_forward_takes(const Conv2DShape& s);
+bool tf32_backward_input_takes(const Conv2DShape& s);
+void conv2d_forward_tf32(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
+                         ActivationSpec act, float* y);
+void conv2d_backward_input_tf32(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);
+// The layout conversions of ops::cpu (same arguments), on the device, bit-identical to them.
+void nchw_to_nhwc_bf16(Context& ctx, int n, int c, int h, int w, int c_padded, const float* x, uint16_t* y);
+void nhwc_to_nchw(Context& ctx, int n, int c, int h, int w, const float* x, float* y);
+void nchw_to_nhwc_tf32(Context& ctx, int n, int c, int h, int w, int c_padded, const float* x, float* y);
 
 // -- Dense
 void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,
