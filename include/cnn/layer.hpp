@@ -47,6 +47,8 @@ struct Exec {
   // Seed for this call's random numbers (dropout masks, augmentation): the model derives it
   // from the fit seed, the epoch and the step, so runs and resumed runs repeat exactly.
   uint64_t seed = 0;
+  // The model's precision policy for conv/dense products (float steps only; double is fp32).
+  Precision precision = Precision::FP32;
   bool on_cuda() const { return device == Device::CUDA; }
 };
 

@@ -49,6 +49,9 @@ struct CompileOptions {
   bool from_logits = false;  // the last layer outputs logits (linear) for a CE/BCE loss
   uint64_t seed = 42;        // initial weights
   Device device = Device::CPU;
+  // Precision policy of the conv/dense products (types.hpp Precision): "fp32" | "tf32" | "bf16".
+  // Parameters, their gradients and the optimizer stay fp32 (and saved weights fp32) whatever it is.
+  std::string precision = "fp32";
 };
 
 struct ValidationData {
@@ -238,6 +241,9 @@ class Sequential {
   // the weights; the optimizer state and step count start again from zero. The other fields
   // of `options` are ignored (they shape the model; compile again to change them).
   void set_optimizer(const CompileOptions& options);
+  // Switches the precision policy ("fp32" | "tf32" | "bf16"), keeping weights and optimizer state.
+  void set_precision(const std::string& precision);
+  Precision precision() const;
   // True from compile until the weights are replaced (set_weights, load, a checkpoint) or
   // trained: fit applies data-dependent initialisers only then.
   bool weights_fresh() const;

@@ -20,7 +20,7 @@ namespace {
 // section, read by the library) or the model's compile options in place.
 struct TrainFlags {
   std::string model, data, save, log, device = "cpu", checkpoint, resume;
-  std::optional<std::string> optimizer, lr_schedule, flip;
+  std::optional<std::string> optimizer, lr_schedule, flip, precision;
   std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
   std::optional<double> lr, momentum, validation_split, ema;
   std::optional<uint64_t> seed;
@@ -45,6 +45,7 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
   sub->add_option("--validation-split", f.validation_split, "Fraction of the training set held out (default 0.1)")
       ->check(finite_number())->check(CLI::Range(0.0, 0.99));
   sub->add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_flag(sub, f.precision);
   sub->add_option("--save", f.save, "Where to save the trained model (default: out/<model>.safetensors)");
   sub->add_option("--log", f.log, "Append per-epoch metrics to this CSV file");
   sub->add_option("--limit", f.limit, "Use only the first N training images")->check(CLI::PositiveNumber);
@@ -81,6 +82,7 @@ Sequential model_to_train(const TrainFlags& f) {
   } else if (f.lr) {
     model.set_learning_rate(co.learning_rate);
   }
+  apply_precision(model, f.precision);
   model.to(parse_device(f.device));
   return model;
 }
@@ -210,6 +212,7 @@ void write_eval_pictures(Sequential& model, const Dataset& test, const Evaluatio
 Runner add_eval(CLI::App& app) {
   struct Args {
     std::string model, data, device = "cpu", confusion, mistakes;
+    std::optional<std::string> precision;
     int batch_size = 256, mistakes_count = 32;
     int64_t limit = 0;
   };
@@ -220,6 +223,7 @@ Runner add_eval(CLI::App& app) {
   sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
   sub->add_option("--limit", a->limit, "Use only the first N test images")->check(CLI::PositiveNumber);
   sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_flag(sub, a->precision);
   sub->add_option("--confusion", a->confusion, "Also draw the confusion matrix into this PNG file");
   sub->add_option("--mistakes", a->mistakes, "Also draw misclassified test images into this PNG file");
   sub->add_option("--mistakes-count", a->mistakes_count, "At most this many images in --mistakes (default 32)")
@@ -227,6 +231,7 @@ Runner add_eval(CLI::App& app) {
   return [a] {
     Sequential model = load_model(a->model);
     CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    apply_precision(model, a->precision);
     model.to(parse_device(a->device));
     const TrainTest data = load_data_for(model.compile_options().input_shape, a->data, 1, a->limit);
     CNN_CHECK(data.test.size() > 0, "the data set has no test images");
@@ -356,6 +361,7 @@ Runner add_gradcheck(CLI::App& app) {
 Runner add_check(CLI::App& app) {
   struct Args {
     std::string model, data;
+    std::optional<std::string> precision;
     bool random = false;
     int batch_size = 8;
     uint64_t seed = 1;
@@ -369,9 +375,12 @@ Runner add_check(CLI::App& app) {
   sub->add_option("--data", a->data, "Take the batch from this data set's training images")->excludes(random);
   sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
   sub->add_option("--seed", a->seed, "Seed for the random batch");
+  add_precision_flag(sub, a->precision);
   return [a] {
     Sequential model = load_model(a->model);
     CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    // Both devices run under the policy; the tolerances follow it (compare_devices).
+    apply_precision(model, a->precision);
     if (!cuda_available()) {
       std::fprintf(stderr, "cnn check: no GPU to compare against: %s\n", cuda_unavailable_reason().c_str());
       return 3;

@@ -91,6 +91,7 @@ void validate_optimizer_numbers(const CompileOptions& o) {
 void validate_compile_options(const CompileOptions& o) {
   parse_optimizer(o.optimizer, "compile");
   parse_loss(o.loss);
+  parse_precision(o.precision, "compile");
   validate_optimizer_numbers(o);
   CNN_CHECK(std::isfinite(o.bias_lr_scale) && o.bias_lr_scale > 0, "compile: bias_lr_scale must be > 0, got ",
             o.bias_lr_scale);
@@ -134,6 +135,7 @@ void Sequential::compile(const CompileOptions& o) {
   s.opt = o;
   s.optimizer = parse_optimizer(o.optimizer);
   s.loss = parse_loss(o.loss);
+  s.precision = parse_precision(o.precision, "compile");
   s.input_shape = o.input_shape;
   s.input_size = shape_numel(o.input_shape);
 
@@ -275,6 +277,20 @@ void Sequential::set_optimizer(const CompileOptions& o) {
   if (s.cuda) cuda::clear_graphs(*s.cuda);
 #endif
 }
+
+void Sequential::set_precision(const std::string& precision) {
+  State& s = *state_;
+  CNN_CHECK(s.compiled, "set_precision: compile the model first");
+  s.precision = parse_precision(precision, "set_precision");
+  s.opt.precision = to_string(s.precision);
+  // Recorded CUDA graphs hold the old policy's kernels.
+  s.graph_warm.clear();
+#if CNN_WITH_CUDA
+  if (s.cuda) cuda::clear_graphs(*s.cuda);
+#endif
+}
+
+Precision Sequential::precision() const { return state_->precision; }
 
 bool Sequential::weights_fresh() const { return state_->fresh_weights; }
 

@@ -22,6 +22,7 @@ struct Sequential::State {
   bool compiled = false;
   CompileOptions opt;
   OptimizerKind optimizer = OptimizerKind::SGD;  // opt.optimizer, parsed
+  Precision precision = Precision::FP32;         // opt.precision, parsed
   bool fresh_weights = false;  // weights as compile made them (Sequential::weights_fresh)
 
   // Loss plan: with `fused`, the last layer emits logits and the loss applies softmax or
@@ -64,7 +65,7 @@ struct Sequential::State {
 
   uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
 
-  Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed}; }
+  Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed, precision}; }
   int64_t output_size() const { return out_size.back(); }
   ops::TargetKind target_kind() const;
 };

@@ -70,7 +70,9 @@ T* Runner<T>::grads() {
 
 template <class T>
 Exec Runner<T>::exec(bool training) const {
-  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0};
+  // The precision policy applies to float steps; double (gradcheck) checks the fp32 math.
+  const Precision p = std::is_same_v<T, float> ? s_.precision : Precision::FP32;
+  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0, p};
 }
 
 template <class T>
