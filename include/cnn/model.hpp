@@ -46,6 +46,9 @@ struct CompileOptions {
   bool decoupled_weight_decay = false;  // true: AdamW-style p -= lr wd p; false: L2 added to the gradient
   float label_smoothing = 0.0f;         // CE losses
   float bias_lr_scale = 1.0f;           // biases train at this multiple of the learning rate
+  // true: a bias's weight decay is scaled with its learning rate (lr bias_lr_scale wd p);
+  // false: it is not (lr wd p, as airbench, whose PyTorch param group sets wd / bias_lr).
+  bool bias_lr_scales_weight_decay = true;
   bool from_logits = false;  // the last layer outputs logits (linear) for a CE/BCE loss
   uint64_t seed = 42;        // initial weights
   Device device = Device::CPU;

@@ -128,6 +128,7 @@ class FitLoop {
   }
 
   EpochLogs run_epoch(int epoch) {
+    runner_.begin_epoch(epoch);
     ProgressBar bar(steps_, o_.verbose);
     shuffle(epoch);
     s_.arena.metrics.zero();
