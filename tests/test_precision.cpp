@@ -408,6 +408,7 @@ TEST(PrecisionCli, TrainSavesThePolicyWithFp32Weights) {
                        " --epochs 1 --batch-size 4 --validation-split 0 --verbose 0 --precision bf16 --save " +
                        quoted(saved));
   ASSERT_EQ(r.code, 0) << show(r);
+  EXPECT_CONTAINS(r.out, "on cpu, precision bf16");
   Sequential m = Sequential::load(saved);
   EXPECT_EQ(m.precision(), Precision::BF16);
   EXPECT_GT(share_not_bf16(m.parameters().to_vector()), 0.5);

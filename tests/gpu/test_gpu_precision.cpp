@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cnn/check.hpp"
 #include "cnn/cnn.hpp"
 #include "cnn/rng.hpp"

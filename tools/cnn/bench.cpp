@@ -183,8 +183,9 @@ int run_bench(const BenchArgs& a) {
     return 0;
   }
 
-  std::printf("Model %s on %s (%s), batch %d, %d thread%s (CPU kernels: %s); %d warm-up steps, %d repeats of %d steps\n",
-              name.c_str(), a.device.c_str(), to_string(model.precision()).c_str(), a.batch_size, threads, threads == 1 ? "" : "s", cpu_isa().c_str(),
+  std::printf("Model %s on %s%s, batch %d, %d thread%s (CPU kernels: %s); %d warm-up steps, %d repeats of %d steps\n",
+              name.c_str(), a.device.c_str(),
+              model.precision() == Precision::FP32 ? "" : (" (" + to_string(model.precision()) + ")").c_str(), a.batch_size, threads, threads == 1 ? "" : "s", cpu_isa().c_str(),
               a.warmup, a.repeats, a.steps);
   std::printf("  images/s   %10.1f  (min %.1f, max %.1f)\n", ips.median, ips.min, ips.max);
   std::printf("  ms/step    %10.3f  (min %.3f, max %.3f)\n", ms.median, ms.min, ms.max);

@@ -146,9 +146,10 @@ int run_train(TrainFlags f) {
     for (const InitializationReport& r : apply_data_dependent_initializers(model, data.train.x, fo))
       std::printf("%s\n", r.describe().c_str());
 
-  std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s\n", f.model.c_str(),
+  std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s%s\n", f.model.c_str(),
               (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
-              fo.epochs, fo.batch_size, to_string(model.device()).c_str());
+              fo.epochs, fo.batch_size, to_string(model.device()).c_str(),
+              model.precision() == Precision::FP32 ? "" : (", precision " + to_string(model.precision())).c_str());
   const auto start = std::chrono::steady_clock::now();
   const History h = model.fit(data.train.x, data.train.y, fo);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
