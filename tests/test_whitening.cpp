@@ -391,7 +391,9 @@ TEST(Airbench94Json, CompilesWithTheExpectedShapes) {
   ASSERT_EQ(m.size(), 26u);
   const Layer& whiten = m.layer(0);
   EXPECT_EQ(whiten.type(), "Conv2D");
-  EXPECT_FALSE(whiten.trainable);
+  // Weights frozen, bias trained for 3 epochs (test_recipe_fidelity.cpp).
+  EXPECT_TRUE(whiten.trainable);
+  EXPECT_TRUE(whiten.bias_only);
   EXPECT_EQ(dynamic_cast<const Conv2D&>(whiten).options().kernel_initializer, "patch_whitening");
   EXPECT_EQ(whiten.output_shape(), (Shape{24, 31, 31}));
   // Each block: conv -> pool -> BN -> GELU -> conv -> BN -> GELU.

@@ -42,8 +42,10 @@ and "training" sections (flags override them as `cnn train`'s do), in float32 (T
     The other weights: glorot_uniform etc. (the same distributions, not the same numbers, unless
     --our-rng).
   * SGD (coupled L2 weight decay, nesterov) as src/kernels/cpu/optimizer.cpp; every parameter
-    named bias (Conv2D/Dense biases, BatchNorm betas) at lr x bias_lr_scale, its weight decay
-    scaled with it (as ours: the decay term is inside lr x (g + wd p)).
+    named bias (Conv2D/Dense biases, BatchNorm betas) at lr x bias_lr_scale (a layer's own
+    "bias_lr_scale" first), its weight decay scaled with it (as ours: the decay term is inside
+    lr x (g + wd p)) unless bias_lr_scales_weight_decay is false (then wd / scale). A layer's
+    "trainable": "bias" trains its bias alone, "trainable_epochs" N stops it after N epochs.
   * CE from logits with label smoothing: targets t (1 - s) + s / K, batch mean (ours; the same
     as nn.CrossEntropyLoss(label_smoothing=s)).
   * the learning rate's multiplier LRSchedule::factor(t, epoch) before every step, at
@@ -248,7 +250,7 @@ def out_hw(size, k, s, padding):
 
 def build_model(desc):
     shape = list(desc["input_shape"])
-    layers = []
+    layers, layer_opts = [], []
     for cfg in desc["layers"]:
         t = cfg["type"]
         if t == "Conv2D":
@@ -278,13 +280,24 @@ def build_model(desc):
             shape = [shape[0]]
         else:
             raise ValueError(f"unknown layer type {t!r}")
-        if not cfg.get("trainable", True):  # frozen: no updates (and BatchNorm keeps its running statistics)
+        trainable = cfg.get("trainable", True)
+        if trainable is False:  # frozen: no updates (and BatchNorm keeps its running statistics)
             for prm in m.parameters():
                 prm.requires_grad_(False)
             if isinstance(m, BatchNorm):
                 m.frozen = True
+        # Finer freezing, as ours: "bias" trains the bias alone; trainable_epochs N stops the
+        # layer's parameters after epoch N - 1 (train() drops their requires_grad then); a
+        # layer's bias_lr_scale replaces compile's for its bias (make_train_optimizer).
+        for pname, prm in m.named_parameters():
+            if trainable == "bias" and not pname.endswith("bias"):
+                prm.requires_grad_(False)
+        layer_opts.append({"trainable_epochs": int(cfg.get("trainable_epochs", -1)),
+                           "bias_lr_scale": cfg.get("bias_lr_scale")})
         layers.append(m)
-    return nn.Sequential(*layers), shape
+    seq = nn.Sequential(*layers)
+    seq.cnn_layer_opts = layer_opts  # by layer index: parameter names start "<index>."
+    return seq, shape
 
 
 def keras_init(model, gen):
@@ -840,28 +853,37 @@ def load_our_weights(model, path):
 
 def make_train_optimizer(comp, model, lr):
     """Param groups as our trainable segments: weights at lr, biases at lr x bias_lr_scale (the
-    weight decay scaled with them, as ours). Returns (optimizer, base lrs, decoupled wd)."""
+    layer's own, else compile's), their weight decay scaled with it unless compile's
+    bias_lr_scales_weight_decay is false (then wd / scale: a decay step of lr wd p, as airbench).
+    Each group's "decay" is its weight decay. Returns (optimizer, base lrs, decoupled wd)."""
     opt = comp.get("optimizer", "sgd")
     wd = float(comp.get("weight_decay", 0.0))
     decoupled = bool(comp.get("decoupled_weight_decay", False))
-    bias_scale = float(comp.get("bias_lr_scale", 1.0))
-    weights, biases = [], []
+    scaled_decay = bool(comp.get("bias_lr_scales_weight_decay", True))
+    by_key = {}
     for name, prm in model.named_parameters():
-        if prm.requires_grad:
-            (biases if name.endswith("bias") else weights).append(prm)
-    groups = [g for g in ({"params": weights, "lr": lr}, {"params": biases, "lr": lr * bias_scale}) if g["params"]]
+        if not prm.requires_grad:
+            continue
+        own = model.cnn_layer_opts[int(name.split(".")[0])]["bias_lr_scale"]
+        scale = float(own if own is not None else comp.get("bias_lr_scale", 1.0)) if name.endswith("bias") else 1.0
+        decay = wd / scale if name.endswith("bias") and not scaled_decay else wd
+        by_key.setdefault((scale, decay), []).append(prm)
+    groups = [{"params": ps, "lr": lr * scale, "decay": decay, "weight_decay": 0.0 if decoupled else decay}
+              for (scale, decay), ps in by_key.items()]
     if opt == "sgd":
         o = torch.optim.SGD(groups, lr=lr, momentum=float(comp.get("momentum", 0.0)),
-                            nesterov=bool(comp.get("nesterov", False)), weight_decay=0.0 if decoupled else wd)
+                            nesterov=bool(comp.get("nesterov", False)))
     elif opt == "adam":
         cls = torch.optim.AdamW if (decoupled and wd > 0) else torch.optim.Adam
+        for g in groups:
+            g["weight_decay"] = g["decay"]
         o = cls(groups, lr=lr, betas=(float(comp.get("beta_1", comp.get("beta1", 0.9))),
                                       float(comp.get("beta_2", comp.get("beta2", 0.999)))),
-                eps=float(comp.get("epsilon", 1e-7)), weight_decay=wd)
+                eps=float(comp.get("epsilon", 1e-7)))
         decoupled = False  # AdamW applies it
     else:
         raise ValueError(f"unknown optimizer {opt!r}")
-    return o, [g["lr"] for g in o.param_groups], (wd if decoupled and opt == "sgd" else 0.0)
+    return o, [g["lr"] for g in o.param_groups], (decoupled and opt == "sgd")
 
 
 @torch.no_grad()
@@ -966,6 +988,9 @@ def train_main(args, desc, device):
     train0 = time.perf_counter()
     for epoch in range(epochs):
         e0 = time.perf_counter()
+        for name, prm in model.named_parameters():  # trainable_epochs: frozen from this epoch on
+            if 0 <= model.cnn_layer_opts[int(name.split(".")[0])]["trainable_epochs"] <= epoch:
+                prm.requires_grad_(False)
         if args.our_rng:
             order = our_order(n, seed, epoch) if shuffle else torch.arange(n)
         else:
@@ -992,7 +1017,8 @@ def train_main(args, desc, device):
                 with torch.no_grad():
                     for g in opt.param_groups:
                         for p in g["params"]:
-                            p.mul_(1 - g["lr"] * decoupled_wd)
+                            if p.requires_grad:
+                                p.mul_(1 - g["lr"] * g["decay"])
             opt.step()
             with torch.no_grad():
                 loss_sum += loss.detach().double() * yb.shape[0]

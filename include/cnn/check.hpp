@@ -45,6 +45,8 @@ struct GradcheckOptions {
   // In double with step 1e-6 a correct gradient lands near 1e-9; any real mistake is O(1).
   double tolerance = 1e-6;
 };
+// gradcheck ignores the model's precision policy: rounding is not differentiable, so it checks
+// the fp32 math (in double) whose operands the tf32/bf16 policies round.
 CheckReport gradcheck(Sequential& model, const GradcheckOptions& options = {});
 
 struct CompareOptions {
@@ -56,6 +58,9 @@ struct CompareOptions {
 // Tolerances (relative, per tensor): forward outputs and the loss 1e-5 (float32 sums in a
 // different order); gradients 1e-4 (long reductions over the batch and positions, where
 // cancellation magnifies the relative difference); parameters after one step 1e-5.
+// Under a tf32/bf16 policy (the model's, which both copies keep) see precision_tolerance in
+// check.cpp: every row allows 4 units u of the policy's rounding (u = 2^-11 tf32, 2^-8 bf16),
+// the parameters that many units of the step's update.
 CheckReport compare_devices(const Sequential& model, const CompareOptions& options = {});
 
 }  // namespace cnn

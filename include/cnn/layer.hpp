@@ -47,6 +47,8 @@ struct Exec {
   // Seed for this call's random numbers (dropout masks, augmentation): the model derives it
   // from the fit seed, the epoch and the step, so runs and resumed runs repeat exactly.
   uint64_t seed = 0;
+  // The model's precision policy for conv/dense products (float steps only; double is fp32).
+  Precision precision = Precision::FP32;
   bool on_cuda() const { return device == Device::CUDA; }
 };
 
@@ -95,6 +97,11 @@ class Layer {
   const Shape& output_shape() const { return output_shape_; }
   int64_t param_count() const;
   bool trainable = true;  // false freezes every parameter of the layer
+  // Finer freezing of a trainable layer (model files: "trainable": "bias", "trainable_epochs",
+  // "bias_lr_scale"; airbench trains its whitening conv's bias, alone, for 3 epochs):
+  bool bias_only = false;    // only the parameter named "bias" trains; the others stay frozen
+  int trainable_epochs = -1;  // >= 0: the trainable parameters train in fit epochs [0, N) only
+  float bias_lr_scale = 0;   // > 0: this layer's bias lr multiple, instead of compile's bias_lr_scale
   std::string name;       // optional user label; shown by summary()
 
  protected:

@@ -56,6 +56,7 @@ class Conv2D : public LayerCompute<Conv2D> {
   ActivationSpec act_;
   bool logits_ = false;
   LayerScratch pre_activation_;  // kept only when the activation's gradient needs its input
+  LayerScratch rounded_x_, rounded_w_;  // the product operands under a tf32/bf16 precision policy
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };
@@ -94,6 +95,7 @@ class Dense : public LayerCompute<Dense> {
   int in_ = 0;
   bool logits_ = false;
   LayerScratch pre_activation_;
+  LayerScratch rounded_x_, rounded_w_;  // the product operands under a tf32/bf16 precision policy
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };

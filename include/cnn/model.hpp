@@ -46,9 +46,15 @@ struct CompileOptions {
   bool decoupled_weight_decay = false;  // true: AdamW-style p -= lr wd p; false: L2 added to the gradient
   float label_smoothing = 0.0f;         // CE losses
   float bias_lr_scale = 1.0f;           // biases train at this multiple of the learning rate
+  // true: a bias's weight decay is scaled with its learning rate (lr bias_lr_scale wd p);
+  // false: it is not (lr wd p, as airbench, whose PyTorch param group sets wd / bias_lr).
+  bool bias_lr_scales_weight_decay = true;
   bool from_logits = false;  // the last layer outputs logits (linear) for a CE/BCE loss
   uint64_t seed = 42;        // initial weights
   Device device = Device::CPU;
+  // Precision policy of the conv/dense products (types.hpp Precision): "fp32" | "tf32" | "bf16".
+  // Parameters, their gradients and the optimizer stay fp32 (and saved weights fp32) whatever it is.
+  std::string precision = "fp32";
 };
 
 struct ValidationData {
@@ -260,6 +266,9 @@ class Sequential {
   // the weights; the optimizer state and step count start again from zero. The other fields
   // of `options` are ignored (they shape the model; compile again to change them).
   void set_optimizer(const CompileOptions& options);
+  // Switches the precision policy ("fp32" | "tf32" | "bf16"), keeping weights and optimizer state.
+  void set_precision(const std::string& precision);
+  Precision precision() const;
   // True from compile until the weights are replaced (set_weights, load, a checkpoint) or
   // trained: fit applies data-dependent initialisers only then.
   bool weights_fresh() const;

@@ -56,6 +56,16 @@ std::string to_string(AveragingMethod m);
 // "ema" | "lookahead"
 AveragingMethod parse_averaging_method(std::string_view name, std::string_view where = {});
 
+// The precision policy of a model's products (compile option "precision"; src/kernels/ops.hpp
+// round_to_precision says exactly where it rounds): FP32 computes everything in fp32; TF32 and
+// BF16 round the operands of every convolution and dense product (activations, a copy of the
+// weights, the incoming gradient) to tf32 / bf16, accumulate in fp32 and keep everything else
+// (master weights, weight gradients, optimizer, BatchNorm statistics, loss) in fp32.
+enum class Precision { FP32, TF32, BF16 };
+std::string to_string(Precision p);
+// "fp32" | "tf32" | "bf16"
+Precision parse_precision(std::string_view name, std::string_view where = {});
+
 // True when the CUDA backend was compiled in (it may still find no GPU at run time).
 bool built_with_cuda();
 // True when the CUDA backend is compiled in and at least one GPU is usable.

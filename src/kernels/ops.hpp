@@ -489,6 +489,23 @@ void global_maxpool_backward(int n, int c, int hw, const T* x, const T* dy, T* d
 template <class T>
 void scale(int64_t count, T alpha, const T* x, T* y);
 
+// -- Precision policy (types.hpp Precision; the rounding itself is formulas/precision.hpp)
+// y = x rounded to the policy's product precision, elementwise: round_to_bf16 for BF16,
+// round_to_tf32 for TF32, a copy for FP32; in place is fine. Where the policy rounds (the
+// reference that tensor-core kernels must reproduce bit for bit in their operands), in
+// Conv2D and Dense (src/host/layers/{conv2d,dense}.cpp), float steps only:
+//   forward          the layer's input x and its weight W (a rounded copy; the fp32 master
+//                    stays in the parameter buffer), into the product; bias, activation and
+//                    Dense's scale apply in fp32 to the fp32 accumulator.
+//   backward         dz, the gradient after undoing the activation (and Dense's scale), is
+//                    rounded in place; the input gradient dz * W reads it and rounded W, the
+//                    weight gradient dz^T x reads it and rounded x, the bias gradient sums it
+//                    (in fp32). Weight and bias gradients are written in fp32.
+//   everything else  fp32: other layers (pooling, BatchNormalization, activations, dropout),
+//                    the loss, the optimizer and its state, the gradients between layers
+//                    except as just said.
+void round_to_precision(Precision p, int64_t count, const float* x, float* y);
+
 // -- Augmentation
 template <class T>
 void augment_images(int n, int c, int h, int w, const T* x, T* y, const AugmentSpec& spec, uint64_t seed);
@@ -522,6 +539,9 @@ void global_maxpool_backward(Context& ctx, int n, int c, int hw, const float* x,
 
 // -- Scaling
 void scale(Context& ctx, int64_t count, float alpha, const float* x, float* y);
+
+// -- Precision policy (as ops::cpu::round_to_precision, bit for bit)
+void round_to_precision(Context& ctx, Precision p, int64_t count, const float* x, float* y);
 
 // -- Augmentation
 void augment_images(Context& ctx, int n, int c, int h, int w, const float* x, float* y, const AugmentSpec& spec,

@@ -30,6 +30,7 @@ namespace {
 
 struct BenchArgs {
   std::string model, device = "cpu";
+  std::optional<std::string> precision;
   int batch_size = 0, steps = 20, warmup = 5, repeats = 7, threads = 0;
   uint64_t seed = 1;
   bool json = false, no_profile = false, tune = false;
@@ -129,6 +130,7 @@ int run_bench(const BenchArgs& a) {
 
   Sequential model = load_model(a.model);
   CNN_CHECK(model.compiled(), "'", a.model, "' has no input_shape, so it cannot be compiled");
+  apply_precision(model, a.precision);
   model.to(device);
   const auto [x, y] = synthetic_batch(model, a.batch_size, a.seed);
   const Flops flops = count_flops(model);
@@ -164,6 +166,7 @@ int run_bench(const BenchArgs& a) {
     j["model"] = name;
     j["model_file"] = a.model;
     j["device"] = a.device;
+    j["precision"] = to_string(model.precision());
     j["batch_size"] = a.batch_size;
     j["steps"] = a.steps;
     j["warmup"] = a.warmup;
@@ -189,8 +192,9 @@ int run_bench(const BenchArgs& a) {
     return 0;
   }
 
-  std::printf("Model %s on %s, batch %d, %d thread%s (CPU kernels: %s); %d warm-up steps, %d repeats of %d steps\n",
-              name.c_str(), a.device.c_str(), a.batch_size, threads, threads == 1 ? "" : "s", cpu_isa().c_str(),
+  std::printf("Model %s on %s%s, batch %d, %d thread%s (CPU kernels: %s); %d warm-up steps, %d repeats of %d steps\n",
+              name.c_str(), a.device.c_str(),
+              model.precision() == Precision::FP32 ? "" : (" (" + to_string(model.precision()) + ")").c_str(), a.batch_size, threads, threads == 1 ? "" : "s", cpu_isa().c_str(),
               a.warmup, a.repeats, a.steps);
   std::printf("  images/s   %10.1f  (min %.1f, max %.1f)\n", ips.median, ips.min, ips.max);
   std::printf("  ms/step    %10.3f  (min %.3f, max %.3f)\n", ms.median, ms.min, ms.max);
@@ -219,6 +223,7 @@ Runner add_bench(CLI::App& app) {
   auto* sub = app.add_subcommand("bench", "Measure training throughput (images/s) on synthetic data, per-layer times");
   sub->add_option("--model", a->model, "Model description (models/*.json) or saved model")->required();
   sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_flag(sub, a->precision);
   sub->add_option("--batch-size", a->batch_size, "Images per training step")->required()->check(CLI::PositiveNumber);
   sub->add_option("--steps", a->steps, "Training steps per timed repeat (default 20)")->check(CLI::PositiveNumber);
   sub->add_option("--warmup", a->warmup, "Untimed steps first (default 5)")->check(CLI::NonNegativeNumber);

@@ -3,6 +3,7 @@
 // subcommand does, and the error type for bad arguments (exit code 2).
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +30,11 @@ TrainTest load_data_for(const Shape& input_shape, const std::string& dir, int64_
 // PositiveNumber let NaN through, since every comparison with NaN is false). The error names
 // the flag: "--lr: must be a finite number, got nan".
 CLI::Validator finite_number();
+
+// --precision fp32|tf32|bf16 (the compile option "precision"): unset leaves the model's policy;
+// apply_precision switches a loaded model to the flag's, keeping its weights.
+void add_precision_flag(CLI::App* sub, std::optional<std::string>& precision);
+void apply_precision(Sequential& model, const std::optional<std::string>& precision);
 
 // Registers each subcommand's options and returns the function that runs it.
 using Runner = std::function<int()>;

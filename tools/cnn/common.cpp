@@ -32,6 +32,17 @@ Sequential load_model(const std::string& path) {
   return is_saved_model(path) ? Sequential::load(path) : Sequential::from_json_file(path);
 }
 
+void add_precision_flag(CLI::App* sub, std::optional<std::string>& precision) {
+  sub->add_option("--precision", precision,
+                  "Precision of the conv/dense products: fp32, tf32 or bf16 (default: the model's compile.precision, "
+                  "else fp32)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+}
+
+void apply_precision(Sequential& model, const std::optional<std::string>& precision) {
+  if (precision) model.set_precision(*precision);
+}
+
 TrainTest load_data_for(const Shape& input_shape, const std::string& dir_arg, int64_t train_limit, int64_t test_limit) {
   CNN_CHECK(input_shape.size() == 3, "the model's input shape ", shape_str(input_shape),
             " is not an image shape [channels, height, width]");

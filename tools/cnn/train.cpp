@@ -22,7 +22,7 @@ struct TrainFlags {
   std::string model, data, save, log, device = "cpu", checkpoint, resume, tensorboard;
   int tensorboard_every = 0;
   bool tensorboard_images = false;
-  std::optional<std::string> optimizer, lr_schedule, flip;
+  std::optional<std::string> optimizer, lr_schedule, flip, precision;
   std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
   std::optional<double> lr, momentum, validation_split, ema;
   std::optional<uint64_t> seed;
@@ -47,6 +47,7 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
   sub->add_option("--validation-split", f.validation_split, "Fraction of the training set held out (default 0.1)")
       ->check(finite_number())->check(CLI::Range(0.0, 0.99));
   sub->add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_flag(sub, f.precision);
   sub->add_option("--save", f.save, "Where to save the trained model (default: out/<model>.safetensors)");
   sub->add_option("--log", f.log, "Append per-epoch metrics to this CSV file");
   sub->add_option("--tensorboard", f.tensorboard,
@@ -92,6 +93,7 @@ Sequential model_to_train(const TrainFlags& f) {
   } else if (f.lr) {
     model.set_learning_rate(co.learning_rate);
   }
+  apply_precision(model, f.precision);
   model.to(parse_device(f.device));
   return model;
 }
@@ -177,9 +179,10 @@ int train(TrainFlags f) {
 
   const int ranks = f.distributed ? distributed::size() : 1;
   if (rank0)
-    std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s%s\n", f.model.c_str(),
+    std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s%s%s\n", f.model.c_str(),
                 (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
                 fo.epochs, fo.batch_size, to_string(model.device()).c_str(),
+                model.precision() == Precision::FP32 ? "" : (", precision " + to_string(model.precision())).c_str(),
                 ranks > 1 ? (", data-parallel on " + std::to_string(ranks) + " ranks (global batch " +
                              std::to_string(ranks * fo.batch_size) + ")").c_str()
                           : "");
@@ -263,6 +266,7 @@ void write_eval_pictures(Sequential& model, const Dataset& test, const Evaluatio
 Runner add_eval(CLI::App& app) {
   struct Args {
     std::string model, data, device = "cpu", confusion, mistakes;
+    std::optional<std::string> precision;
     int batch_size = 256, mistakes_count = 32;
     int64_t limit = 0;
   };
@@ -273,6 +277,7 @@ Runner add_eval(CLI::App& app) {
   sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
   sub->add_option("--limit", a->limit, "Use only the first N test images")->check(CLI::PositiveNumber);
   sub->add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_flag(sub, a->precision);
   sub->add_option("--confusion", a->confusion, "Also draw the confusion matrix into this PNG file");
   sub->add_option("--mistakes", a->mistakes, "Also draw misclassified test images into this PNG file");
   sub->add_option("--mistakes-count", a->mistakes_count, "At most this many images in --mistakes (default 32)")
@@ -280,6 +285,7 @@ Runner add_eval(CLI::App& app) {
   return [a] {
     Sequential model = load_model(a->model);
     CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    apply_precision(model, a->precision);
     model.to(parse_device(a->device));
     const TrainTest data = load_data_for(model.compile_options().input_shape, a->data, 1, a->limit);
     CNN_CHECK(data.test.size() > 0, "the data set has no test images");
@@ -409,6 +415,7 @@ Runner add_gradcheck(CLI::App& app) {
 Runner add_check(CLI::App& app) {
   struct Args {
     std::string model, data;
+    std::optional<std::string> precision;
     bool random = false;
     int batch_size = 8;
     uint64_t seed = 1;
@@ -422,9 +429,12 @@ Runner add_check(CLI::App& app) {
   sub->add_option("--data", a->data, "Take the batch from this data set's training images")->excludes(random);
   sub->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
   sub->add_option("--seed", a->seed, "Seed for the random batch");
+  add_precision_flag(sub, a->precision);
   return [a] {
     Sequential model = load_model(a->model);
     CNN_CHECK(model.compiled(), "'", a->model, "' has no input_shape");
+    // Both devices run under the policy; the tolerances follow it (compare_devices).
+    apply_precision(model, a->precision);
     if (!cuda_available()) {
       std::fprintf(stderr, "cnn check: no GPU to compare against: %s\n", cuda_unavailable_reason().c_str());
       return 3;

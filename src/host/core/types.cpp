@@ -110,4 +110,20 @@ AveragingMethod parse_averaging_method(std::string_view name, std::string_view w
   fail(prefix(where), "unknown method '", name, "'; valid methods: ema, lookahead");
 }
 
+std::string to_string(Precision p) {
+  switch (p) {
+    case Precision::FP32: return "fp32";
+    case Precision::TF32: return "tf32";
+    case Precision::BF16: return "bf16";
+  }
+  return "?";
+}
+
+Precision parse_precision(std::string_view name, std::string_view where) {
+  if (name == "fp32") return Precision::FP32;
+  if (name == "tf32") return Precision::TF32;
+  if (name == "bf16") return Precision::BF16;
+  fail(prefix(where), "unknown precision '", name, "'; valid precisions: fp32, tf32, bf16");
+}
+
 }  // namespace cnn

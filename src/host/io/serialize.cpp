@@ -143,6 +143,9 @@ nlohmann::json Sequential::to_json() const {
                     {"label_smoothing", o.label_smoothing}, {"from_logits", o.from_logits},
                     {"bias_lr_scale", o.bias_lr_scale},
                     {"seed", o.seed}};
+    // Written only when not the default, so fp32 models save exactly as before the policy existed.
+    if (state_->precision != Precision::FP32) j["compile"]["precision"] = to_string(state_->precision);
+    if (!o.bias_lr_scales_weight_decay) j["compile"]["bias_lr_scales_weight_decay"] = false;
   } else {
     j["layers"] = layers;
   }
@@ -383,6 +386,8 @@ Sequential describe(const nlohmann::json& j, int64_t max_params, const std::stri
         else if (k == "label_smoothing") o.label_smoothing = real();
         else if (k == "from_logits") o.from_logits = v.get<bool>();
         else if (k == "bias_lr_scale") o.bias_lr_scale = real();
+        else if (k == "precision") o.precision = v.get<std::string>();
+        else if (k == "bias_lr_scales_weight_decay") o.bias_lr_scales_weight_decay = v.get<bool>();
         else if (k == "seed") {
           CNN_CHECK(v.is_number_unsigned() || !v.is_number(), "model JSON: compile option \"seed\" must be a ",
                     "non-negative integer, got ", brief(v));
@@ -390,7 +395,7 @@ Sequential describe(const nlohmann::json& j, int64_t max_params, const std::stri
         } else
           fail("model JSON: unknown compile option \"", k,
                "\"; valid options: optimizer, loss, learning_rate, momentum, nesterov, beta1, beta2, epsilon, "
-               "weight_decay, decoupled_weight_decay, label_smoothing, from_logits, bias_lr_scale, seed");
+               "weight_decay, decoupled_weight_decay, label_smoothing, from_logits, bias_lr_scale, bias_lr_scales_weight_decay, seed, precision");
       }
     } catch (const nlohmann::json::exception& e) {
       fail("model JSON: \"compile\" has a value of the wrong type: ", e.what());

@@ -88,12 +88,14 @@ void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
                                         opt_.strides.w, padding_);
   const T* bias = opt_.use_bias ? b.params + s.w_size() : nullptr;
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
+  const T* x = product_operand(e, s.x_size(), b.x, rounded_x_);
+  const T* w = product_operand<T>(e, s.w_size(), b.params, rounded_w_);
   if (gradient_needs_input(act.kind)) {
     T* z = pre_activation_.get<T>(s.y_size(), e.device);
-    run::conv2d_forward<T>(e, s, b.x, b.params, bias, ActivationSpec{}, z);
+    run::conv2d_forward<T>(e, s, x, w, bias, ActivationSpec{}, z);
     run::activation_forward<T>(e, act, s.y_size(), z, b.y);
   } else {
-    run::conv2d_forward<T>(e, s, b.x, b.params, bias, act, b.y);
+    run::conv2d_forward<T>(e, s, x, w, bias, act, b.y);
   }
 }
 
@@ -107,9 +109,13 @@ void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     const T* z = gradient_needs_input(act.kind) ? pre_activation_.get<T>(s.y_size(), e.device) : nullptr;
     run::activation_backward<T>(e, act, s.y_size(), z, b.y, b.dy, b.dy);
   }
-  if (b.dx) run::conv2d_backward_input<T>(e, s, b.dy, b.params, b.dx);
+  // The precision policy's operands are rounded again from the fp32 x and master W (the
+  // same values as forward's, which the optimizer has not changed yet).
+  round_gradient(e, s.y_size(), b.dy);
+  if (b.dx) run::conv2d_backward_input<T>(e, s, b.dy, product_operand<T>(e, s.w_size(), b.params, rounded_w_), b.dx);
   if (trainable)
-    run::conv2d_backward_params<T>(e, s, b.x, b.dy, b.grads, opt_.use_bias ? b.grads + s.w_size() : nullptr);
+    run::conv2d_backward_params<T>(e, s, product_operand(e, s.x_size(), b.x, rounded_x_), b.dy, b.grads,
+                                   opt_.use_bias ? b.grads + s.w_size() : nullptr);
 }
 
 template class LayerCompute<Conv2D>;

@@ -53,19 +53,21 @@ void Dense::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   const int64_t count = int64_t(b.n) * opt_.units;
   const bool scaled = opt_.scale != 1.0f;
+  const T* x = product_operand(e, int64_t(b.n) * in_, b.x, rounded_x_);
+  const T* w = product_operand<T>(e, int64_t(opt_.units) * in_, b.params, rounded_w_);
   if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
     T* z = pre_activation_.get<T>(count, e.device);
-    run::dense_forward<T>(e, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, z);
+    run::dense_forward<T>(e, b.n, in_, opt_.units, x, w, bias, ActivationSpec{}, z);
     if (scaled) run::scale<T>(e, count, T(opt_.scale), z, z);
     apply_activation<T>(e, act, b.n, opt_.units, z, b.y);
   } else if (scaled) {
     // The scale goes between the product and the activation: z = scale (x W^T + b) in y, then
     // the elementwise activation in place.
-    run::dense_forward<T>(e, b.n, in_, opt_.units, b.x, b.params, bias, ActivationSpec{}, b.y);
+    run::dense_forward<T>(e, b.n, in_, opt_.units, x, w, bias, ActivationSpec{}, b.y);
     run::scale<T>(e, count, T(opt_.scale), b.y, b.y);
     if (act.kind != Activation::Linear) apply_activation<T>(e, act, b.n, opt_.units, b.y, b.y);
   } else {
-    run::dense_forward<T>(e, b.n, in_, opt_.units, b.x, b.params, bias, act, b.y);
+    run::dense_forward<T>(e, b.n, in_, opt_.units, x, w, bias, act, b.y);
   }
 }
 
@@ -84,9 +86,13 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   }
   // d/d(x W^T + b) = scale * d/dz; dz is this layer's own (dy or the scratch), so in place.
   if (opt_.scale != 1.0f) run::scale<T>(e, count, T(opt_.scale), dz, dz);
-  if (b.dx) run::dense_backward_input<T>(e, b.n, in_, opt_.units, dz, b.params, b.dx);
+  // Precision policy: dz rounded, and the operands rounded again from the fp32 x and master W.
+  round_gradient(e, count, dz);
+  if (b.dx)
+    run::dense_backward_input<T>(e, b.n, in_, opt_.units, dz,
+                                 product_operand<T>(e, int64_t(opt_.units) * in_, b.params, rounded_w_), b.dx);
   if (trainable)
-    run::dense_backward_params<T>(e, b.n, in_, opt_.units, b.x, dz, b.grads,
+    run::dense_backward_params<T>(e, b.n, in_, opt_.units, product_operand(e, int64_t(b.n) * in_, b.x, rounded_x_), dz, b.grads,
                                   opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
 }
 

@@ -26,6 +26,9 @@ int64_t Layer::param_count() const {
 nlohmann::json Layer::common_config() const {
   nlohmann::json c = {{"type", type()}};
   if (!trainable) c["trainable"] = false;
+  else if (bias_only) c["trainable"] = "bias";
+  if (trainable_epochs >= 0) c["trainable_epochs"] = trainable_epochs;
+  if (bias_lr_scale > 0) c["bias_lr_scale"] = bias_lr_scale;
   if (!name.empty()) c["name"] = name;
   return c;
 }
@@ -94,11 +97,13 @@ std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
   if (auto it = known_keys.find(type); it != known_keys.end()) {
     for (const auto& item : c.items()) {
       const std::string& key = item.key();
-      if (key == "type" || key == "trainable" || key == "name" || it->second.count(key)) continue;
+      if (key == "type" || key == "trainable" || key == "name" || key == "trainable_epochs" ||
+          key == "bias_lr_scale" || it->second.count(key))
+        continue;
       std::string valid;
       for (const auto& k : it->second) valid += (valid.empty() ? "" : ", ") + k;
       fail(type, ": unknown option \"", key, "\"; valid options: ", valid.empty() ? "(none)" : valid,
-           ", trainable, name");
+           ", trainable, trainable_epochs, bias_lr_scale, name");
     }
   }
   // Integers are read in full (a value beyond int is refused, not wrapped around); window
@@ -185,7 +190,27 @@ std::shared_ptr<Layer> layer_from_config(const nlohmann::json& c) {
          "'; valid types: Conv2D, Dense, Flatten, MaxPooling2D, AveragePooling2D, Activation, BatchNormalization, "
          "Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D");
   }
-  layer->trainable = boolean("trainable", true);
+  // "trainable": true | false | "bias" (weights frozen, bias trained).
+  if (c.contains("trainable") && c["trainable"].is_string()) {
+    CNN_CHECK(c["trainable"] == "bias", type, ": \"trainable\" must be true, false or \"bias\", got ",
+              brief(c["trainable"]));
+    layer->bias_only = true;
+  } else {
+    CNN_CHECK(!c.contains("trainable") || c["trainable"].is_boolean(), type,
+              ": \"trainable\" must be true, false or \"bias\", got ", brief(c["trainable"]));
+    layer->trainable = boolean("trainable", true);
+  }
+  if (c.contains("trainable_epochs")) {
+    const auto& v = c["trainable_epochs"];
+    CNN_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, type,
+              ": \"trainable_epochs\" must be an integer >= 0, got ", brief(v));
+    layer->trainable_epochs = int(v.get<int64_t>());
+  }
+  if (c.contains("bias_lr_scale")) {
+    const float s = number("bias_lr_scale", 0.0f);
+    CNN_CHECK(std::isfinite(s) && s > 0, type, ": \"bias_lr_scale\" must be > 0, got ", brief(c["bias_lr_scale"]));
+    layer->bias_lr_scale = s;
+  }
   layer->name = str("name", "");
   return layer;
 }

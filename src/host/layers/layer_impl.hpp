@@ -4,6 +4,7 @@
 // instantiates for itself.
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "cnn/error.hpp"
 #include "cnn/layer.hpp"
@@ -33,6 +34,26 @@ template <class Derived>
 void LayerCompute<Derived>::backward(const Exec& e, const LayerBuffers<double>& b) {
   check_cpu(e, type());
   static_cast<Derived&>(*this).backward_t(e, b);
+}
+
+// The precision policy (ops.hpp round_to_precision lists where it rounds). The operand of a
+// product: `x` itself under fp32 (and for double), else x rounded into `scratch`.
+template <class T>
+const T* product_operand(const Exec& e, int64_t count, const T* x, LayerScratch& scratch) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (e.precision != Precision::FP32) {
+      float* r = scratch.get<float>(count, e.device);
+      run::round_to_precision(e, e.precision, count, x, r);
+      return r;
+    }
+  }
+  return x;
+}
+// dz rounded in place for the backward products (fp32 and double: untouched).
+template <class T>
+void round_gradient(const Exec& e, int64_t count, T* dz) {
+  if constexpr (std::is_same_v<T, float>)
+    if (e.precision != Precision::FP32) run::round_to_precision(e, e.precision, count, dz, dz);
 }
 
 // Activations whose gradient needs the pre-activation input rather than the output.

@@ -206,6 +206,12 @@ void lerp(const Exec& e, const A&... a) {
   run_op<T>(e, [&] { ops::cpu::lerp<T>(a...); }, [&](auto& c) { ops::cuda::lerp(c, a...); });
 }
 
+// ---- Precision policy --------------------------------------------------------------------
+inline void round_to_precision(const Exec& e, Precision p, int64_t count, const float* x, float* y) {
+  run_op<float>(e, [&] { ops::cpu::round_to_precision(p, count, x, y); },
+                [&](auto& c) { ops::cuda::round_to_precision(c, p, count, x, y); });
+}
+
 // ---- Augmentation ------------------------------------------------------------------------
 template <class T, class... A>
 void augment_images(const Exec& e, const A&... a) {

@@ -132,6 +132,7 @@ class FitLoop {
   }
 
   EpochLogs run_epoch(int epoch) {
+    runner_.begin_epoch(epoch);
     ProgressBar bar(steps_, rank_ == 0 ? o_.verbose : 0);
     shuffle(epoch);
     s_.arena.metrics.zero();

@@ -68,6 +68,9 @@ class Runner {
   // CPU checks the loss and gradients before the update.
   void train_step(ops::TargetKind kind, int n, const StepPlace* guard = nullptr)
     requires std::is_same_v<T, float>;
+  // fit's epoch from now on: parameters with trainable_epochs stop training when it reaches theirs.
+  void begin_epoch(int epoch)
+    requires std::is_same_v<T, float>;
   Totals read_metrics();
   // fit's message when a step went NaN/Inf, naming what became non-finite first.
   [[noreturn]] void non_finite_error(int n, const StepPlace& at, bool backward_ran)

@@ -92,6 +92,7 @@ void validate_optimizer_numbers(const CompileOptions& o) {
 void validate_compile_options(const CompileOptions& o) {
   parse_optimizer(o.optimizer, "compile");
   parse_loss(o.loss);
+  parse_precision(o.precision, "compile");
   validate_optimizer_numbers(o);
   CNN_CHECK(std::isfinite(o.bias_lr_scale) && o.bias_lr_scale > 0, "compile: bias_lr_scale must be > 0, got ",
             o.bias_lr_scale);
@@ -135,6 +136,7 @@ void Sequential::compile(const CompileOptions& o) {
   s.opt = o;
   s.optimizer = parse_optimizer(o.optimizer);
   s.loss = parse_loss(o.loss);
+  s.precision = parse_precision(o.precision, "compile");
   s.input_shape = o.input_shape;
   s.input_size = shape_numel(o.input_shape);
 
@@ -189,11 +191,22 @@ void Sequential::compile(const CompileOptions& o) {
       const size_t at = host.size();
       host.resize(at + size_t(shape_numel(p.shape)));
       initialise(p, rng, host.data() + at);
-      if (!l.trainable || !p.trainable) continue;
-      const float scale = p.lr_scale * (p.name == "bias" ? o.bias_lr_scale : 1.0f);
+      if (!l.trainable || !p.trainable || (l.bias_only && p.name != "bias")) continue;
+      const bool bias = p.name == "bias";
+      const float bias_scale = l.bias_lr_scale > 0 ? l.bias_lr_scale : o.bias_lr_scale;
+      const float scale = p.lr_scale * (bias ? bias_scale : 1.0f);
+      const float decay = bias && !o.bias_lr_scales_weight_decay ? 1.0f / bias_scale : 1.0f;
       auto& segs = s.trainable_segments;
-      if (!segs.empty() && segs.back().end == int64_t(at) && segs.back().lr_scale == scale) segs.back().end = int64_t(host.size());
-      else segs.push_back({int64_t(at), int64_t(host.size()), scale});
+      const State::Segment seg{int64_t(at), int64_t(host.size()), scale, decay, l.trainable_epochs};
+      if (!segs.empty() && segs.back().end == seg.begin && segs.back().lr_scale == seg.lr_scale &&
+          segs.back().decay_scale == seg.decay_scale && segs.back().until_epoch == seg.until_epoch)
+        segs.back().end = seg.end;
+      else segs.push_back(seg);
+    }
+    if (l.bias_only) {
+      bool has_bias = false;
+      for (const ParamSpec& p : l.param_specs()) has_bias = has_bias || p.name == "bias";
+      CNN_CHECK(has_bias, "compile: layer ", i, " (", l.type(), ") has trainable \"bias\" but no bias");
     }
     if (l.trainable && l.param_count() > 0) trainable_below = true;
   }
@@ -277,6 +290,20 @@ void Sequential::set_optimizer(const CompileOptions& o) {
 #endif
 }
 
+void Sequential::set_precision(const std::string& precision) {
+  State& s = *state_;
+  CNN_CHECK(s.compiled, "set_precision: compile the model first");
+  s.precision = parse_precision(precision, "set_precision");
+  s.opt.precision = to_string(s.precision);
+  // Recorded CUDA graphs hold the old policy's kernels.
+  s.graph_warm.clear();
+#if CNN_WITH_CUDA
+  if (s.cuda) cuda::clear_graphs(*s.cuda);
+#endif
+}
+
+Precision Sequential::precision() const { return state_->precision; }
+
 bool Sequential::weights_fresh() const { return state_->fresh_weights; }
 
 int64_t Sequential::count_params() const {
@@ -290,7 +317,7 @@ int64_t Sequential::trainable_params() const {
   for (const auto& l : layers_)
     if (l->trainable)
       for (const ParamSpec& p : l->param_specs())
-        if (p.trainable) n += shape_numel(p.shape);
+        if (p.trainable && (!l->bias_only || p.name == "bias")) n += shape_numel(p.shape);
   return n;
 }
 

@@ -25,6 +25,7 @@ struct Sequential::State {
   bool compiled = false;
   CompileOptions opt;
   OptimizerKind optimizer = OptimizerKind::SGD;  // opt.optimizer, parsed
+  Precision precision = Precision::FP32;         // opt.precision, parsed
   bool fresh_weights = false;  // weights as compile made them (Sequential::weights_fresh)
 
   // Loss plan: with `fused`, the last layer emits logits and the loss applies softmax or
@@ -42,6 +43,8 @@ struct Sequential::State {
   struct Segment {
     int64_t begin = 0, end = 0;
     float lr_scale = 1.0f;
+    float decay_scale = 1.0f;  // multiplies weight_decay (1 / bias scale: a bias's decay not lr-scaled)
+    int until_epoch = -1;      // >= 0: updated in fit epochs < until_epoch only (Layer::trainable_epochs)
   };
   std::vector<Segment> trainable_segments;
   std::vector<bool> need_dx;              // per layer: some trainable layer lies below it
@@ -50,6 +53,7 @@ struct Sequential::State {
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA
   Tensor params, grads, opt_m, opt_v;   // [param_total] each (opt_m/opt_v per optimizer)
   int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
+  int epoch = 0;                        // the epoch fit is in (Runner::begin_epoch); segments' until_epoch
   float lr_factor = 1.0f;               // the LR schedule's multiplier for the current step
 
   // The activations of the training step, planned for the largest batch so far (model/arena.hpp).
@@ -72,7 +76,7 @@ struct Sequential::State {
   const distributed::Communicator* comm = nullptr;
   float gradient_weight = 1.0f;
 
-  Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed}; }
+  Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed, precision}; }
   int64_t output_size() const { return out_size.back(); }
   ops::TargetKind target_kind() const;
 };

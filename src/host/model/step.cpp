@@ -28,6 +28,11 @@ Exec layer_exec(Exec e, size_t layer) {
   return e;
 }
 
+// Whether a segment trains in `epoch` (Layer::trainable_epochs).
+bool segment_active(const Sequential::State::Segment& seg, int epoch) {
+  return seg.until_epoch < 0 || epoch < seg.until_epoch;
+}
+
 template <class T>
 bool all_finite(const T* p, size_t count, Device d) {
   if (count == 0) return true;
@@ -71,7 +76,9 @@ T* Runner<T>::grads() {
 
 template <class T>
 Exec Runner<T>::exec(bool training) const {
-  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0};
+  // The precision policy applies to float steps; double (gradcheck) checks the fp32 math.
+  const Precision p = std::is_same_v<T, float> ? s_.precision : Precision::FP32;
+  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0, p};
 }
 
 template <class T>
@@ -174,19 +181,36 @@ void Runner<T>::optimizer_step()
   const Exec e = exec(true);
   const CompileOptions& o = s_.opt;
   for (const auto& seg : s_.trainable_segments) {
+    if (!segment_active(seg, s_.epoch)) continue;
     const int64_t begin = seg.begin, count = seg.end - seg.begin;
     float* p = s_.params.data() + begin;
     const float* g = s_.grads.data() + begin;
     const float lr = o.learning_rate * s_.lr_factor * seg.lr_scale;
+    const float wd = o.weight_decay * seg.decay_scale;
     if (s_.optimizer == OptimizerKind::Adam) {
-      const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, o.weight_decay, o.decoupled_weight_decay, s_.step};
+      const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, wd, o.decoupled_weight_decay, s_.step};
       run::adam_update<float>(e, count, p, g, s_.opt_m.data() + begin, s_.opt_v.data() + begin, cfg);
     } else {
-      const ops::SgdConfig cfg{lr, o.momentum, o.nesterov, o.weight_decay, o.decoupled_weight_decay};
+      const ops::SgdConfig cfg{lr, o.momentum, o.nesterov, wd, o.decoupled_weight_decay};
       float* v = s_.opt_m.empty() ? nullptr : s_.opt_m.data() + begin;
       run::sgd_update<float>(e, count, p, g, v, cfg);
     }
   }
+}
+
+template <class T>
+void Runner<T>::begin_epoch(int epoch)
+  requires std::is_same_v<T, float>
+{
+  bool changed = false;
+  for (const auto& seg : s_.trainable_segments) changed = changed || segment_active(seg, s_.epoch) != segment_active(seg, epoch);
+  s_.epoch = epoch;
+  if (!changed) return;
+  // Recorded graphs update the segments that were active when they were captured.
+  s_.graph_warm.clear();
+#if CNN_WITH_CUDA
+  if (s_.cuda) cuda::clear_graphs(*s_.cuda);
+#endif
 }
 
 template <class T>
