@@ -38,6 +38,28 @@ namespace cnn::gputest {
 
 inline constexpr double kDefaultTolerance = 1e-5;
 
+// ||a - b|| / ||b||: how far a whole result (a model's parameters, its predictions) is from
+// the reference b.
+inline double relative(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, n = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    n += double(b[i]) * b[i];
+  }
+  return std::sqrt(d / std::max(n, 1e-300));
+}
+
+// One convolution configuration of a parameterised test, named for gtest.
+struct ConvCase {
+  const char* name;
+  int n, c_in, h, w, c_out, k_h, k_w, s_h, s_w;
+  Padding padding;
+};
+
+inline ops::Conv2DShape shape_of(const ConvCase& c) {
+  return ops::Conv2DShape::make(c.n, c.c_in, c.h, c.w, c.c_out, c.k_h, c.k_w, c.s_h, c.s_w, c.padding);
+}
+
 // Every GPU test runs with its own context, or is skipped with the reason there is none.
 class GpuTest : public ::testing::Test {
  protected:

@@ -29,6 +29,9 @@
 
 namespace cnn {
 namespace {
+using gputest::relative;
+using gputest::ConvCase;
+using gputest::shape_of;
 using gputest::DeviceBuffer;
 using gputest::GpuTest;
 using gputest::OpCheck;
@@ -39,16 +42,6 @@ using test::ScopedEnv;  // the contexts made inside read CNN_CUDA_CONV_KERNELS
 
 const Activation kAllActivations[] = {Activation::Linear, Activation::ReLU, Activation::LeakyReLU,
                                       Activation::Sigmoid, Activation::Tanh, Activation::GELU};
-
-struct ConvCase {
-  const char* name;
-  int n, c_in, h, w, c_out, k_h, k_w, s_h, s_w;
-  Padding padding;
-};
-
-ops::Conv2DShape shape_of(const ConvCase& c) {
-  return ops::Conv2DShape::make(c.n, c.c_in, c.h, c.w, c.c_out, c.k_h, c.k_w, c.s_h, c.s_w, c.padding);
-}
 
 // LeNet-5's two convolutions (RGB and grayscale) and odd shapes inside both kernels' rules:
 // channel counts that are not multiples of the 8-channel groups, bands that do not divide
@@ -224,15 +217,6 @@ TEST_F(GpuTest, FastConvKernelsAreBitReproducible) {
     EXPECT_EQ(first[i], second[i]);
     EXPECT_EQ(first[i], switched[i]);
   }
-}
-
-double relative(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, n = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    n += double(b[i]) * b[i];
-  }
-  return std::sqrt(d / std::max(n, 1e-300));
 }
 
 // Twenty SGD steps of LeNet-5 (RGB and grayscale) with the fast kernels on agree with the

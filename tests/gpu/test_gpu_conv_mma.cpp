@@ -37,6 +37,8 @@
 
 namespace cnn {
 namespace {
+using gputest::ConvCase;
+using gputest::shape_of;
 using gputest::DeviceBuffer;
 using gputest::GpuTest;
 using gputest::OpCheck;
@@ -45,16 +47,6 @@ namespace cpu = ops::cpu;
 
 double bf16_tolerance(int64_t reduction_length) {
   return std::max(1e-5, 32.0 * std::sqrt(double(reduction_length)) * 0x1p-24);
-}
-
-struct ConvCase {
-  const char* name;
-  int n, c_in, h, w, c_out, k_h, k_w, s_h, s_w;
-  Padding padding;
-};
-
-ops::Conv2DShape shape_of(const ConvCase& c) {
-  return ops::Conv2DShape::make(c.n, c.c_in, c.h, c.w, c.c_out, c.k_h, c.k_w, c.s_h, c.s_w, c.padding);
 }
 
 // Odd pixel counts (batch 1, 7, 256; sizes that leave partial 128-pixel tiles), channels in

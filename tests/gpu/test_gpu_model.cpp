@@ -14,6 +14,7 @@
 
 namespace cnn {
 namespace {
+using gputest::relative;
 
 class GpuModel : public ::testing::Test {
  protected:
@@ -21,15 +22,6 @@ class GpuModel : public ::testing::Test {
     if (!cuda_available()) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
   }
 };
-
-double relative(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, n = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    n += double(b[i]) * b[i];
-  }
-  return std::sqrt(d / std::max(n, 1e-300));
-}
 
 // Two copies of a model with identical weights, one per device.
 std::pair<Sequential, Sequential> twins(const std::string& json_file, const CompileOptions* options = nullptr) {

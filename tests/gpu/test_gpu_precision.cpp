@@ -20,6 +20,7 @@
 
 namespace cnn {
 namespace {
+using gputest::relative;
 
 using gputest::DeviceBuffer;
 using gputest::GpuTest;
@@ -69,15 +70,6 @@ class GpuPrecision : public ::testing::Test {
     if (!cuda_available()) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
   }
 };
-
-double relative(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, n = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    n += double(b[i]) * b[i];
-  }
-  return std::sqrt(d / std::max(n, 1e-300));
-}
 
 // Three SGD steps of LeNet-5 under each policy (the second captured into a CUDA graph, the
 // third replayed): losses and parameters within the 1e-4 of the fp32 GPU model tests. Both
