@@ -103,13 +103,15 @@ class Sequential:
                 input_shape: Sequence[int] | None = None, *, momentum: float = 0.0, nesterov: bool = False,
                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, weight_decay: float = 0.0,
                 decoupled_weight_decay: bool = False, label_smoothing: float = 0.0, bias_lr_scale: float = 1.0,
-                from_logits: bool = False, seed: int = 42, device: str = "cpu") -> None:
-        """Infers every shape and initialises the weights. input_shape is per sample: [C, H, W]."""
+                from_logits: bool = False, seed: int = 42, device: str = "cpu", precision: str = "fp32") -> None:
+        """Infers every shape and initialises the weights. input_shape is per sample: [C, H, W].
+        precision: 'fp32' (default), 'tf32' or 'bf16' (Keras's mixed_bfloat16: the products read
+        bf16-rounded activations and weights, accumulate in fp32; weights stay fp32)."""
         if input_shape is None:
             raise ValueError("compile: input_shape is required (per sample, e.g. [1, 32, 32])")
         self._model.compile(optimizer, loss, learning_rate, [int(d) for d in input_shape], momentum, nesterov,
                             beta_1, beta_2, epsilon, weight_decay, decoupled_weight_decay, label_smoothing,
-                            bias_lr_scale, from_logits, seed, device)
+                            bias_lr_scale, from_logits, seed, device, precision)
 
     def _input_shape(self) -> list[int] | None:
         return self._model.input_shape() if self._model.compiled else None

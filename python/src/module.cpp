@@ -226,7 +226,7 @@ NB_MODULE(_core, m) {
            [](cnn::Sequential& s, std::string optimizer, std::string loss, float learning_rate,
               std::vector<int64_t> input_shape, float momentum, bool nesterov, float beta1, float beta2, float epsilon,
               float weight_decay, bool decoupled_weight_decay, float label_smoothing, float bias_lr_scale,
-              bool from_logits, uint64_t seed, const std::string& device) {
+              bool from_logits, uint64_t seed, const std::string& device, std::string precision) {
              cnn::CompileOptions o;
              o.optimizer = std::move(optimizer);
              o.loss = std::move(loss);
@@ -243,6 +243,7 @@ NB_MODULE(_core, m) {
              o.bias_lr_scale = bias_lr_scale;
              o.from_logits = from_logits;
              o.seed = seed;
+             o.precision = std::move(precision);
              o.device = cnn::parse_device(device);
              // An unusable GPU is a RuntimeError (CUDA's); the rest of compile's errors are ValueErrors.
              PyObject* error_type = o.device == cnn::Device::CUDA && !cnn::cuda_available() ? PyExc_RuntimeError
@@ -254,7 +255,7 @@ NB_MODULE(_core, m) {
            },
            "optimizer"_a, "loss"_a, "learning_rate"_a, "input_shape"_a, "momentum"_a, "nesterov"_a, "beta1"_a,
            "beta2"_a, "epsilon"_a, "weight_decay"_a, "decoupled_weight_decay"_a, "label_smoothing"_a,
-           "bias_lr_scale"_a, "from_logits"_a, "seed"_a, "device"_a)
+           "bias_lr_scale"_a, "from_logits"_a, "seed"_a, "device"_a, "precision"_a)
       .def_prop_ro("compiled", &cnn::Sequential::compiled)
       .def_rw("stop_training", &cnn::Sequential::stop_training)
       .def("input_shape", [](const cnn::Sequential& s) { return s.compile_options().input_shape; })

@@ -117,3 +117,23 @@ def test_float32_c_contiguous_inputs_are_read_in_place_and_never_written():
     model.evaluate(x, y)
     model.predict(x)
     assert np.array_equal(x, before_x) and np.array_equal(y, before_y)
+
+
+def test_precision_policy_keyword_trains_in_bf16_and_keeps_fp32_weights():
+    x = images(12).astype(np.float32) / np.float32(255)
+    y = np.arange(12) % 5
+    models = {}
+    for precision in ("fp32", "bf16"):
+        model = Sequential([Conv2D(filters=3, kernel_size=3, padding='same', activation='relu'), MaxPooling2D(2),
+                            Flatten(), Dense(5, activation='softmax')])
+        model.compile(optimizer='sgd', loss='cce', learning_rate=0.1, input_shape=[2, 8, 8], seed=7,
+                      precision=precision)
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0, shuffle=False)
+        models[precision] = model
+    fp32, bf16 = (np.concatenate([w.ravel() for w in models[p].get_weights()]) for p in ("fp32", "bf16"))
+    assert not np.array_equal(fp32, bf16)  # the products saw rounded operands
+    assert np.allclose(fp32, bf16, atol=0.05)
+    # Master weights are fp32: most are not bf16 values (their low 16 bits are not all zero).
+    assert np.mean((bf16.view(np.uint32) & 0xFFFF) != 0) > 0.9
+    with pytest.raises(ValueError, match="fp16"):
+        Sequential([Flatten(), Dense(2)]).compile(input_shape=[1, 2, 2], precision='fp16')
