@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnn/cnn.hpp"
+#include "gpu_compare.hpp"
 #include "test_data_util.hpp"
 
 namespace cnn {
