@@ -31,6 +31,16 @@ double dot(const V& a, const V& b) {
   return s;
 }
 
+// ||got - exact|| / ||exact||.
+double normwise_relative(const V& got, const V& exact) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    num += (got[i] - exact[i]) * (got[i] - exact[i]);
+    den += exact[i] * exact[i];
+  }
+  return std::sqrt(num / den);
+}
+
 V rounded(const V& v) {
   V out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = formulas::round_to_bf16(float(v[i]));
@@ -122,12 +132,7 @@ TEST(Bf16Reference, ForwardAndBackwardAreAdjointsOnRoundedOperands) {
 
   V exact(y.size());
   cpu::conv2d_forward<double>(s, x.data(), w.data(), nullptr, {}, exact.data());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    num += (y[i] - exact[i]) * (y[i] - exact[i]);
-    den += exact[i] * exact[i];
-  }
-  const double relative = std::sqrt(num / den);
+  const double relative = normwise_relative(y, exact);
   EXPECT_GT(relative, 1e-4);
   EXPECT_LT(relative, 2 * 0x1p-8);
 }
@@ -185,12 +190,7 @@ TEST(Tf32Reference, ForwardAndInputGradientAreAdjointsOnRoundedOperands) {
   EXPECT_NEAR(dot(tf32(x), dx), forward, 1e-12 * std::abs(forward));
   V exact(y.size());
   cpu::conv2d_forward<double>(s, x.data(), w.data(), nullptr, {}, exact.data());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    num += (y[i] - exact[i]) * (y[i] - exact[i]);
-    den += exact[i] * exact[i];
-  }
-  const double relative = std::sqrt(num / den);
+  const double relative = normwise_relative(y, exact);
   EXPECT_GT(relative, 1e-5);
   EXPECT_LT(relative, 2 * 0x1p-11);
 }

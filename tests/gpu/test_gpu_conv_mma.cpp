@@ -86,6 +86,24 @@ DeviceBuffer nan_floats(int64_t count) {
 }
 DeviceBuffer bf16_buffer(int64_t count) { return DeviceBuffer(size_t(count) * sizeof(uint16_t)); }
 
+// dx through the bf16 layouts and kernel against the CPU reference on the same rounded operands.
+void check_backward_input(cuda::Context& ctx, const ConvCase& c, uint64_t seed) {
+  const auto s = shape_of(c);
+  ASSERT_TRUE(gpu::bf16_backward_input_takes(s));
+  DeviceBuffer dyh = bf16_buffer(s.y_size()), wh = bf16_buffer(s.w_size()), dxh = nan_floats(s.x_size());
+  OpCheck op(ctx, seed);
+  const int dy = op.input("dy", s.y_size()), w = op.input("w", s.w_size());
+  const int dx = op.output("dx", s.x_size(), bf16_tolerance(int64_t(s.c_out) * s.k_h * s.k_w));
+  op.run(
+      [&](auto& d) {
+        gpu::nchw_to_nhwc_bf16(ctx, s.n, s.c_out, s.h_out, s.w_out, s.c_out, d[dy], u16(dyh));
+        gpu::nchw_to_nhwc_bf16(ctx, s.c_out, s.c_in, s.k_h, s.k_w, s.c_in, d[w], u16(wh));
+        gpu::conv2d_backward_input_bf16(ctx, s, u16(dyh), u16(wh), f32(dxh));
+        gpu::nhwc_to_nchw(ctx, s.n, s.c_in, s.h_in, s.w_in, f32(dxh), d[dx]);
+      },
+      [&](auto& h) { cpu::conv2d_backward_input_bf16<double>(s, h[dy], h[w], h[dx]); });
+}
+
 void check_forward(cuda::Context& ctx, const ConvCase& c, ops::ActivationSpec act, bool with_bias) {
   const auto s = shape_of(c);
   auto padded = s;
@@ -120,20 +138,7 @@ TEST_P(MmaConvGpu, ForwardWithBiasAndGelu) {
 }
 
 TEST_P(MmaConvGpu, BackwardInput) {
-  const auto s = shape_of(GetParam());
-  ASSERT_TRUE(gpu::bf16_backward_input_takes(s));
-  DeviceBuffer dyh = bf16_buffer(s.y_size()), wh = bf16_buffer(s.w_size()), dxh = nan_floats(s.x_size());
-  OpCheck op(ctx(), 43);
-  const int dy = op.input("dy", s.y_size()), w = op.input("w", s.w_size());
-  const int dx = op.output("dx", s.x_size(), bf16_tolerance(int64_t(s.c_out) * s.k_h * s.k_w));
-  op.run(
-      [&](auto& d) {
-        gpu::nchw_to_nhwc_bf16(ctx(), s.n, s.c_out, s.h_out, s.w_out, s.c_out, d[dy], u16(dyh));
-        gpu::nchw_to_nhwc_bf16(ctx(), s.c_out, s.c_in, s.k_h, s.k_w, s.c_in, d[w], u16(wh));
-        gpu::conv2d_backward_input_bf16(ctx(), s, u16(dyh), u16(wh), f32(dxh));
-        gpu::nhwc_to_nchw(ctx(), s.n, s.c_in, s.h_in, s.w_in, f32(dxh), d[dx]);
-      },
-      [&](auto& h) { cpu::conv2d_backward_input_bf16<double>(s, h[dy], h[w], h[dx]); });
+  check_backward_input(ctx(), GetParam(), 43);
 }
 
 TEST_P(MmaConvGpu, BackwardParamsWithAndWithoutBias) {
@@ -229,20 +234,7 @@ TEST_P(MmaConvFirstLayerGpu, Tf32ForwardOnChannelsPaddedToFour) {
 
 // The input gradient of a 3-channel layer needs no padding: its reduction runs over c_out.
 TEST_P(MmaConvFirstLayerGpu, BackwardInputOfThreeChannels) {
-  const auto s = shape_of(GetParam());
-  ASSERT_TRUE(gpu::bf16_backward_input_takes(s));
-  DeviceBuffer dyh = bf16_buffer(s.y_size()), wh = bf16_buffer(s.w_size()), dxh = nan_floats(s.x_size());
-  OpCheck op(ctx(), 53);
-  const int dy = op.input("dy", s.y_size()), w = op.input("w", s.w_size());
-  const int dx = op.output("dx", s.x_size(), bf16_tolerance(int64_t(s.c_out) * s.k_h * s.k_w));
-  op.run(
-      [&](auto& d) {
-        gpu::nchw_to_nhwc_bf16(ctx(), s.n, s.c_out, s.h_out, s.w_out, s.c_out, d[dy], u16(dyh));
-        gpu::nchw_to_nhwc_bf16(ctx(), s.c_out, s.c_in, s.k_h, s.k_w, s.c_in, d[w], u16(wh));
-        gpu::conv2d_backward_input_bf16(ctx(), s, u16(dyh), u16(wh), f32(dxh));
-        gpu::nhwc_to_nchw(ctx(), s.n, s.c_in, s.h_in, s.w_in, f32(dxh), d[dx]);
-      },
-      [&](auto& h) { cpu::conv2d_backward_input_bf16<double>(s, h[dy], h[w], h[dx]); });
+  check_backward_input(ctx(), GetParam(), 53);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MmaConvFirstLayerGpu, ::testing::ValuesIn(kFirstLayerCases),
