@@ -25,6 +25,9 @@ namespace cnn {
 namespace cuda {
 struct Context;
 }
+namespace ops {
+struct RankSum;
+}
 
 enum class Initializer { GlorotUniform, HeUniform, Zeros, Ones };
 std::string to_string(Initializer init);
@@ -49,6 +52,9 @@ struct Exec {
   uint64_t seed = 0;
   // The model's precision policy for conv/dense products (float steps only; double is fp32).
   Precision precision = Precision::FP32;
+  // Data-parallel fit with synchronised BatchNormalization (FitOptions::sync_batchnorm): sums
+  // over the ranks for the batch statistics of training steps; null otherwise.
+  const ops::RankSum* across_ranks = nullptr;
   bool on_cuda() const { return device == Device::CUDA; }
 };
 

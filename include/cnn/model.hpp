@@ -129,6 +129,11 @@ struct FitOptions {
   // rank 0 only: cnn::distributed::rank()). An error on one rank aborts the whole job. With
   // one process (or false) fit is unchanged.
   bool distributed = false;
+  // With `distributed`: BatchNormalization's training statistics are those of the global
+  // batch (every rank's rows, all-reduced in forward and backward: PyTorch's SyncBatchNorm)
+  // instead of each rank's own (the default, as DDP). CPU ranks only for now. One process:
+  // no effect (its batch is the global batch).
+  bool sync_batchnorm = false;
 };
 
 struct History {

@@ -378,8 +378,27 @@ namespace cnn::ops {
 //   dbeta_k = sum(dy),  dgamma_k = sum(dy xhat),  dx = gamma_k invstd_k (dy - dbeta_k / m - xhat dgamma_k / m)
 // Backward (inference), the statistics being constants: dx = gamma_k invstd_k dy, same dgamma/dbeta.
 // dx, dgamma, dbeta may each be null (not computed). x and y may not alias; dx may alias dy.
+//
+// Synchronised statistics (data-parallel, FitOptions::sync_batchnorm): with `across_ranks`
+// set, the training ops of every rank see one batch, the union of the ranks' rows, M = sum of
+// the ranks' m. Forward: mean_k = (sum over ranks of sum(x)) / M, then var_k likewise about
+// that mean (two reductions, as the two passes above); the running statistics use M. Backward:
+// each rank's dy is the gradient of its own mean loss over its n_r rows, and fit averages the
+// ranks' gradients weighted by n_r / N, so rank r's share of the global batch's terms is
+//   mean_dy_k = (sum over ranks of m_r sum(dy)) / (M m_r)   (likewise mean_dy_xhat),
+// which is sum(dy) / m with one rank; dgamma and dbeta stay this rank's sums (the gradient
+// all-reduce weights them). CPU only (the CUDA ops refuse it).
+//
 // The operands of each op, one struct per op (x, y, dx, dy hold n * c * hw values, every
 // other pointer c); write them with designated initialisers, {.x = ..., .gamma = ...}.
+struct RankSum {
+  // values <- the sum over the ranks of every rank's values, in place, on every rank alike.
+  // Every rank calls it at the same point of the same step (a collective).
+  virtual void operator()(double* values, int count) const = 0;
+
+ protected:
+  ~RankSum() = default;
+};
 template <class T>
 struct BatchNormForwardTrainingArgs {
   const T* x = nullptr;
@@ -391,6 +410,7 @@ struct BatchNormForwardTrainingArgs {
   T* save_mean = nullptr;     // the batch statistics, for backward
   T* save_invstd = nullptr;
   T* y = nullptr;
+  const RankSum* across_ranks = nullptr;  // synchronised statistics; null: this batch's own
 };
 template <class T>
 struct BatchNormForwardInferenceArgs {
@@ -412,6 +432,7 @@ struct BatchNormBackwardTrainingArgs {
   T* dx = nullptr;
   T* dgamma = nullptr;
   T* dbeta = nullptr;
+  const RankSum* across_ranks = nullptr;  // as the forward's
 };
 template <class T>
 struct BatchNormBackwardInferenceArgs {

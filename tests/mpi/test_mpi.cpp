@@ -149,6 +149,41 @@ TEST(MpiFit, BatchNormRunningStatisticsAreRankZerosAtEpochEnd) {
   EXPECT_EQ(w0, w1);
 }
 
+// Synchronised BatchNormalization: 2 ranks at batch 8 normalise with the statistics of the
+// global batch of 16, so they train as one process at batch 16 does, up to float rounding
+// (the statistics' double sums in another order, then the gradients' as above). 203 rows: the
+// last global batch of 11 rows splits 5 / 6, which the backward's row weighting must undo.
+// Measured (2 epochs; docs/runs/2026-12-02/distributed/sync_batchnorm.log): 1.2e-7 (200 rows)
+// and 1.8e-7 (203); per-rank statistics instead (the default) 0.035 and 0.032, and weighting
+// the ranks' sums equally in backward (no m_r) gives 6.6e-5 on 203 rows. The bound 2e-6 of the plain
+// test separates them.
+void expect_sync_batchnorm_matches_double_batch(int rows) {
+  const std::string args = "batch_norm=1 rows=" + std::to_string(rows);
+  const std::string tag = std::to_string(rows);
+  const fs::path one = fresh_dir("sync_bn_one" + tag), two = fresh_dir("sync_bn_two" + tag),
+                 local = fresh_dir("sync_bn_local" + tag);
+  const MpiRun r1 = helper(0, one, args + " batch=16");
+  ASSERT_EQ(r1.code, 0) << show(r1);
+  const MpiRun r2 = helper(2, two, args + " sync_batchnorm=1 batch=8");
+  ASSERT_EQ(r2.code, 0) << show(r2);
+  const MpiRun r3 = helper(2, local, args + " batch=8");
+  ASSERT_EQ(r3.code, 0) << show(r3);
+  const std::vector<float> w1 = weights(one, 0), w20 = weights(two, 0), w21 = weights(two, 1), wl = weights(local, 0);
+  ASSERT_FALSE(w1.empty());
+  ASSERT_EQ(w1.size(), w20.size());
+  EXPECT_EQ(w20, w21) << "the ranks' weights must stay bit-identical";
+  const float synced = max_abs_diff(w1, w20), per_rank = max_abs_diff(w1, wl);
+  std::printf("rows %d: max |w(1 rank, batch 16) - w(2 ranks, batch 8)|: synchronised %g, per rank %g\n", rows,
+              double(synced), double(per_rank));
+  EXPECT_LE(synced, 2e-6f);
+  EXPECT_GE(per_rank, 1e-3f) << "per-rank statistics must differ, or the comparison shows nothing";
+}
+
+TEST(MpiFit, SynchronisedBatchNormMatchesOneProcessAtTheGlobalBatch) {
+  expect_sync_batchnorm_matches_double_batch(200);
+}
+TEST(MpiFit, SynchronisedBatchNormWeightsAnUnevenLastBatchByRows) { expect_sync_batchnorm_matches_double_batch(203); }
+
 // Rank 0's checkpoint after 2 of 4 epochs, resumed on 2 ranks: bit-identical to 4 straight.
 TEST(MpiFit, CheckpointResumesOnTwoRanksLikeAnUninterruptedRun) {
   const fs::path straight = fresh_dir("straight"), part = fresh_dir("part"), resumed = fresh_dir("resumed");

@@ -26,7 +26,7 @@ struct TrainFlags {
   std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
   std::optional<double> lr, momentum, validation_split, ema;
   std::optional<uint64_t> seed;
-  bool tta_flip = false, distributed = false;
+  bool tta_flip = false, distributed = false, sync_batchnorm = false;
   int verbose = 1;
   int64_t limit = 0, test_limit = 0;
 };
@@ -71,6 +71,8 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
       ->check(finite_number())->check(CLI::Range(0.0, 0.999999));
   sub->add_flag("--distributed", f.distributed,
                "Data-parallel over the MPI ranks (implied when started by mpirun or srun); docs/DISTRIBUTED.md");
+  sub->add_flag("--sync-batchnorm", f.sync_batchnorm,
+               "Data-parallel: BatchNormalization statistics over every rank's rows (default: per rank); CPU ranks");
   sub->add_flag("--tta-flip", f.tta_flip, "Test-time augmentation: average with the mirrored images");
   sub->add_option("--tta-translate", f.tta_translate, "Test-time augmentation: also shifted by +-N pixels")
       ->check(CLI::NonNegativeNumber);
@@ -116,6 +118,7 @@ TrainingRecipe recipe_with_flags(const TrainFlags& f) {
   if (f.tta_translate) r.tta.translate = *f.tta_translate;
   if (!f.log.empty() && distributed::rank() == 0) fo.callbacks.push_back(csv_logger(f.log, true));
   fo.distributed = f.distributed;
+  fo.sync_batchnorm = f.sync_batchnorm;
   fo.checkpoint_path = f.checkpoint;
   fo.resume_from = f.resume;
   return r;

@@ -61,7 +61,7 @@ void BatchNormalization::forward_t(const Exec& e, const LayerBuffers<T>& b) {
     const ops::BatchNormForwardTrainingArgs<T> args{
         .x = b.x, .gamma = gamma, .beta = beta, .eps = T(opt_.epsilon), .momentum = T(opt_.momentum),
         .running_mean = running_mean, .running_var = running_var, .save_mean = saved, .save_invstd = saved + C,
-        .y = b.y};
+        .y = b.y, .across_ranks = e.across_ranks};
     run::batchnorm_forward_training<T>(e, b.n, C, spatial_, args);
   } else {
     const ops::BatchNormForwardInferenceArgs<T> args{.x = b.x, .gamma = gamma, .beta = beta,
@@ -82,7 +82,7 @@ void BatchNormalization::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     T* saved = saved_.get<T>(2 * int64_t(C), e.device);
     const ops::BatchNormBackwardTrainingArgs<T> args{.x = b.x, .dy = b.dy, .gamma = gamma, .save_mean = saved,
                                                      .save_invstd = saved + C, .dx = b.dx, .dgamma = dgamma,
-                                                     .dbeta = dbeta};
+                                                     .dbeta = dbeta, .across_ranks = e.across_ranks};
     run::batchnorm_backward_training<T>(e, b.n, C, spatial_, args);
   } else {
     const ops::BatchNormBackwardInferenceArgs<T> args{.x = b.x, .dy = b.dy, .gamma = gamma,

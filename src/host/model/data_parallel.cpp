@@ -32,6 +32,7 @@ void check_same_run(const distributed::Communicator& c, Sequential& model, int64
        {"epochs", uint64_t(o.epochs)},
        {"the shuffling seed", o.seed},
        {"shuffle", uint64_t(o.shuffle)},
+       {"sync_batchnorm", uint64_t(o.sync_batchnorm)},
        {"the first epoch", uint64_t(start.epoch)},
        {"the optimizer step", uint64_t(s.step)}},
       "distributed fit");

@@ -10,6 +10,7 @@
 
 #include "cnn/distributed.hpp"
 #include "cnn/types.hpp"
+#include "kernels/ops.hpp"
 
 namespace cnn::cuda {
 struct Context;
@@ -18,9 +19,12 @@ struct NcclComm;
 
 namespace cnn::distributed {
 
-class Communicator {
+// As an ops::RankSum, allreduce_sum: synchronised BatchNormalization's statistics.
+class Communicator final : public ops::RankSum {
  public:
   int rank = 0, size = 1;
+
+  void operator()(double* values, int count) const override { allreduce_sum(values, count); }
 
   // rank 0's `count` values into every rank's `data` (on device d).
   void broadcast(float* data, int64_t count, Device d) const;

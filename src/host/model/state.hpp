@@ -75,6 +75,8 @@ struct Sequential::State {
   // `comm` before the update, this rank's contribution weighted; null otherwise.
   const distributed::Communicator* comm = nullptr;
   float gradient_weight = 1.0f;
+  // FitOptions::sync_batchnorm: training steps' BatchNormalization statistics over all ranks.
+  bool sync_batchnorm = false;
 
   Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed, precision}; }
   int64_t output_size() const { return out_size.back(); }

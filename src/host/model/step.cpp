@@ -78,7 +78,8 @@ template <class T>
 Exec Runner<T>::exec(bool training) const {
   // The precision policy applies to float steps; double (gradcheck) checks the fp32 math.
   const Precision p = std::is_same_v<T, float> ? s_.precision : Precision::FP32;
-  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0, p};
+  const ops::RankSum* across_ranks = training && owns_model_buffers_ && s_.sync_batchnorm ? s_.comm : nullptr;
+  return Exec{device_, s_.cuda.get(), training, owns_model_buffers_ ? s_.step_seed : 0, p, across_ranks};
 }
 
 template <class T>

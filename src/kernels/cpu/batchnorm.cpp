@@ -3,6 +3,7 @@
 // are accumulated in double for either T, and the variance is taken about the mean (two
 // passes), so a channel whose mean is large next to its spread loses nothing.
 #include <cmath>
+#include <vector>
 
 #include "cnn/error.hpp"
 #include "kernels/cpu/thread_pool.hpp"
@@ -57,24 +58,34 @@ template <class T>
 void batchnorm_forward_training(int n, int c, int hw, const BatchNormForwardTrainingArgs<T>& a) {
   check_shape(n, c, hw, "batchnorm_forward_training");
   const int64_t m = int64_t(n) * hw;
-  if (m == 0) return;
+  if (m == 0 && !a.across_ranks) return;
+  // Three passes over each channel: the sum, the squared deviations about the mean, the
+  // normalisation; synchronised statistics add the ranks' sums between them.
+  std::vector<double> sum(size_t(c) + 1), sq(static_cast<size_t>(c));
   for_channels(n, c, hw, [&](int k) {
-    double sum = 0;
     planes_of(n, c, hw, k, a.x, [&](const T* v) {
-      for (int p = 0; p < hw; ++p) sum += double(v[p]);
+      for (int p = 0; p < hw; ++p) sum[k] += double(v[p]);
     });
-    const double mean = sum / double(m);
-    double sq = 0;
+  });
+  sum[c] = double(m);
+  if (a.across_ranks) (*a.across_ranks)(sum.data(), c + 1);
+  const double count = sum[c];
+  if (count == 0) return;
+  for_channels(n, c, hw, [&](int k) {
+    const double mean = sum[k] / count;
     planes_of(n, c, hw, k, a.x, [&](const T* v) {
-      for (int p = 0; p < hw; ++p) sq += (double(v[p]) - mean) * (double(v[p]) - mean);
+      for (int p = 0; p < hw; ++p) sq[k] += (double(v[p]) - mean) * (double(v[p]) - mean);
     });
-    const double var = sq / double(m);
-    const T mean_t = T(mean), invstd = T(1.0 / std::sqrt(var + double(a.eps)));
+  });
+  if (a.across_ranks) (*a.across_ranks)(sq.data(), c);
+  for_channels(n, c, hw, [&](int k) {
+    const double var = sq[k] / count;
+    const T mean_t = T(sum[k] / count), invstd = T(1.0 / std::sqrt(var + double(a.eps)));
     if (a.save_mean) a.save_mean[k] = mean_t;
     if (a.save_invstd) a.save_invstd[k] = invstd;
     if (a.running_mean) a.running_mean[k] = (T(1) - a.momentum) * a.running_mean[k] + a.momentum * mean_t;
     if (a.running_var) {
-      const T unbiased = T(m > 1 ? var * double(m) / double(m - 1) : var);
+      const T unbiased = T(count > 1 ? var * count / (count - 1) : var);
       a.running_var[k] = (T(1) - a.momentum) * a.running_var[k] + a.momentum * unbiased;
     }
     normalize_channel(n, c, hw, k, a.x, mean_t, invstd, a.gamma ? a.gamma[k] : T(1), a.beta ? a.beta[k] : T(0),
@@ -97,22 +108,27 @@ template <class T>
 void batchnorm_backward_training(int n, int c, int hw, const BatchNormBackwardTrainingArgs<T>& a) {
   check_shape(n, c, hw, "batchnorm_backward_training");
   const int64_t m = int64_t(n) * hw;
-  if (m == 0) {
-    for (int k = 0; k < c; ++k) {
-      if (a.dgamma) a.dgamma[k] = T(0);
-      if (a.dbeta) a.dbeta[k] = T(0);
-    }
-    return;
+  // Per channel sum(dy) and sum(dy xhat) (this rank's: dbeta and dgamma), then the means the
+  // input gradient subtracts: these sums over m, or with synchronised statistics the ranks'
+  // row-weighted sums (ops.hpp).
+  std::vector<double> sums(2 * size_t(c) + 1);
+  for_channels(n, c, hw, [&](int k) {
+    if (m > 0) gradient_sums(n, c, hw, k, a.x, a.dy, a.save_mean[k], a.save_invstd[k], sums[2 * k], sums[2 * k + 1]);
+    if (a.dgamma) a.dgamma[k] = T(sums[2 * k + 1]);
+    if (a.dbeta) a.dbeta[k] = T(sums[2 * k]);
+  });
+  if (!a.dx || (m == 0 && !a.across_ranks)) return;  // (every rank reaches the collective alike)
+  double divisor = double(m);
+  if (a.across_ranks) {
+    for (int k = 0; k < 2 * c; ++k) sums[k] *= double(m);
+    sums[2 * size_t(c)] = double(m);
+    (*a.across_ranks)(sums.data(), 2 * c + 1);
+    divisor = sums[2 * size_t(c)] * double(m);
   }
   for_channels(n, c, hw, [&](int k) {
     const T mean = a.save_mean[k], invstd = a.save_invstd[k];
-    double sum_dy, sum_dy_xhat;
-    gradient_sums(n, c, hw, k, a.x, a.dy, mean, invstd, sum_dy, sum_dy_xhat);
-    if (a.dgamma) a.dgamma[k] = T(sum_dy_xhat);
-    if (a.dbeta) a.dbeta[k] = T(sum_dy);
-    if (!a.dx) return;
     const T g = a.gamma ? a.gamma[k] : T(1);
-    const T mean_dy = T(sum_dy / double(m)), mean_dy_xhat = T(sum_dy_xhat / double(m)), factor = g * invstd;
+    const T mean_dy = T(sums[2 * k] / divisor), mean_dy_xhat = T(sums[2 * k + 1] / divisor), factor = g * invstd;
     for (int i = 0; i < n; ++i) {
       const int64_t at = (int64_t(i) * c + k) * hw;
       for (int p = 0; p < hw; ++p) {

@@ -205,6 +205,7 @@ void input_grad(Context& ctx, int n, int c, int hw, const float* x, const float*
 
 void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const BatchNormForwardTrainingArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_forward_training");
+  CNN_CHECK(!a.across_ranks, "batchnorm_forward_training: synchronised statistics (sync_batchnorm) run on CPU ranks only");
   const int64_t m = int64_t(n) * hw;
   if (m == 0 || c == 0) return;
   const int splits = splits_for(ctx, c, m);
@@ -227,6 +228,7 @@ void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const Batch
 
 void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const BatchNormBackwardTrainingArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_backward_training");
+  CNN_CHECK(!a.across_ranks, "batchnorm_backward_training: synchronised statistics (sync_batchnorm) run on CPU ranks only");
   if (c == 0) return;
   if (int64_t(n) * hw == 0) {  // no values: the parameter gradients are zero
     if (a.dgamma) memory::cuda_set_zero(a.dgamma, size_t(c) * sizeof(float));
