@@ -5,7 +5,7 @@
     model.compile(optimizer='sgd', loss='cce', learning_rate=0.01, input_shape=[1, 32, 32])
     model.fit(x_train, y_train, epochs=30)
 """
-from . import datasets
+from . import datasets, distributed
 from ._core import built_with_cuda, cuda_available, plot_training_curves
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard
 from .datasets import to_categorical

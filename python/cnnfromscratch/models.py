@@ -109,6 +109,7 @@ class Sequential:
         bf16-rounded activations and weights, accumulate in fp32; weights stay fp32)."""
         if input_shape is None:
             raise ValueError("compile: input_shape is required (per sample, e.g. [1, 32, 32])")
+        _pick_local_gpu(device)
         self._model.compile(optimizer, loss, learning_rate, [int(d) for d in input_shape], momentum, nesterov,
                             beta_1, beta_2, epsilon, weight_decay, decoupled_weight_decay, label_smoothing,
                             bias_lr_scale, from_logits, seed, device, precision)
@@ -119,13 +120,20 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, verbose: int = 1,
             callbacks: list[Any] | None = None, initial_epoch: int = 0, seed: int = 1,
-            lr_schedule: str | dict[str, Any] | None = None, augment: dict[str, Any] | None = None) -> History:
+            lr_schedule: str | dict[str, Any] | None = None, augment: dict[str, Any] | None = None,
+            distributed: bool | None = None, sync_batchnorm: bool = False) -> History:
         """Trains; returns a History. Integer labels y [N] are class indices (for 'cce' too).
 
         lr_schedule: 'constant', 'step', 'cosine' or 'onecycle', or a dict with "kind" and the
         schedule's parameters (step_epochs, gamma, min_factor, warmup, start_factor,
         end_factor). augment: a dict of translate (pixels), flip ('none', 'random',
-        'alternate') and cutout (side of a zeroed square)."""
+        'alternate') and cutout (side of a zeroed square).
+
+        distributed: data-parallel over the MPI ranks (cnnfromscratch.distributed); None (the
+        default) means "when started by mpirun or srun". batch_size is per rank. sync_batchnorm:
+        BatchNormalization's statistics over every rank's rows (default: per rank)."""
+        if distributed is None:
+            distributed = _core.launched_by_mpi()
         shape = self._input_shape()
         xs, ys = _images(x, shape, "fit: x"), _targets(y, "fit: y")
         val_x = val_y = None
@@ -138,7 +146,8 @@ class Sequential:
                             initial_epoch, dispatcher,
                             _options(_core.LRSchedule(), {"kind": lr_schedule} if isinstance(lr_schedule, str)
                                      else lr_schedule, "lr_schedule"),
-                            _options(_core.Augmentation(), augment, "augment"), native)
+                            _options(_core.Augmentation(), augment, "augment"), native, bool(distributed),
+                            bool(sync_batchnorm))
         history = {"loss": h["loss"], "accuracy": h["accuracy"]}
         if validation_split > 0 or validation_data is not None:
             history["val_loss"], history["val_accuracy"] = h["val_loss"], h["val_accuracy"]
@@ -205,12 +214,20 @@ class Sequential:
                                 str(description))
 
     def to(self, device: str) -> "Sequential":
+        _pick_local_gpu(device)
         self._model.to(device)
         return self
 
     @property
     def device(self) -> str:
         return self._model.device()
+
+
+def _pick_local_gpu(device: str) -> None:
+    """Under mpirun each rank trains on its own GPU (the local rank's), chosen before the model
+    moves there."""
+    if device == "cuda" and _core.launched_by_mpi():
+        _core.distributed_use_local_gpu()
 
 
 def load_model(path: str | os.PathLike) -> Sequential:

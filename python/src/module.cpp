@@ -141,6 +141,14 @@ NB_MODULE(_core, m) {
   });
 
   m.def("built_with_cuda", &cnn::built_with_cuda);
+  // Data-parallel (cnn/distributed.hpp; the Python face is cnnfromscratch.distributed).
+  m.def("distributed_available", &cnn::distributed::available);
+  m.def("launched_by_mpi", &cnn::distributed::launched_by_mpi);
+  m.def("distributed_rank", &cnn::distributed::rank);
+  m.def("distributed_size", &cnn::distributed::size);
+  m.def("distributed_local_rank", &cnn::distributed::local_rank);
+  m.def("distributed_init", &cnn::distributed::init);
+  m.def("distributed_use_local_gpu", &cnn::distributed::use_local_gpu);
   // For the tests: the address of the data of the tensor an array becomes (zero-copy check).
   m.def("_tensor_data_address", [](const FloatArray& a) {
     return reinterpret_cast<uintptr_t>(to_tensor(a).data());
@@ -264,8 +272,11 @@ NB_MODULE(_core, m) {
            [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int epochs, int batch_size, bool shuffle,
               float validation_split, std::optional<FloatArray> val_x, std::optional<FloatArray> val_y, int verbose,
               uint64_t seed, int initial_epoch, nb::object dispatcher, const cnn::LRSchedule& lr_schedule,
-              const cnn::Augmentation& augment, const std::vector<cnn::CallbackPtr>& native_callbacks) {
+              const cnn::Augmentation& augment, const std::vector<cnn::CallbackPtr>& native_callbacks,
+              bool distributed, bool sync_batchnorm) {
              cnn::FitOptions o;
+             o.distributed = distributed;
+             o.sync_batchnorm = sync_batchnorm;
              o.lr_schedule = lr_schedule;
              o.augment = augment;
              o.epochs = epochs;
