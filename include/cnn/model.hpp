@@ -134,6 +134,11 @@ struct FitOptions {
   // instead of each rank's own (the default, as DDP). CPU ranks only for now. One process:
   // no effect (its batch is the global batch).
   bool sync_batchnorm = false;
+  // With `distributed`: the gradients are all-reduced in buckets of about this many bytes,
+  // each started as soon as backward has written it (top layers first), so the reduction of
+  // one bucket runs while backward computes the next (CPU ranks: MPI_Iallreduce). 0: one
+  // all-reduce of the whole buffer after backward. The weights are the same either way.
+  int64_t allreduce_bucket_bytes = 1 << 20;
 };
 
 struct History {

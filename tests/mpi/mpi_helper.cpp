@@ -5,7 +5,7 @@
 //   cnn_mpi_helper <out> [key=value ...]
 // keys: rows, batch, epochs, seed, checkpoint, resume, validation (split, e.g. 0.2),
 //       batch_norm (1: a BatchNormalization layer after the convolution), sync_batchnorm (1: its
-//       statistics over all ranks),
+//       statistics over all ranks), bucket_bytes (FitOptions::allreduce_bucket_bytes),
 //       batch_rank1 (rank 1's batch size, for the agreement test),
 //       fault = throw | kill | nan, fault_rank, fault_step (global optimizer step; nan: the
 //       rank's data holds a NaN image instead)
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> kv = {{"rows", "200"}, {"batch", "8"},   {"epochs", "2"},    {"seed", "7"},
                                            {"fault", ""},   {"fault_rank", "1"}, {"fault_step", "-1"},
                                            {"checkpoint", ""}, {"resume", ""}, {"validation", "0"}, {"batch_rank1", "0"},
-                                           {"batch_norm", "0"}, {"sync_batchnorm", "0"}};
+                                           {"batch_norm", "0"}, {"sync_batchnorm", "0"}, {"bucket_bytes", "-1"}};
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     const size_t eq = a.find('=');
@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
     f.resume_from = kv["resume"];
     f.distributed = true;
     f.sync_batchnorm = kv["sync_batchnorm"] == "1";
+    if (std::stoll(kv["bucket_bytes"]) >= 0) f.allreduce_bucket_bytes = std::stoll(kv["bucket_bytes"]);
     const bool faulty = !kv["fault"].empty() && rank == std::stoi(kv["fault_rank"]);
     if (faulty && kv["fault"] == "nan")  // every tenth image of this rank's copy of the data
       for (int64_t i = 0; i < data.x.dim(0); i += 10) data.x.data()[i * 100 + 17] = std::nanf("");

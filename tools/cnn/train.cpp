@@ -29,6 +29,7 @@ struct TrainFlags {
   bool tta_flip = false, distributed = false, sync_batchnorm = false;
   int verbose = 1;
   int64_t limit = 0, test_limit = 0;
+  int64_t bucket_kb = FitOptions{}.allreduce_bucket_bytes / 1024;
 };
 
 void add_train_flags(CLI::App* sub, TrainFlags& f) {
@@ -71,6 +72,10 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
       ->check(finite_number())->check(CLI::Range(0.0, 0.999999));
   sub->add_flag("--distributed", f.distributed,
                "Data-parallel over the MPI ranks (implied when started by mpirun or srun); docs/DISTRIBUTED.md");
+  sub->add_option("--allreduce-bucket-kb", f.bucket_kb,
+                  "Data-parallel: all-reduce the gradients in buckets of this many KiB during backward (0: one "
+                  "all-reduce after it)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   sub->add_flag("--sync-batchnorm", f.sync_batchnorm,
                "Data-parallel: BatchNormalization statistics over every rank's rows (default: per rank); CPU ranks");
   sub->add_flag("--tta-flip", f.tta_flip, "Test-time augmentation: average with the mirrored images");
@@ -119,6 +124,7 @@ TrainingRecipe recipe_with_flags(const TrainFlags& f) {
   if (!f.log.empty() && distributed::rank() == 0) fo.callbacks.push_back(csv_logger(f.log, true));
   fo.distributed = f.distributed;
   fo.sync_batchnorm = f.sync_batchnorm;
+  fo.allreduce_bucket_bytes = f.bucket_kb * 1024;
   fo.checkpoint_path = f.checkpoint;
   fo.resume_from = f.resume;
   return r;

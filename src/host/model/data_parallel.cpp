@@ -33,6 +33,7 @@ void check_same_run(const distributed::Communicator& c, Sequential& model, int64
        {"the shuffling seed", o.seed},
        {"shuffle", uint64_t(o.shuffle)},
        {"sync_batchnorm", uint64_t(o.sync_batchnorm)},
+       {"allreduce_bucket_bytes", uint64_t(o.allreduce_bucket_bytes)},
        {"the first epoch", uint64_t(start.epoch)},
        {"the optimizer step", uint64_t(s.step)}},
       "distributed fit");

@@ -208,6 +208,53 @@ void Communicator::allreduce_mean(float* data, int64_t count, Device d, float lo
 #endif
 }
 
+struct Communicator::InFlight {
+  struct Bucket {
+    float* data;
+    int64_t count;
+  };
+  std::vector<Bucket> buckets;  // scaled by 1 / size once reduced
+#if CNN_WITH_MPI
+  std::vector<MPI_Request> requests;
+#endif
+};
+
+void Communicator::start_bucket(float* data, int64_t count, Device d, float local_weight,
+                                cuda::Context* ctx) const {
+  if (size == 1 || count == 0) return;
+#if CNN_WITH_MPI
+  if (d == Device::CPU) {
+    if (!in_flight_) in_flight_ = std::make_shared<InFlight>();
+    if (local_weight != 1.0f)
+      for (int64_t i = 0; i < count; ++i) data[i] *= local_weight;
+    in_chunks(count, [&](int64_t at, int n) {
+      in_flight_->requests.emplace_back();
+      check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                               &in_flight_->requests.back()),
+                "MPI_Iallreduce");
+    });
+    in_flight_->buckets.push_back({data, count});
+    return;
+  }
+#endif
+  allreduce_mean(data, count, d, local_weight, ctx);
+}
+
+void Communicator::finish_buckets() const {
+  if (!in_flight_) return;
+  InFlight& f = *in_flight_;
+#if CNN_WITH_MPI
+  const int code = MPI_Waitall(int(f.requests.size()), f.requests.data(), MPI_STATUSES_IGNORE);
+  f.requests.clear();
+  if (code != MPI_SUCCESS) f.buckets.clear();
+  check_mpi(code, "MPI_Waitall");
+#endif
+  const float inv = 1.0f / float(size);
+  for (const InFlight::Bucket& b : f.buckets)
+    for (int64_t i = 0; i < b.count; ++i) b.data[i] *= inv;
+  f.buckets.clear();
+}
+
 void Communicator::allreduce_sum(double* data, int count) const {
   if (size == 1 || count == 0) return;
 #if CNN_WITH_MPI

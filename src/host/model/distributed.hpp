@@ -4,6 +4,7 @@
 // with nothing to exchange otherwise), how an epoch is split between the ranks, and the
 // start-up check that every rank runs the same thing.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,13 @@ class Communicator final : public ops::RankSum {
   // communicator is made at the first such call, which every rank makes); otherwise through
   // host memory and MPI.
   void allreduce_mean(float* data, int64_t count, Device d, float local_weight, cuda::Context* ctx = nullptr) const;
+  // allreduce_mean of one bucket of the gradients, started now and complete after
+  // finish_buckets() (every rank starts the same buckets in the same order). CPU data:
+  // MPI_Iallreduce, so the reduction runs while backward computes the next bucket. CUDA data:
+  // allreduce_mean at once (NCCL enqueues it on the model's stream, after the bucket's
+  // kernels; overlapping it needs a second stream, not written).
+  void start_bucket(float* data, int64_t count, Device d, float local_weight, cuda::Context* ctx = nullptr) const;
+  void finish_buckets() const;
   // Sums of host doubles (metrics) over the ranks, in place.
   void allreduce_sum(double* data, int count) const;
   // Every rank's `count` values, rank after rank.
@@ -43,6 +51,8 @@ class Communicator final : public ops::RankSum {
 
  private:
   mutable cuda::NcclComm* nccl_ = nullptr;
+  struct InFlight;  // the CPU buckets started and their MPI requests (distributed.cpp)
+  mutable std::shared_ptr<InFlight> in_flight_;
 };
 
 // The world communicator (initialising MPI when it is used: see cnn/distributed.hpp).

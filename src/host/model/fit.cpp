@@ -40,6 +40,8 @@ void check_fit_options(const State& s, const Tensor& x, const FitOptions& o) {
             o.validation_split);
   CNN_CHECK(!(o.validation_split > 0 && o.validation_data), "fit: give validation_split or validation_data, not both");
   check_schedule(o.lr_schedule);
+  CNN_CHECK(o.allreduce_bucket_bytes >= 0, "fit: allreduce_bucket_bytes must be >= 0 (0: one all-reduce), got ",
+            o.allreduce_bucket_bytes);
   CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
             " must be in [0, epochs]");
 }
@@ -320,6 +322,7 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   }
   s.comm = comm;
   s.sync_batchnorm = comm && o.sync_batchnorm;
+  s.allreduce_bucket_bytes = o.allreduce_bucket_bytes;
   const int first_epoch = start.epoch;
   stop_training = false;
   // A rank that fails cannot leave the others waiting in a collective: it ends the job.

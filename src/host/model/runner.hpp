@@ -60,8 +60,14 @@ class Runner {
   void loss_and_gradient(ops::TargetKind kind, int n, const T* out = nullptr);
   // loss_and_gradient, then the loss sum and correct count accumulated into metrics.
   void loss_with_metrics(ops::TargetKind kind, int n, const T* out = nullptr);
-  // From the gradient in grad_a down through the layers, into the parameter gradients.
-  void backward(int n);
+  // From the gradient in grad_a down through the layers, into the parameter gradients
+  // (sending them in buckets as they are ready when `buckets` is given: data-parallel).
+  struct Buckets {
+    int64_t unsent_end = 0;            // gradient values [unsent_end, param_total) are sent
+    const StepPlace* guard = nullptr;  // the CPU's NaN guard, bucket by bucket
+    int n = 0;
+  };
+  void backward(int n, Buckets* buckets = nullptr);
 
   // One training step of the loaded batch: ++step, forward, loss and metrics, backward,
   // optimizer update; replayed from a CUDA graph where that is possible. With a guard, the
@@ -89,6 +95,12 @@ class Runner {
     requires std::is_same_v<T, float>;
   template <class Body>
   void timed(size_t row, bool is_forward, Body body);
+  // Data-parallel with buckets (FitOptions::allreduce_bucket_bytes): after layer i's backward,
+  // the gradients from its first value up to the first one not yet sent go out as one bucket
+  // once they are at least that large (always at layer 0, and for the layers backward skipped).
+  void send_gradients_from(int64_t begin, Buckets& b)
+    requires std::is_same_v<T, float>;
+  void after_layer_backward(size_t layer, Buckets* b);
 
   Sequential& model_;
   Sequential::State& s_;

@@ -77,6 +77,7 @@ struct Sequential::State {
   float gradient_weight = 1.0f;
   // FitOptions::sync_batchnorm: training steps' BatchNormalization statistics over all ranks.
   bool sync_batchnorm = false;
+  int64_t allreduce_bucket_bytes = 0;  // FitOptions::allreduce_bucket_bytes (0: one all-reduce)
 
   Exec exec(bool training) const { return Exec{device, cuda.get(), training, step_seed, precision}; }
   int64_t output_size() const { return out_size.back(); }

@@ -143,7 +143,7 @@ void Runner<T>::loss_with_metrics(ops::TargetKind kind, int n, const T* out) {
 }
 
 template <class T>
-void Runner<T>::backward(int n) {
+void Runner<T>::backward(int n, Buckets* buckets) {
   const Exec e = exec(true);
   const bool keep = arena_.keep_input_grads;
   const size_t L = model_.size();
@@ -172,7 +172,32 @@ void Runner<T>::backward(int n) {
         for (int64_t k = 0; k < l.param_count(); ++k) b.grads[k] *= T(fault.scale);
     }
     if (!keep) std::swap(dy, dx);
+    if (buckets) after_layer_backward(i, buckets);
   }
+  if (buckets) after_layer_backward(0, buckets);  // the layers the loop skipped, if it broke off
+}
+
+template <class T>
+void Runner<T>::after_layer_backward(size_t layer, Buckets* b) {
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t begin = s_.param_offset[layer];
+    if (layer == 0 || (b->unsent_end - begin) * int64_t(sizeof(float)) >= s_.allreduce_bucket_bytes)
+      send_gradients_from(layer == 0 ? 0 : begin, *b);
+  }
+}
+
+template <class T>
+void Runner<T>::send_gradients_from(int64_t begin, Buckets& b)
+  requires std::is_same_v<T, float>
+{
+  const int64_t count = b.unsent_end - begin;
+  if (count <= 0) return;
+  float* g = s_.grads.data() + begin;
+  // The NaN guard before anything leaves this rank: a bad gradient stops the job here, while
+  // the other ranks wait for this bucket (they never update with it).
+  if (b.guard && !all_finite(g, size_t(count), device_)) non_finite_error(b.n, *b.guard, true);
+  s_.comm->start_bucket(g, count, device_, s_.gradient_weight, s_.cuda.get());
+  b.unsent_end = begin;
 }
 
 template <class T>
@@ -283,12 +308,20 @@ void Runner<T>::step_kernels(ops::TargetKind kind, int n, const StepPlace* guard
   timed(L, true, [&] { loss_with_metrics(kind, n); });
   const bool check = guard && device_ == Device::CPU;
   if (check && !all_finite(arena_.row_loss.data(), size_t(n), device_)) non_finite_error(n, *guard, false);
-  backward(n);
-  if (check && !s_.grads.empty() && !all_finite(s_.grads.data(), size_t(s_.param_total), device_))
-    non_finite_error(n, *guard, true);
-  // Data-parallel: every rank updates with the mean gradient of all the ranks' rows.
-  if (s_.comm && owns_model_buffers_ && !s_.grads.empty())
-    s_.comm->allreduce_mean(s_.grads.data(), s_.param_total, device_, s_.gradient_weight, s_.cuda.get());
+  // Data-parallel: every rank updates with the mean gradient of all the ranks' rows, reduced
+  // in buckets during backward, or in one all-reduce after it.
+  const bool reduce = s_.comm && owns_model_buffers_ && !s_.grads.empty();
+  if (reduce && s_.allreduce_bucket_bytes > 0) {
+    Buckets b{s_.param_total, check ? guard : nullptr, n};
+    backward(n, &b);
+    s_.comm->finish_buckets();
+  } else {
+    backward(n);
+    if (check && !s_.grads.empty() && !all_finite(s_.grads.data(), size_t(s_.param_total), device_))
+      non_finite_error(n, *guard, true);
+    if (reduce)
+      s_.comm->allreduce_mean(s_.grads.data(), s_.param_total, device_, s_.gradient_weight, s_.cuda.get());
+  }
   timed(L + 1, false, [&] { optimizer_step(); });
 }
 
@@ -339,7 +372,7 @@ template Exec Runner<double>::exec(bool) const;
 template void Runner<double>::forward(int, bool, size_t, const double*);
 template void Runner<double>::loss_and_gradient(ops::TargetKind, int, const double*);
 template void Runner<double>::loss_with_metrics(ops::TargetKind, int, const double*);
-template void Runner<double>::backward(int);
+template void Runner<double>::backward(int, Runner<double>::Buckets*);
 template Totals Runner<double>::read_metrics();
 
 // ---- Profiling ---------------------------------------------------------------------
