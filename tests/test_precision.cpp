@@ -59,6 +59,21 @@ TEST(PrecisionNames, ParseAndPrint) {
   EXPECT_CONTAINS(e, "compile: unknown precision 'fp16'; valid precisions: fp32, tf32, bf16");
 }
 
+// CNN_CUDA_CONV_MMA (ops.hpp parse_conv_mma; context.cu reads it once per CUDA context): the
+// tensor-core convolutions on unless "0"; anything else is refused by name.
+TEST(PrecisionNames, ConvMmaSwitchParsesOnOffAndRefusesOtherValues) {
+  EXPECT_TRUE(cuda::parse_conv_mma(nullptr));
+  EXPECT_TRUE(cuda::parse_conv_mma(""));
+  EXPECT_TRUE(cuda::parse_conv_mma("1"));
+  EXPECT_FALSE(cuda::parse_conv_mma("0"));
+  for (const char* bad : {"off", "false", "00", " 0", "yes"}) {
+    const std::string e = error_of([&] { cuda::parse_conv_mma(bad); });
+    EXPECT_CONTAINS(e, "CNN_CUDA_CONV_MMA must be '1'");
+    EXPECT_CONTAINS(e, "or '0'");
+    EXPECT_CONTAINS(e, std::string("not '") + bad + "'");
+  }
+}
+
 CompileOptions small_options(const std::string& precision = "fp32") {
   CompileOptions o;
   o.optimizer = "sgd";

@@ -33,6 +33,19 @@ struct Conv2DOptions {
   std::string kernel_initializer = "glorot_uniform";
 };
 
+// Internal to Conv2D: the tensor-core path's buffers (src/host/layers/conv2d_mma.hpp), i.e. the
+// channels-last operands (x kept from forward for the weight gradient), the channels-last
+// output before its layout change, and which input the kept x was converted from. A copy
+// starts empty, as LayerScratch does.
+struct Conv2DMmaScratch {
+  LayerScratch x, w, dz, out;
+  const void* x_source = nullptr;  // b.x of the forward that left a reusable bf16 x in `x`
+  int x_batch = 0;
+  Conv2DMmaScratch() = default;
+  Conv2DMmaScratch(const Conv2DMmaScratch&) {}
+  Conv2DMmaScratch& operator=(const Conv2DMmaScratch&) { return *this; }
+};
+
 class Conv2D : public LayerCompute<Conv2D> {
  public:
   Conv2D(int filters, Size2 kernel_size, Size2 strides = 1, std::string padding = "valid",
@@ -57,6 +70,7 @@ class Conv2D : public LayerCompute<Conv2D> {
   bool logits_ = false;
   LayerScratch pre_activation_;  // kept only when the activation's gradient needs its input
   LayerScratch rounded_x_, rounded_w_;  // the product operands under a tf32/bf16 precision policy
+  Conv2DMmaScratch mma_;                // the same policy on the GPU's tensor cores
   template <class T> void forward_t(const Exec&, const LayerBuffers<T>&);
   template <class T> void backward_t(const Exec&, const LayerBuffers<T>&);
 };

@@ -253,6 +253,15 @@ void capture_begin(Context& ctx);
 void capture_end(Context& ctx, int64_t key);
 bool replay(Context& ctx, int64_t key);
 void clear_graphs(Context& ctx);
+
+// Whether Conv2D runs its products on the tensor cores under a tf32/bf16 policy (the ops of
+// "Convolution on bf16 tensor cores" below, through src/host/layers/conv2d_mma.cpp): on unless
+// CNN_CUDA_CONV_MMA=0, read once where the context is made.
+bool conv_mma_enabled(const Context& ctx);
+// CNN_CUDA_CONV_MMA's value (null when unset): unset, "" or "1" -> true, "0" -> false; any
+// other value throws, naming the variable and its valid values. Backend-neutral
+// (src/kernels/conv_mma_switch.cpp), so a CPU-only build can test it.
+bool parse_conv_mma(const char* value);
 }  // namespace cnn::cuda
 
 namespace cnn::ops::cuda {
@@ -278,7 +287,7 @@ void conv2d_backward_params(Context& ctx, const Conv2DShape& s, const float* x, 
 //   backward input   c_out % 8 == 0 (a forward conv of dy, dilated by the stride, with the
 //                    rotated, transposed filters; stride 2 wastes 3/4 of its products on zeros)
 //   backward params  c_in % 8 == 0 and c_out % 8 == 0
-// and every index of a tensor below 2^31 elements.
+// and every index of a tensor below 2^31 elements (the *_takes rules test that too).
 inline int bf16_padded_channels(int c) { return (c + 7) / 8 * 8; }
 bool bf16_forward_takes(const Conv2DShape& s);
 bool bf16_backward_input_takes(const Conv2DShape& s);

@@ -38,6 +38,13 @@ namespace cnn::gputest {
 
 inline constexpr double kDefaultTolerance = 1e-5;
 
+// The tensor-core convolutions (bf16 and tf32) against a reference on the same rounded
+// operands, for a reduction of `reduction_length` terms: 32 sqrt(L) 2^-24 normwise, at least
+// 1e-5 (test_gpu_conv_mma.cpp derives it).
+inline double bf16_tolerance(int64_t reduction_length) {
+  return std::max(1e-5, 32.0 * std::sqrt(double(reduction_length)) * 0x1p-24);
+}
+
 // ||a - b|| / ||b||: how far a whole result (a model's parameters, its predictions) is from
 // the reference b.
 inline double relative(const std::vector<float>& a, const std::vector<float>& b) {

@@ -45,9 +45,7 @@ using gputest::OpCheck;
 namespace gpu = ops::cuda;
 namespace cpu = ops::cpu;
 
-double bf16_tolerance(int64_t reduction_length) {
-  return std::max(1e-5, 32.0 * std::sqrt(double(reduction_length)) * 0x1p-24);
-}
+using gputest::bf16_tolerance;
 
 // Odd pixel counts (batch 1, 7, 256; sizes that leave partial 128-pixel tiles), channels in
 // {8, 16, 24, 64, 256} (partial 64-filter tiles, reductions that are not multiples of 32),
@@ -330,6 +328,14 @@ TEST(MmaConvRules, ChannelMultiplesOfEight) {
   EXPECT_TRUE(gpu::tf32_backward_input_takes(twelve));    // tf32: multiples of 4
   EXPECT_FALSE(gpu::tf32_forward_takes(rgb));
   EXPECT_TRUE(gpu::tf32_forward_takes(twelve));
+  // Past the kernels' 32-bit indices (4096 x 64 x 64 pixels x 256 channels) every rule refuses,
+  // so a caller falls back instead of meeting the op's error.
+  const auto huge = ops::Conv2DShape::make(4096, 256, 64, 64, 256, 3, 3, 1, 1, Padding::Same);
+  EXPECT_FALSE(gpu::bf16_forward_takes(huge));
+  EXPECT_FALSE(gpu::bf16_backward_input_takes(huge));
+  EXPECT_FALSE(gpu::bf16_backward_params_takes(huge));
+  EXPECT_FALSE(gpu::tf32_forward_takes(huge));
+  EXPECT_FALSE(gpu::tf32_backward_input_takes(huge));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnn/layers.hpp"
+#include "layers/conv2d_mma.hpp"
 #include "layers/layer_impl.hpp"
 
 namespace cnn {
@@ -88,15 +89,14 @@ void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
                                         opt_.strides.w, padding_);
   const T* bias = opt_.use_bias ? b.params + s.w_size() : nullptr;
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
-  const T* x = product_operand(e, s.x_size(), b.x, rounded_x_);
-  const T* w = product_operand<T>(e, s.w_size(), b.params, rounded_w_);
-  if (gradient_needs_input(act.kind)) {
-    T* z = pre_activation_.get<T>(s.y_size(), e.device);
-    run::conv2d_forward<T>(e, s, x, w, bias, ActivationSpec{}, z);
-    run::activation_forward<T>(e, act, s.y_size(), z, b.y);
-  } else {
-    run::conv2d_forward<T>(e, s, x, w, bias, act, b.y);
-  }
+  // GELU's gradient needs the pre-activation: the product writes it, the activation follows.
+  const bool keep_z = gradient_needs_input(act.kind);
+  T* out = keep_z ? pre_activation_.get<T>(s.y_size(), e.device) : b.y;
+  const ActivationSpec fused = keep_z ? ActivationSpec{} : act;
+  if (!conv_mma::forward(e, s, b.x, b.params, bias, fused, out, mma_))
+    run::conv2d_forward<T>(e, s, product_operand(e, s.x_size(), b.x, rounded_x_),
+                           product_operand<T>(e, s.w_size(), b.params, rounded_w_), bias, fused, out);
+  if (keep_z) run::activation_forward<T>(e, act, s.y_size(), out, b.y);
 }
 
 template <class T>
@@ -112,10 +112,13 @@ void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   // The precision policy's operands are rounded again from the fp32 x and master W (the
   // same values as forward's, which the optimizer has not changed yet).
   round_gradient(e, s.y_size(), b.dy);
-  if (b.dx) run::conv2d_backward_input<T>(e, s, b.dy, product_operand<T>(e, s.w_size(), b.params, rounded_w_), b.dx);
-  if (trainable)
-    run::conv2d_backward_params<T>(e, s, product_operand(e, s.x_size(), b.x, rounded_x_), b.dy, b.grads,
-                                   opt_.use_bias ? b.grads + s.w_size() : nullptr);
+  T* dw = trainable ? b.grads : nullptr;
+  T* dbias = trainable && opt_.use_bias ? b.grads + s.w_size() : nullptr;
+  const conv_mma::Backward done = conv_mma::backward(e, s, b.dy, b.x, b.params, b.dx, dw, dbias, mma_);
+  if (b.dx && !done.dx)
+    run::conv2d_backward_input<T>(e, s, b.dy, product_operand<T>(e, s.w_size(), b.params, rounded_w_), b.dx);
+  if (dw && !done.params)
+    run::conv2d_backward_params<T>(e, s, product_operand(e, s.x_size(), b.x, rounded_x_), b.dy, dw, dbias);
 }
 
 template class LayerCompute<Conv2D>;

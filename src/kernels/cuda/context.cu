@@ -103,6 +103,7 @@ Context* create_context() {
   CNN_CHECK(p.available, "cnn::cuda::create_context: cannot use the CUDA backend: ", p.reason);
   auto ctx = std::make_unique<Context>();
   ctx->conv_kernels = conv_kernels_from_environment();
+  ctx->conv_mma = parse_conv_mma(std::getenv("CNN_CUDA_CONV_MMA"));
   CNN_CUDA_CHECK(cudaGetDevice(&ctx->device));
   CNN_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->sm_count, cudaDevAttrMultiProcessorCount, ctx->device));
   cudaDeviceProp properties{};
@@ -117,6 +118,8 @@ Context* create_context() {
 }
 
 void destroy_context(Context* ctx) { delete ctx; }
+
+bool conv_mma_enabled(const Context& ctx) { return ctx.conv_mma; }
 
 void synchronize(Context& ctx) {
   CNN_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));

@@ -34,6 +34,7 @@ struct Context {
   int sm_count = 1;  // multiprocessors, for sizing split reductions
   std::string gpu_name;  // cudaDeviceProp::name: the tuning table's GPU model
   ConvKernels conv_kernels = ConvKernels::Default;
+  bool conv_mma = true;  // CNN_CUDA_CONV_MMA (ops.hpp conv_mma_enabled)
 
   Context() = default;
   Context(const Context&) = delete;

@@ -478,30 +478,33 @@ __global__ void nhwc_to_nchw_kernel(int n, int c, int h, int w, const float* __r
   }
 }
 
-void check_indices(const Conv2DShape& s, const char* op) {
+bool fits_indices(const Conv2DShape& s) {
   const int64_t pixels_out = int64_t(s.n) * s.h_out * s.w_out, pixels_in = int64_t(s.n) * s.h_in * s.w_in;
   const int64_t c = std::max(s.c_in, s.c_out);
-  CNN_CHECK(pixels_out * c < kIndexLimit && pixels_in * c < kIndexLimit && s.w_size() < kIndexLimit, op,
-            ": tensor too large for the kernel's 32-bit indices (batch ", s.n, ", ", s.c_in, "x", s.h_in, "x", s.w_in,
-            " -> ", s.c_out, "x", s.h_out, "x", s.w_out, ")");
+  return pixels_out * c < kIndexLimit && pixels_in * c < kIndexLimit && s.w_size() < kIndexLimit;
+}
+
+void check_indices(const Conv2DShape& s, const char* op) {
+  CNN_CHECK(fits_indices(s), op, ": tensor too large for the kernel's 32-bit indices (batch ", s.n, ", ", s.c_in,
+            "x", s.h_in, "x", s.w_in, " -> ", s.c_out, "x", s.h_out, "x", s.w_out, ")");
 }
 
 }  // namespace
 
-bool bf16_forward_takes(const Conv2DShape& s) { return s.c_in % kChunkElems == 0; }
+bool bf16_forward_takes(const Conv2DShape& s) { return s.c_in % kChunkElems == 0 && fits_indices(s); }
 bool bf16_backward_input_takes(const Conv2DShape& s) {
-  return s.c_out % kChunkElems == 0 && s.pad_top < s.k_h && s.pad_left < s.k_w;
+  return s.c_out % kChunkElems == 0 && s.pad_top < s.k_h && s.pad_left < s.k_w && fits_indices(s);
 }
 bool bf16_backward_params_takes(const Conv2DShape& s) {
-  return s.c_in % kChunkElems == 0 && s.c_out % kChunkElems == 0;
+  return s.c_in % kChunkElems == 0 && s.c_out % kChunkElems == 0 && fits_indices(s);
 }
 
 void conv2d_forward_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* w, const float* bias,
                          ActivationSpec act, float* y) {
   check_elementwise(act, "conv2d_forward_bf16");
+  check_indices(s, "conv2d_forward_bf16");
   CNN_CHECK(bf16_forward_takes(s), "conv2d_forward_bf16: ", s.c_in,
             " input channels; the bf16 kernels need a multiple of 8 (pad with nchw_to_nhwc_bf16)");
-  check_indices(s, "conv2d_forward_bf16");
   launch_forward<Bf16Elems>(ctx, s, x, w, bias, act, y);
 }
 
@@ -520,38 +523,38 @@ void backward_input(Context& ctx, const Conv2DShape& s, const T* dy, const T* w,
 }  // namespace
 
 void conv2d_backward_input_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* dy, const uint16_t* w, float* dx) {
+  check_indices(s, "conv2d_backward_input_bf16");
   CNN_CHECK(bf16_backward_input_takes(s), "conv2d_backward_input_bf16: ", s.c_out,
             " filters; the bf16 kernels need a multiple of 8");
-  check_indices(s, "conv2d_backward_input_bf16");
   backward_input<Bf16Elems>(ctx, s, dy, w, dx);
 }
 
-bool tf32_forward_takes(const Conv2DShape& s) { return s.c_in % Tf32Elems::kChunk == 0; }
+bool tf32_forward_takes(const Conv2DShape& s) { return s.c_in % Tf32Elems::kChunk == 0 && fits_indices(s); }
 bool tf32_backward_input_takes(const Conv2DShape& s) {
-  return s.c_out % Tf32Elems::kChunk == 0 && s.pad_top < s.k_h && s.pad_left < s.k_w;
+  return s.c_out % Tf32Elems::kChunk == 0 && s.pad_top < s.k_h && s.pad_left < s.k_w && fits_indices(s);
 }
 
 void conv2d_forward_tf32(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                          ActivationSpec act, float* y) {
   check_elementwise(act, "conv2d_forward_tf32");
+  check_indices(s, "conv2d_forward_tf32");
   CNN_CHECK(tf32_forward_takes(s), "conv2d_forward_tf32: ", s.c_in,
             " input channels; the tf32 kernels need a multiple of 4 (pad with nchw_to_nhwc_tf32)");
-  check_indices(s, "conv2d_forward_tf32");
   launch_forward<Tf32Elems>(ctx, s, x, w, bias, act, y);
 }
 
 void conv2d_backward_input_tf32(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx) {
+  check_indices(s, "conv2d_backward_input_tf32");
   CNN_CHECK(tf32_backward_input_takes(s), "conv2d_backward_input_tf32: ", s.c_out,
             " filters; the tf32 kernels need a multiple of 4");
-  check_indices(s, "conv2d_backward_input_tf32");
   backward_input<Tf32Elems>(ctx, s, dy, w, dx);
 }
 
 void conv2d_backward_params_bf16(Context& ctx, const Conv2DShape& s, const uint16_t* x, const uint16_t* dy, float* dw,
                                  float* dbias) {
+  check_indices(s, "conv2d_backward_params_bf16");
   CNN_CHECK(bf16_backward_params_takes(s), "conv2d_backward_params_bf16: ", s.c_in, " -> ", s.c_out,
             " channels; the bf16 kernels need multiples of 8");
-  check_indices(s, "conv2d_backward_params_bf16");
   const int K = s.k_h * s.k_w * s.c_in, P = s.n * s.h_out * s.w_out;
   // Slices: enough blocks to cover every multiprocessor about twice, each slice at least 8
   // pixel tiles so that its write-out is amortised.
