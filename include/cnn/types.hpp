@@ -4,6 +4,7 @@
 // flip mode, weight-averaging method), with their names in model files and on the command
 // line. Names are parsed once where they enter (file reader, CLI, compile, fit); an unknown
 // one raises cnn::Error listing the valid names.
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -68,12 +69,18 @@ Precision parse_precision(std::string_view name, std::string_view where = {});
 
 // True when the CUDA backend was compiled in (it may still find no GPU at run time).
 bool built_with_cuda();
+// True when protobuf was found at build time (CNN_PROTOBUF): ONNX export and TensorBoard logs.
+bool built_with_protobuf();
 // True when the CUDA backend is compiled in and at least one GPU is usable.
 bool cuda_available();
 // The convolution kernels timed so far in this process with CNN_CUDA_CONV_KERNELS=tune: per
 // GPU model, pass and shape, each candidate's fastest time and the one kept (a table for
 // people; CNN_CUDA_CONV_TUNING_FILE holds the same entries for reuse). Empty without CUDA.
 std::string cuda_conv_tuning_report();
+// CUDA kernels this process has launched (or captured into a graph) so far, counted at the
+// library's launch sites; a cuBLAS GEMM counts as one (cuBLAS may run more kernels for it).
+// 0 without CUDA. `cnn bench` reports the launches of one training step.
+int64_t cuda_kernel_launches();
 // Why cuda_available() is false, in one line ("built without CUDA", "no CUDA device: ...").
 std::string cuda_unavailable_reason();
 // The instruction set the CPU kernels' fast paths use now: "avx512", "avx2" or "generic" (the

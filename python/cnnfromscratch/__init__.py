@@ -6,7 +6,7 @@
     model.fit(x_train, y_train, epochs=30)
 """
 from . import datasets, distributed
-from ._core import built_with_cuda, cuda_available, plot_training_curves
+from ._core import built_with_cuda, built_with_protobuf, cuda_available, plot_training_curves
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard
 from .datasets import to_categorical
 from .layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
@@ -15,5 +15,5 @@ from .models import History, Sequential, load_model
 
 __all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "CSVLogger", "Callback", "Conv2D", "Dense",
            "Dropout", "EarlyStopping", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "History", "Layer",
-           "MaxPooling2D", "ModelCheckpoint", "Sequential", "TensorBoard", "built_with_cuda", "cuda_available", "datasets",
-           "load_model", "plot_training_curves", "to_categorical"]
+           "MaxPooling2D", "ModelCheckpoint", "Sequential", "TensorBoard", "built_with_cuda", "built_with_protobuf",
+           "cuda_available", "datasets", "load_model", "plot_training_curves", "to_categorical"]

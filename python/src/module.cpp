@@ -141,6 +141,7 @@ NB_MODULE(_core, m) {
   });
 
   m.def("built_with_cuda", &cnn::built_with_cuda);
+  m.def("built_with_protobuf", &cnn::built_with_protobuf);
   // Data-parallel (cnn/distributed.hpp; the Python face is cnnfromscratch.distributed).
   m.def("distributed_available", &cnn::distributed::available);
   m.def("launched_by_mpi", &cnn::distributed::launched_by_mpi);

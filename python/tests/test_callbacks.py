@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnfromscratch import Callback, Dense, Flatten, Sequential
+from cnnfromscratch import Callback, Dense, Flatten, Sequential, _core
 
 
 def tiny_model():
@@ -175,6 +175,11 @@ def _tfrecords(path):
     return records
 
 
+needs_protobuf = pytest.mark.skipif(not _core.built_with_protobuf(),
+                                    reason="the package was built without protobuf (no TensorBoard writer)")
+
+
+@needs_protobuf
 def test_tensorboard_writes_an_event_file_per_fit(tmp_path):
     from cnnfromscratch import TensorBoard
     model = tiny_model()
@@ -199,6 +204,7 @@ def test_tensorboard_writes_an_event_file_per_fit(tmp_path):
     assert files[0].read_bytes() == first
 
 
+@needs_protobuf
 def test_tensorboard_checks_update_freq(tmp_path):
     from cnnfromscratch import TensorBoard
     TensorBoard(tmp_path, update_freq="batch")

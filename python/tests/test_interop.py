@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import CHECKOUT, CIFAR_RECORD, write_fake_cifar10
-from cnnfromscratch import AveragePooling2D, Conv2D, Dense, Flatten, Sequential, load_model
+from cnnfromscratch import AveragePooling2D, Conv2D, Dense, Flatten, Sequential, _core, load_model
 
 TEST_IMAGES = 200
 
@@ -88,6 +88,11 @@ def test_trained_by_the_cli_loads_in_python(tmp_path, fake_cifar10, cnn_cli):
     assert np.array_equal(confusion, confusion_of(model.predict(x), y))
 
 
+needs_protobuf = pytest.mark.skipif(not _core.built_with_protobuf(),
+                                    reason="the package was built without protobuf (no ONNX exporter)")
+
+
+@needs_protobuf
 def test_export_onnx_writes_what_the_cli_writes(tmp_path, cnn_cli):
     """model.export_onnx runs the library's exporter: the same bytes as `cnn export` of the saved
     model (whose ONNX name is the file's stem). onnxruntime checks the export itself in the
@@ -104,6 +109,7 @@ def test_export_onnx_writes_what_the_cli_writes(tmp_path, cnn_cli):
         assert b"probabilities" in ours.read_bytes()
 
 
+@needs_protobuf
 def test_export_onnx_refuses_bad_options(tmp_path):
     model = rgb_lenet()
     for kwargs in [{"opset": 12}, {"opset": 23}, {"opset": 17.0}, {"batch": 0}, {"batch": True}]:

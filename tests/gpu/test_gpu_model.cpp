@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,30 @@ TEST_F(GpuModel, TwentySgdStepsOfLeNet5AgreeWithTheCpu) {
     ASSERT_NEAR(b, a, 1e-4 * std::abs(a)) << "step " << step;
   }
   EXPECT_LE(relative(gpu.parameters().to_vector(), cpu.parameters().to_vector()), 1e-4);
+}
+
+// cuda_kernel_launches (what `cnn bench` reports per step): an eager step goes through the
+// launch sites, a replay of the step's CUDA graph (from the third step at a batch size) does
+// not, so a replayed step counts fewer launches than the eager one (the loss read may add one).
+TEST_F(GpuModel, KernelLaunchesAreCountedForEagerStepsNotForGraphReplays) {
+  CompileOptions sgd;
+  sgd.optimizer = "sgd";
+  sgd.learning_rate = 0.01f;
+  sgd.input_shape = {3, 32, 32};
+  auto [cpu, gpu] = twins("lenet5.json", &sgd);
+  const auto data = test::make_quadrant_data(32, 3, 32, 32, 5);
+  const Tensor onehot = to_categorical(data.y, 10);
+  std::vector<int64_t> launches;
+  for (int step = 0; step < 4; ++step) {
+    const int64_t before = cuda_kernel_launches();
+    gpu.train_on_batch(data.x, onehot);
+    launches.push_back(cuda_kernel_launches() - before);
+  }
+  std::printf("launches per step: eager %lld, captured %lld, replayed %lld and %lld\n", (long long)launches[0],
+              (long long)launches[1], (long long)launches[2], (long long)launches[3]);
+  EXPECT_GT(launches[0], 10) << "LeNet-5's forward and backward alone are more than 10 kernels";
+  EXPECT_LT(launches[2], launches[0]);
+  EXPECT_EQ(launches[3], launches[2]);
 }
 
 TEST_F(GpuModel, AdamAndAScheduleAgreeWithTheCpu) {

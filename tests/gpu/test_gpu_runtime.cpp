@@ -13,6 +13,7 @@
 #include "cnn/tensor.hpp"
 #include "gpu_compare.hpp"
 #include "kernels/cuda/context.cuh"
+#include "kernels/nccl.hpp"
 
 namespace cnn {
 namespace {
@@ -35,6 +36,30 @@ TEST(CudaBackend, ReportsWhetherAGpuIsUsable) {
       EXPECT_THAT(std::string(e.what()), HasSubstr("no CUDA device"));
     }
   }
+}
+
+// NCCL, the path GPU ranks all-reduce their gradients on (docs/DISTRIBUTED.md), on this one
+// GPU as a communicator of one rank (no MPI: one process is the whole world; two ranks would
+// need two GPUs, which tools/gpu_check.sh runs where it finds them). The mean over one rank is
+// its values times the rank's weight, exactly (one float multiply; ncclAvg over 1 divides by 1).
+TEST_F(GpuTest, NcclAllReduceMeanOverOneRankIsTheWeightedValues) {
+#if !CNN_WITH_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  unsigned char id[cuda::kNcclIdBytes] = {};
+  cuda::nccl_unique_id(id);
+  cuda::NcclComm* comm = cuda::nccl_create(id, 0, 1);
+  std::vector<float> x(1001);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i) * 0.37f - 150.f;
+  DeviceBuffer data(x.size() * sizeof(float));
+  data.upload(x);
+  cuda::nccl_allreduce_mean(*comm, ctx(), static_cast<float*>(data.get()), int64_t(x.size()), 0.75f);
+  cuda::nccl_allreduce_mean(*comm, ctx(), static_cast<float*>(data.get()), 0, 2.f);  // nothing to do
+  CNN_CUDA_CHECK(cudaStreamSynchronize(ctx().stream));
+  const std::vector<float> y = data.download<float>();
+  cuda::nccl_destroy(comm);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], x[i] * 0.75f) << "value " << i;
+#endif
 }
 
 TEST_F(GpuTest, ContextsAreIndependentAndSynchronize) {

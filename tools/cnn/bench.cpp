@@ -136,7 +136,12 @@ int run_bench(const BenchArgs& a) {
   const Flops flops = count_flops(model);
   const std::string name = std::filesystem::path(a.model).stem().string();
 
-  model.train_steps(x, y, a.warmup);
+  // The first step at this batch size runs eagerly (CUDA graphs capture the second): its
+  // kernel launches are the step's (with --tune also the candidates timed on first use).
+  const int64_t launches_before = cuda_kernel_launches();
+  model.train_steps(x, y, std::min(a.warmup, 1));
+  const int64_t launches_per_step = cuda_kernel_launches() - launches_before;
+  model.train_steps(x, y, a.warmup - std::min(a.warmup, 1));
   std::vector<double> step_ms, images_per_s, cpu_ms;
   for (int r = 0; r < a.repeats; ++r) {
     const double c0 = process_cpu_seconds();
@@ -181,6 +186,7 @@ int run_bench(const BenchArgs& a) {
     j["train_flops_per_image"] = flops.train;
     j["forward_flops_per_image"] = flops.forward;
     j["gflops"] = flops.train * ips.median / 1e9;
+    if (device == Device::CUDA && a.warmup > 0) j["kernel_launches_per_step"] = launches_per_step;
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& l : layers)
       rows.push_back({{"name", l.name},
@@ -199,6 +205,9 @@ int run_bench(const BenchArgs& a) {
   std::printf("  images/s   %10.1f  (min %.1f, max %.1f)\n", ips.median, ips.min, ips.max);
   std::printf("  ms/step    %10.3f  (min %.3f, max %.3f)\n", ms.median, ms.min, ms.max);
   std::printf("  CPU ms/step%10.3f  (all threads; min %.3f, max %.3f)\n", cpu.median, cpu.min, cpu.max);
+  if (device == Device::CUDA && a.warmup > 0)
+    std::printf("  launches   %10lld  CUDA kernels in one training step (a cuBLAS GEMM counted once)%s\n",
+                (long long)launches_per_step, a.tune ? ", the tuner's timing runs included" : "");
   std::printf("  FLOPs      %10.3f MFLOP per training image (conv + dense); %.1f GFLOP/s at the median\n",
               flops.train / 1e6, flops.train * ips.median / 1e9);
   if (layers.empty()) return 0;

@@ -360,4 +360,6 @@ void Sequential::export_onnx(const std::string& path, const OnnxExportOptions& o
 
 #endif  // CNN_WITH_PROTOBUF
 
+bool built_with_protobuf() { return CNN_WITH_PROTOBUF != 0; }
+
 }  // namespace cnn

@@ -1,5 +1,7 @@
 // The CUDA context (stream, cuBLAS handle, scratch), the error reporting behind the check
 // macros, and the run-time probe for a usable GPU.
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -50,9 +52,16 @@ bool built_with_cuda() { return true; }
 bool cuda_available() { return probe().available; }
 std::string cuda_unavailable_reason() { return probe().reason; }
 
+namespace {
+std::atomic<int64_t> kernel_launches{0};
+}
+int64_t cuda_kernel_launches() { return kernel_launches.load(std::memory_order_relaxed); }
+
 namespace cuda {
 
 namespace detail {
+
+void count_launch() { kernel_launches.fetch_add(1, std::memory_order_relaxed); }
 
 void cuda_failed(cudaError_t err, const char* call, const char* file, int line) {
   (void)cudaGetLastError();  // consume it; sticky errors stay reported by every later call anyway

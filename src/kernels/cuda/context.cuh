@@ -70,6 +70,8 @@ namespace detail {
 // is not reported again by an unrelated later launch check.
 [[noreturn]] void cuda_failed(cudaError_t err, const char* call, const char* file, int line);
 [[noreturn]] void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line);
+// One more kernel launched (cnn::cuda_kernel_launches counts them for `cnn bench`).
+void count_launch();
 }  // namespace detail
 
 }  // namespace cnn::cuda
@@ -91,9 +93,11 @@ namespace detail {
   } while (0)
 
 // After every kernel launch, with the kernel's name as a string literal: reports a bad
-// launch configuration (or an earlier asynchronous fault) at the launch that hit it.
+// launch configuration (or an earlier asynchronous fault) at the launch that hit it, and
+// counts the launch.
 #define CNN_CUDA_CHECK_LAUNCH(kernel_name)                                                    \
   do {                                                                                        \
+    ::cnn::cuda::detail::count_launch();                                                      \
     const cudaError_t cnn_cuda_err_ = cudaGetLastError();                                     \
     if (cnn_cuda_err_ != cudaSuccess)                                                         \
       ::cnn::cuda::detail::cuda_failed(cnn_cuda_err_, "launch of " kernel_name, __FILE__,     \

@@ -15,6 +15,7 @@ constexpr int kThreads = 256;
 void gemm_row_major(Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
                     const float* B, int ldb, float* C, int ldc) {
   const float alpha = 1.f, beta = 0.f;
+  ::cnn::cuda::detail::count_launch();  // one GEMM: cuBLAS may run more than one kernel for it
   CNN_CUBLAS_CHECK(cublasGemmEx(ctx.cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                 N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F, ldc,
                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
