@@ -4,6 +4,7 @@
 // flip mode, weight-averaging method), with their names in model files and on the command
 // line. Names are parsed once where they enter (file reader, CLI, compile, fit); an unknown
 // one raises cnn::Error listing the valid names.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -81,6 +82,11 @@ std::string cuda_conv_tuning_report();
 // library's launch sites; a cuBLAS GEMM counts as one (cuBLAS may run more kernels for it).
 // 0 without CUDA. `cnn bench` reports the launches of one training step.
 int64_t cuda_kernel_launches();
+// The most GPU memory the library's tensors and buffers held at once since the last reset (the
+// caching allocator's blocks in use, by size class: at most 25% above what was asked; CUDA's
+// and cuBLAS's own workspaces not included). 0 without CUDA.
+size_t cuda_memory_peak_bytes();
+void cuda_memory_reset_peak();
 // Why cuda_available() is false, in one line ("built without CUDA", "no CUDA device: ...").
 std::string cuda_unavailable_reason();
 // The instruction set the CPU kernels' fast paths use now: "avx512", "avx2" or "generic" (the

@@ -9,6 +9,8 @@ bool built_with_cuda() { return false; }
 bool cuda_available() { return false; }
 std::string cuda_conv_tuning_report() { return ""; }
 int64_t cuda_kernel_launches() { return 0; }
+size_t cuda_memory_peak_bytes() { return 0; }
+void cuda_memory_reset_peak() {}
 std::string cuda_unavailable_reason() {
   return "this build of CNNFromScratch has no CUDA backend (built without CUDA; configure with -DCNN_CUDA=ON)";
 }

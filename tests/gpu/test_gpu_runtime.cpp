@@ -108,6 +108,22 @@ TEST_F(GpuTest, AllocatorOutOfMemoryNamesTheRequestAndFreeMemory) {
          [&](auto& h) { ops::cpu::activation_forward<double>({Activation::ReLU}, 1000, h[x], h[y]); });
 }
 
+// cuda_memory_peak_bytes (cnn bench's "GPU memory"): blocks in use count at their size class,
+// released ones stop counting, and a reset starts from what is in use now.
+TEST_F(GpuTest, AllocatorReportsThePeakOfTheBytesInUse) {
+  cuda_memory_reset_peak();
+  const size_t base = cuda_memory_peak_bytes();
+  {
+    DeviceBuffer a(3 << 20), b(1 << 20);
+    EXPECT_GE(cuda_memory_peak_bytes(), base + (4 << 20));
+  }
+  EXPECT_GE(cuda_memory_peak_bytes(), base + (4 << 20)) << "the peak outlives the blocks";
+  cuda_memory_reset_peak();
+  EXPECT_EQ(cuda_memory_peak_bytes(), base) << "after a reset, the peak is what is in use";
+  DeviceBuffer c(1 << 20);
+  EXPECT_EQ(cuda_memory_peak_bytes(), base + (1 << 20));  // 1 MiB is a size class of its own
+}
+
 TEST_F(GpuTest, AllocatorIsThreadSafe) {
   auto worker = [](int seed) {
     std::vector<void*> live;

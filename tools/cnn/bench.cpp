@@ -131,6 +131,7 @@ int run_bench(const BenchArgs& a) {
   Sequential model = load_model(a.model);
   CNN_CHECK(model.compiled(), "'", a.model, "' has no input_shape, so it cannot be compiled");
   apply_precision(model, a.precision);
+  cuda_memory_reset_peak();
   model.to(device);
   const auto [x, y] = synthetic_batch(model, a.batch_size, a.seed);
   const Flops flops = count_flops(model);
@@ -153,6 +154,8 @@ int run_bench(const BenchArgs& a) {
     images_per_s.push_back(double(a.batch_size) * a.steps / s);
   }
   const Spread ms = spread_of(step_ms), ips = spread_of(images_per_s), cpu = spread_of(cpu_ms);
+  // The model, its arena, its layers' buffers and the batch, as training at this size holds them.
+  const double peak_mib = double(cuda_memory_peak_bytes()) / double(1 << 20);
 
   std::vector<Sequential::LayerTiming> layers;
   if (!a.no_profile) {
@@ -187,6 +190,7 @@ int run_bench(const BenchArgs& a) {
     j["forward_flops_per_image"] = flops.forward;
     j["gflops"] = flops.train * ips.median / 1e9;
     if (device == Device::CUDA && a.warmup > 0) j["kernel_launches_per_step"] = launches_per_step;
+    if (device == Device::CUDA) j["peak_device_mib"] = peak_mib;
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& l : layers)
       rows.push_back({{"name", l.name},
@@ -208,6 +212,9 @@ int run_bench(const BenchArgs& a) {
   if (device == Device::CUDA && a.warmup > 0)
     std::printf("  launches   %10lld  CUDA kernels in one training step (a cuBLAS GEMM counted once)%s\n",
                 (long long)launches_per_step, a.tune ? ", the tuner's timing runs included" : "");
+  if (device == Device::CUDA)
+    std::printf("  GPU memory %10.1f  MiB at the peak (the library's blocks in use; CUDA's own not included)\n",
+                peak_mib);
   std::printf("  FLOPs      %10.3f MFLOP per training image (conv + dense); %.1f GFLOP/s at the median\n",
               flops.train / 1e6, flops.train * ips.median / 1e9);
   if (layers.empty()) return 0;

@@ -9,6 +9,7 @@
 // (blocking) stream and the cudaMemcpy/cudaMemset calls below. A block released while a
 // kernel on that stream still reads it is only reused by later work on the same
 // ordering. (Two contexts driven from different threads would need per-stream pools.)
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstdio>
@@ -45,7 +46,7 @@ class CachingAllocator {
       void* p = it->second.back();
       it->second.pop_back();
       cached_bytes_ -= cls;
-      in_use_.emplace(p, cls);
+      hand_out(p, cls);
       return p;
     }
     void* p = nullptr;
@@ -71,8 +72,18 @@ class CachingAllocator {
       fail("CUDA error: cudaMalloc of ", bytes, " bytes failed: ", cudaGetErrorName(err), " (",
            cudaGetErrorString(err), ")");
     }
-    in_use_.emplace(p, cls);
+    hand_out(p, cls);
     return p;
+  }
+
+  // Bytes handed out now and at most since the last reset (in size classes: what the blocks hold).
+  size_t peak_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peak_bytes_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peak_bytes_ = in_use_bytes_;
   }
 
   size_t available_bytes() {
@@ -95,10 +106,16 @@ class CachingAllocator {
     }
     free_[it->second].push_back(ptr);
     cached_bytes_ += it->second;
+    in_use_bytes_ -= it->second;
     in_use_.erase(it);
   }
 
  private:
+  void hand_out(void* p, size_t cls) {
+    in_use_.emplace(p, cls);
+    in_use_bytes_ += cls;
+    peak_bytes_ = std::max(peak_bytes_, in_use_bytes_);
+  }
   void free_cache_locked() {
     for (auto& [cls, blocks] : free_)
       for (void* p : blocks) (void)cudaFree(p);
@@ -111,6 +128,7 @@ class CachingAllocator {
   std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
   std::unordered_map<void*, size_t> in_use_;             // handed-out block -> its size class
   size_t cached_bytes_ = 0;
+  size_t in_use_bytes_ = 0, peak_bytes_ = 0;
 };
 
 // Never destroyed: tensors with static storage may be released after static destructors
@@ -130,6 +148,15 @@ void* cuda_allocate(size_t bytes) {
 void cuda_release(void* ptr) {
   if (ptr) allocator().release(ptr);
 }
+
+}  // namespace cnn::memory
+
+namespace cnn {
+size_t cuda_memory_peak_bytes() { return memory::allocator().peak_bytes(); }
+void cuda_memory_reset_peak() { memory::allocator().reset_peak(); }
+}  // namespace cnn
+
+namespace cnn::memory {
 
 void cuda_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
   if (bytes == 0) return;
