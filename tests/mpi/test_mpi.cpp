@@ -98,19 +98,27 @@ std::string show(const MpiRun& r) { return "exit " + std::to_string(r.code) + " 
 // ~0.01-1, i.e. about one ulp; the bound 2e-6 leaves 16x room while a wrong shard (other
 // rows), a missing average (a sum: twice the step) or no all-reduce moves weights by 1e-3 or
 // more (the ranks' weights would also differ).
-void expect_matches_double_batch(int rows) {
-  const std::string args = "rows=" + std::to_string(rows) + " epochs=2";
-  const fs::path one = fresh_dir("one_" + std::to_string(rows)), two = fresh_dir("two_" + std::to_string(rows));
+// Runs 1 process at batch 16 and 2 ranks at batch 8 (with `two_rank_args` more), both with
+// `args`; *diff = the largest |difference| of their final weights, after checking that both
+// runs succeed and the two ranks end bit-identical.
+void double_batch_difference(const std::string& args, const std::string& two_rank_args, float* diff) {
+  const fs::path one = fresh_dir("one"), two = fresh_dir("two");
   const MpiRun r1 = helper(0, one, args + " batch=16");
   ASSERT_EQ(r1.code, 0) << show(r1);
-  const MpiRun r2 = helper(2, two, args + " batch=8");
+  const MpiRun r2 = helper(2, two, args + " batch=8 " + two_rank_args);
   ASSERT_EQ(r2.code, 0) << show(r2);
   const std::vector<float> w1 = weights(one, 0), w20 = weights(two, 0), w21 = weights(two, 1);
   ASSERT_FALSE(w1.empty());
   ASSERT_EQ(w1.size(), w20.size());
   EXPECT_EQ(w20, w21) << "the ranks' weights must stay bit-identical (same reduced gradient, same update)";
-  const float d = max_abs_diff(w1, w20);
-  std::printf("rows %d: max |w(1 rank, batch 16) - w(2 ranks, batch 8)| = %g\n", rows, double(d));
+  *diff = max_abs_diff(w1, w20);
+  std::printf("%s %s: max |w(1 rank, batch 16) - w(2 ranks, batch 8)| = %g\n", args.c_str(), two_rank_args.c_str(),
+              double(*diff));
+}
+
+void expect_matches_double_batch(int rows) {
+  float d = 1;
+  double_batch_difference("rows=" + std::to_string(rows) + " epochs=2", "", &d);
   EXPECT_LE(d, 2e-6f);
 }
 
@@ -159,22 +167,9 @@ TEST(MpiFit, BatchNormRunningStatisticsAreRankZerosAtEpochEnd) {
 // test separates them.
 void expect_sync_batchnorm_matches_double_batch(int rows) {
   const std::string args = "batch_norm=1 rows=" + std::to_string(rows);
-  const std::string tag = std::to_string(rows);
-  const fs::path one = fresh_dir("sync_bn_one" + tag), two = fresh_dir("sync_bn_two" + tag),
-                 local = fresh_dir("sync_bn_local" + tag);
-  const MpiRun r1 = helper(0, one, args + " batch=16");
-  ASSERT_EQ(r1.code, 0) << show(r1);
-  const MpiRun r2 = helper(2, two, args + " sync_batchnorm=1 batch=8");
-  ASSERT_EQ(r2.code, 0) << show(r2);
-  const MpiRun r3 = helper(2, local, args + " batch=8");
-  ASSERT_EQ(r3.code, 0) << show(r3);
-  const std::vector<float> w1 = weights(one, 0), w20 = weights(two, 0), w21 = weights(two, 1), wl = weights(local, 0);
-  ASSERT_FALSE(w1.empty());
-  ASSERT_EQ(w1.size(), w20.size());
-  EXPECT_EQ(w20, w21) << "the ranks' weights must stay bit-identical";
-  const float synced = max_abs_diff(w1, w20), per_rank = max_abs_diff(w1, wl);
-  std::printf("rows %d: max |w(1 rank, batch 16) - w(2 ranks, batch 8)|: synchronised %g, per rank %g\n", rows,
-              double(synced), double(per_rank));
+  float synced = 1, per_rank = 0;
+  double_batch_difference(args, "sync_batchnorm=1", &synced);
+  double_batch_difference(args, "", &per_rank);
   EXPECT_LE(synced, 2e-6f);
   EXPECT_GE(per_rank, 1e-3f) << "per-rank statistics must differ, or the comparison shows nothing";
 }
