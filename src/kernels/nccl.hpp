@@ -20,6 +20,12 @@ NcclComm* nccl_create(const unsigned char* id, int rank, int size);
 void nccl_destroy(NcclComm* comm);
 // data <- (sum over ranks of local_weight x data) / size, queued on ctx's stream.
 void nccl_allreduce_mean(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight);
+// The same on the communicator's own stream, after what ctx's stream has queued so far (an
+// event, no host synchronisation), so that it overlaps the kernels queued on ctx's stream
+// after it: a bucket of gradients reduced while backward computes the next.
+// nccl_join_buckets makes ctx's stream wait for every bucket started (before the optimizer).
+void nccl_start_bucket(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight);
+void nccl_join_buckets(NcclComm& comm, Context& ctx);
 // Makes GPU (index mod the GPU count) current: a GPU rank's device by its local rank.
 void select_device(int index);
 

@@ -42,7 +42,7 @@ TEST(CudaBackend, ReportsWhetherAGpuIsUsable) {
 // GPU as a communicator of one rank (no MPI: one process is the whole world; two ranks would
 // need two GPUs, which tools/gpu_check.sh runs where it finds them). The mean over one rank is
 // its values times the rank's weight, exactly (one float multiply; ncclAvg over 1 divides by 1).
-TEST_F(GpuTest, NcclAllReduceMeanOverOneRankIsTheWeightedValues) {
+TEST_F(GpuTest, NcclAllReduceMeanOverOneRankIsTheWeightedValuesAlsoInBuckets) {
 #if !CNN_WITH_NCCL
   GTEST_SKIP() << "built without NCCL";
 #else
@@ -57,8 +57,18 @@ TEST_F(GpuTest, NcclAllReduceMeanOverOneRankIsTheWeightedValues) {
   cuda::nccl_allreduce_mean(*comm, ctx(), static_cast<float*>(data.get()), 0, 2.f);  // nothing to do
   CNN_CUDA_CHECK(cudaStreamSynchronize(ctx().stream));
   const std::vector<float> y = data.download<float>();
+  // The bucketed form: two buckets on the communicator's stream, joined into the context's
+  // stream; waiting for the context's stream alone must see both done.
+  data.upload(x);
+  float* d = static_cast<float*>(data.get());
+  cuda::nccl_start_bucket(*comm, ctx(), d + 500, int64_t(x.size()) - 500, 0.5f);
+  cuda::nccl_start_bucket(*comm, ctx(), d, 500, 0.5f);
+  cuda::nccl_join_buckets(*comm, ctx());
+  CNN_CUDA_CHECK(cudaStreamSynchronize(ctx().stream));
+  const std::vector<float> z = data.download<float>();
   cuda::nccl_destroy(comm);
   for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], x[i] * 0.75f) << "value " << i;
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(z[i], x[i] * 0.5f) << "bucketed, value " << i;
 #endif
 }
 

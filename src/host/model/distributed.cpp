@@ -179,13 +179,7 @@ void Communicator::allreduce_mean(float* data, int64_t count, Device d, float lo
   if (size == 1 || count == 0) return;
 #if CNN_WITH_MPI && CNN_WITH_NCCL
   if (d == Device::CUDA && ctx) {
-    if (!nccl_) {  // rank 0's unique id to every rank over MPI, then NCCL's own rendezvous
-      unsigned char id[cuda::kNcclIdBytes] = {};
-      if (rank == 0) cuda::nccl_unique_id(id);
-      check_mpi(MPI_Bcast(id, int(sizeof id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
-      nccl_ = cuda::nccl_create(id, rank, size);
-    }
-    cuda::nccl_allreduce_mean(*nccl_, *ctx, data, count, local_weight);
+    cuda::nccl_allreduce_mean(nccl(), *ctx, data, count, local_weight);
     return;
   }
 #else
@@ -208,12 +202,25 @@ void Communicator::allreduce_mean(float* data, int64_t count, Device d, float lo
 #endif
 }
 
+#if CNN_WITH_MPI && CNN_WITH_NCCL
+cuda::NcclComm& Communicator::nccl() const {
+  if (!nccl_) {  // rank 0's unique id to every rank over MPI, then NCCL's own rendezvous
+    unsigned char id[cuda::kNcclIdBytes] = {};
+    if (rank == 0) cuda::nccl_unique_id(id);
+    check_mpi(MPI_Bcast(id, int(sizeof id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+    nccl_ = cuda::nccl_create(id, rank, size);
+  }
+  return *nccl_;
+}
+#endif
+
 struct Communicator::InFlight {
   struct Bucket {
     float* data;
     int64_t count;
   };
   std::vector<Bucket> buckets;  // scaled by 1 / size once reduced
+  cuda::Context* nccl_stream_of = nullptr;  // NCCL buckets were started after this context's work
 #if CNN_WITH_MPI
   std::vector<MPI_Request> requests;
 #endif
@@ -222,9 +229,16 @@ struct Communicator::InFlight {
 void Communicator::start_bucket(float* data, int64_t count, Device d, float local_weight,
                                 cuda::Context* ctx) const {
   if (size == 1 || count == 0) return;
+  if (!in_flight_) in_flight_ = std::make_shared<InFlight>();
+#if CNN_WITH_MPI && CNN_WITH_NCCL
+  if (d == Device::CUDA && ctx) {
+    cuda::nccl_start_bucket(nccl(), *ctx, data, count, local_weight);
+    in_flight_->nccl_stream_of = ctx;
+    return;
+  }
+#endif
 #if CNN_WITH_MPI
   if (d == Device::CPU) {
-    if (!in_flight_) in_flight_ = std::make_shared<InFlight>();
     if (local_weight != 1.0f)
       for (int64_t i = 0; i < count; ++i) data[i] *= local_weight;
     in_chunks(count, [&](int64_t at, int n) {
@@ -243,6 +257,10 @@ void Communicator::start_bucket(float* data, int64_t count, Device d, float loca
 void Communicator::finish_buckets() const {
   if (!in_flight_) return;
   InFlight& f = *in_flight_;
+#if CNN_WITH_MPI && CNN_WITH_NCCL
+  if (f.nccl_stream_of) cuda::nccl_join_buckets(nccl(), *f.nccl_stream_of);
+  f.nccl_stream_of = nullptr;
+#endif
 #if CNN_WITH_MPI
   const int code = MPI_Waitall(int(f.requests.size()), f.requests.data(), MPI_STATUSES_IGNORE);
   f.requests.clear();

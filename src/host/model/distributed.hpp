@@ -38,9 +38,10 @@ class Communicator final : public ops::RankSum {
   void allreduce_mean(float* data, int64_t count, Device d, float local_weight, cuda::Context* ctx = nullptr) const;
   // allreduce_mean of one bucket of the gradients, started now and complete after
   // finish_buckets() (every rank starts the same buckets in the same order). CPU data:
-  // MPI_Iallreduce, so the reduction runs while backward computes the next bucket. CUDA data:
-  // allreduce_mean at once (NCCL enqueues it on the model's stream, after the bucket's
-  // kernels; overlapping it needs a second stream, not written).
+  // MPI_Iallreduce, so the reduction runs while backward computes the next bucket. CUDA data
+  // with NCCL: on the communicator's own stream after an event on ctx's, so it overlaps the
+  // kernels of the next bucket; finish_buckets makes ctx's stream wait (no host sync). CUDA
+  // without NCCL: allreduce_mean at once, through host memory.
   void start_bucket(float* data, int64_t count, Device d, float local_weight, cuda::Context* ctx = nullptr) const;
   void finish_buckets() const;
   // Sums of host doubles (metrics) over the ranks, in place.
@@ -51,6 +52,7 @@ class Communicator final : public ops::RankSum {
 
  private:
   mutable cuda::NcclComm* nccl_ = nullptr;
+  cuda::NcclComm& nccl() const;  // made at the first use, which every rank makes
   struct InFlight;  // the CPU buckets started and their MPI requests (distributed.cpp)
   mutable std::shared_ptr<InFlight> in_flight_;
 };

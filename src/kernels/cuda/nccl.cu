@@ -26,6 +26,11 @@ static_assert(kNcclIdBytes == NCCL_UNIQUE_ID_BYTES, "kernels/nccl.hpp's id size 
 
 struct NcclComm {
   ncclComm_t comm = nullptr;
+  // The bucket stream (blocking, as the context's: ordered with the legacy default stream the
+  // allocator relies on) and the events that order it against the context's stream.
+  cudaStream_t buckets = nullptr;
+  cudaEvent_t ready = nullptr, done = nullptr;
+  bool started = false;  // a bucket was queued since the last join
 };
 
 namespace {
@@ -62,18 +67,49 @@ NcclComm* nccl_create(const unsigned char* id, int rank, int size) {
 void nccl_destroy(NcclComm* comm) {
   if (!comm) return;
   ncclCommDestroy(comm->comm);
+  if (comm->buckets) (void)cudaStreamDestroy(comm->buckets);
+  if (comm->ready) (void)cudaEventDestroy(comm->ready);
+  if (comm->done) (void)cudaEventDestroy(comm->done);
   delete comm;
 }
 
-void nccl_allreduce_mean(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight) {
-  if (count == 0) return;
+namespace {
+void allreduce_mean_on(NcclComm& comm, const Context& ctx, cudaStream_t stream, float* data, int64_t count,
+                       float local_weight) {
   if (local_weight != 1.0f) {
     const int blocks = int(std::min<int64_t>((count + 255) / 256, int64_t(ctx.sm_count) * 8));
-    scale_kernel<<<blocks, 256, 0, ctx.stream>>>(data, count, local_weight);
+    scale_kernel<<<blocks, 256, 0, stream>>>(data, count, local_weight);
     CNN_CUDA_CHECK_LAUNCH("scale_kernel");
   }
   // ncclAvg: the sum over the ranks divided by their number, in one pass.
-  check_nccl(ncclAllReduce(data, data, size_t(count), ncclFloat32, ncclAvg, comm.comm, ctx.stream), "ncclAllReduce");
+  check_nccl(ncclAllReduce(data, data, size_t(count), ncclFloat32, ncclAvg, comm.comm, stream), "ncclAllReduce");
+}
+}  // namespace
+
+void nccl_allreduce_mean(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight) {
+  if (count == 0) return;
+  allreduce_mean_on(comm, ctx, ctx.stream, data, count, local_weight);
+}
+
+void nccl_start_bucket(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight) {
+  if (count == 0) return;
+  if (!comm.buckets) {
+    CNN_CUDA_CHECK(cudaStreamCreate(&comm.buckets));
+    CNN_CUDA_CHECK(cudaEventCreateWithFlags(&comm.ready, cudaEventDisableTiming));
+    CNN_CUDA_CHECK(cudaEventCreateWithFlags(&comm.done, cudaEventDisableTiming));
+  }
+  // The bucket's gradients are written by the kernels queued on ctx's stream so far.
+  CNN_CUDA_CHECK(cudaEventRecord(comm.ready, ctx.stream));
+  CNN_CUDA_CHECK(cudaStreamWaitEvent(comm.buckets, comm.ready, 0));
+  allreduce_mean_on(comm, ctx, comm.buckets, data, count, local_weight);
+  comm.started = true;
+}
+
+void nccl_join_buckets(NcclComm& comm, Context& ctx) {
+  if (!comm.started) return;
+  CNN_CUDA_CHECK(cudaEventRecord(comm.done, comm.buckets));
+  CNN_CUDA_CHECK(cudaStreamWaitEvent(ctx.stream, comm.done, 0));
+  comm.started = false;
 }
 
 }  // namespace cnn::cuda
