@@ -180,8 +180,9 @@ void Runner<T>::backward(int n, Buckets* buckets) {
 template <class T>
 void Runner<T>::after_layer_backward(size_t layer, Buckets* b) {
   if constexpr (std::is_same_v<T, float>) {
-    const int64_t begin = s_.param_offset[layer];
-    if (layer == 0 || (b->unsent_end - begin) * int64_t(sizeof(float)) >= s_.allreduce_bucket_bytes)
+    // allreduce_bucket_bytes 0: one bucket, sent after the last layer's backward.
+    const int64_t begin = s_.param_offset[layer], bytes = s_.allreduce_bucket_bytes;
+    if (layer == 0 || (bytes > 0 && (b->unsent_end - begin) * int64_t(sizeof(float)) >= bytes))
       send_gradients_from(layer == 0 ? 0 : begin, *b);
   }
 }
@@ -309,9 +310,8 @@ void Runner<T>::step_kernels(ops::TargetKind kind, int n, const StepPlace* guard
   const bool check = guard && device_ == Device::CPU;
   if (check && !all_finite(arena_.row_loss.data(), size_t(n), device_)) non_finite_error(n, *guard, false);
   // Data-parallel: every rank updates with the mean gradient of all the ranks' rows, reduced
-  // in buckets during backward, or in one all-reduce after it.
-  const bool reduce = s_.comm && owns_model_buffers_ && !s_.grads.empty();
-  if (reduce && s_.allreduce_bucket_bytes > 0) {
+  // in buckets during backward (one bucket after it with allreduce_bucket_bytes 0).
+  if (s_.comm && owns_model_buffers_ && !s_.grads.empty()) {
     Buckets b{s_.param_total, check ? guard : nullptr, n};
     backward(n, &b);
     s_.comm->finish_buckets();
@@ -319,8 +319,6 @@ void Runner<T>::step_kernels(ops::TargetKind kind, int n, const StepPlace* guard
     backward(n);
     if (check && !s_.grads.empty() && !all_finite(s_.grads.data(), size_t(s_.param_total), device_))
       non_finite_error(n, *guard, true);
-    if (reduce)
-      s_.comm->allreduce_mean(s_.grads.data(), s_.param_total, device_, s_.gradient_weight, s_.cuda.get());
   }
   timed(L + 1, false, [&] { optimizer_step(); });
 }
