@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -16,6 +15,7 @@
 #include "kernels/augment_map.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/random.hpp"
+#include "thread_ranks.hpp"
 
 namespace cnn {
 namespace {
@@ -104,33 +104,8 @@ TEST(BatchNormOp, BackwardGradientOfAConstantUpstreamIsZero) {
   EXPECT_NEAR(dg[0], 0.0, 1e-12);
 }
 
-// Synchronised statistics: two "ranks" as two threads, each with its own rows of one batch,
-// exchanging sums through a barrier (the order of the sum is rank order, as MPI's on 2 ranks).
-class ThreadRanks {
- public:
-  explicit ThreadRanks(int ranks) : slots_(size_t(ranks)), sync_(ranks) {}
-  struct Rank final : ops::RankSum {
-    Rank(ThreadRanks* a, int r) : all(a), rank(r) {}
-    ThreadRanks* all;
-    int rank;
-    void operator()(double* values, int count) const override {
-      all->slots_[size_t(rank)].assign(values, values + count);
-      all->sync_.arrive_and_wait();
-      for (int i = 0; i < count; ++i) {
-        values[i] = 0;
-        for (const auto& slot : all->slots_) values[i] += slot[size_t(i)];
-      }
-      all->sync_.arrive_and_wait();  // nobody overwrites a slot before everyone has read it
-    }
-  };
-  Rank rank(int r) { return Rank(this, r); }
-
- private:
-  std::vector<std::vector<double>> slots_;
-  std::barrier<> sync_;
-};
-
 TEST(BatchNormOp, SynchronisedStatisticsOverRanksAreTheWholeBatchs) {
+  using testing_ranks::ThreadRanks;
   // One batch of 5 samples, [c = 3, hw = 4], split 2 + 3 between two ranks. Each rank's
   // upstream gradient is that of its own mean loss (G / n_r for per-row terms G), the whole
   // batch's is G / 5; fit weights rank r's parameter gradients by n_r / 5.

@@ -131,8 +131,8 @@ struct FitOptions {
   bool distributed = false;
   // With `distributed`: BatchNormalization's training statistics are those of the global
   // batch (every rank's rows, all-reduced in forward and backward: PyTorch's SyncBatchNorm)
-  // instead of each rank's own (the default, as DDP). CPU ranks only for now. One process:
-  // no effect (its batch is the global batch).
+  // instead of each rank's own (the default, as DDP); CPU and CUDA ranks (CUDA: NCCL). One
+  // process: no effect (its batch is the global batch).
   bool sync_batchnorm = false;
   // With `distributed`: the gradients are all-reduced in buckets of about this many bytes,
   // each started as soon as backward has written it (top layers first), so the reduction of

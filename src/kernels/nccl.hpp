@@ -26,6 +26,11 @@ void nccl_allreduce_mean(NcclComm& comm, Context& ctx, float* data, int64_t coun
 // nccl_join_buckets makes ctx's stream wait for every bucket started (before the optimizer).
 void nccl_start_bucket(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight);
 void nccl_join_buckets(NcclComm& comm, Context& ctx);
+// values <- their sum over the ranks (synchronised BatchNormalization's statistics), on the
+// bucket stream after ctx's work so far, ctx's stream waiting for it: the communicator's
+// collectives stay on one stream, so every rank runs them in the order they were issued
+// whichever buckets are still in flight.
+void nccl_allreduce_sum(NcclComm& comm, Context& ctx, double* values, int64_t count);
 // Makes GPU (index mod the GPU count) current: a GPU rank's device by its local rank.
 void select_device(int index);
 

@@ -396,7 +396,8 @@ namespace cnn::ops {
 // ranks' gradients weighted by n_r / N, so rank r's share of the global batch's terms is
 //   mean_dy_k = (sum over ranks of m_r sum(dy)) / (M m_r)   (likewise mean_dy_xhat),
 // which is sum(dy) / m with one rank; dgamma and dbeta stay this rank's sums (the gradient
-// all-reduce weights them). CPU only (the CUDA ops refuse it).
+// all-reduce weights them). The CUDA ops make the same two forward reductions and the one
+// backward reduction on device doubles (RankSum::on_device).
 //
 // The operands of each op, one struct per op (x, y, dx, dy hold n * c * hw values, every
 // other pointer c); write them with designated initialisers, {.x = ..., .gamma = ...}.
@@ -404,6 +405,12 @@ struct RankSum {
   // values <- the sum over the ranks of every rank's values, in place, on every rank alike.
   // Every rank calls it at the same point of the same step (a collective).
   virtual void operator()(double* values, int count) const = 0;
+  // The same for `count` doubles in device memory, ordered after the work queued on ctx's
+  // stream and before what is queued after the call. By default through host memory (a copy
+  // out, operator(), a copy back: ordered by the legacy stream the context's stream
+  // synchronises with; never in a captured step, and data-parallel steps are not captured);
+  // the communicator overrides it with NCCL.
+  virtual void on_device(::cnn::cuda::Context& ctx, double* values, int count) const;
 
  protected:
   ~RankSum() = default;

@@ -5,12 +5,14 @@
 
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cnn/check.hpp"
 #include "cnn/layers.hpp"
 #include "cnn/model.hpp"
 #include "gpu_compare.hpp"
+#include "thread_ranks.hpp"
 
 namespace cnn {
 namespace {
@@ -156,6 +158,156 @@ TEST_P(BatchNormGpu, BackwardInference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormGpu, ::testing::ValuesIn(kNormCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Synchronised statistics (ops.hpp; FitOptions::sync_batchnorm) on the GPU: two ranks as two
+// threads, each with its own context and its own rows of one batch, their device sums
+// exchanged through host memory (RankSum's default device path; the communicator's NCCL path
+// is GpuTest.NcclSumOfDoublesOverOneRank*), against the CPU reference on the whole batch in
+// double. Each rank's dy is the gradient of its own mean loss (G / n_r), the whole batch's
+// G / n. A rank without rows joins every reduction. Tolerance: the default 1e-5 normwise (float
+// sums of up to ~2,000 terms, ~1e-6); per-rank statistics are off by ~0.1 on these inputs.
+struct SyncNormCase {
+  const char* name;
+  int n, c, hw, first_rows;  // rank 0 takes first_rows of the n, rank 1 the rest
+  double lo, hi;
+};
+
+class SyncBatchNormGpu : public GpuTest, public ::testing::WithParamInterface<SyncNormCase> {};
+
+TEST_P(SyncBatchNormGpu, StatisticsAndGradientsOverTwoRanksAreTheWholeBatchs) {
+  const SyncNormCase k = GetParam();
+  const int per = k.c * k.hw, split[3] = {0, k.first_rows, k.n};
+  Rng rng(91);
+  std::vector<float> x(size_t(k.n) * per), G(x.size()), gamma(size_t(k.c)), beta(size_t(k.c));
+  for (size_t i = 0; i < x.size(); ++i) {
+    x[i] = float(rng.uniform(k.lo, k.hi) + 0.25 * double(i / size_t(per) % 3));  // the rows' means differ
+    G[i] = float(rng.uniform(-1, 1));
+  }
+  for (int j = 0; j < k.c; ++j) {
+    gamma[size_t(j)] = float(rng.uniform(0.5, 1.5));
+    beta[size_t(j)] = float(rng.uniform(-1, 1));
+  }
+  struct Result {
+    std::vector<float> y, dx, mean, invstd, rm, rv, dgamma, dbeta;
+  };
+  struct Reference {
+    std::vector<double> y, dx, mean, invstd, rm, rv, dgamma, dbeta;
+  };
+  const float eps = 1e-5f, momentum = 0.3f;
+  // The whole batch on the CPU, in double.
+  Reference whole{std::vector<double>(x.size()), std::vector<double>(x.size()), std::vector<double>(size_t(k.c)),
+               std::vector<double>(size_t(k.c)), std::vector<double>(size_t(k.c), 0.2),
+               std::vector<double>(size_t(k.c), 1.5), std::vector<double>(size_t(k.c)),
+               std::vector<double>(size_t(k.c))};
+  {
+    const std::vector<double> xd(x.begin(), x.end()), gd(gamma.begin(), gamma.end()), bd(beta.begin(), beta.end());
+    std::vector<double> dy(G.begin(), G.end());
+    for (double& v : dy) v /= k.n;
+    cpu::batchnorm_forward_training<double>(
+        k.n, k.c, k.hw,
+        {.x = xd.data(), .gamma = gd.data(), .beta = bd.data(), .eps = double(eps), .momentum = double(momentum),
+         .running_mean = whole.rm.data(), .running_var = whole.rv.data(), .save_mean = whole.mean.data(),
+         .save_invstd = whole.invstd.data(), .y = whole.y.data()});
+    cpu::batchnorm_backward_training<double>(
+        k.n, k.c, k.hw,
+        {.x = xd.data(), .dy = dy.data(), .gamma = gd.data(), .save_mean = whole.mean.data(),
+         .save_invstd = whole.invstd.data(), .dx = whole.dx.data(), .dgamma = whole.dgamma.data(),
+         .dbeta = whole.dbeta.data()});
+  }
+  // One rank on the GPU: its rows' forward and backward.
+  auto on_gpu = [&](int r, const ops::RankSum* ranks, Result& out) {
+    cuda::Context* c = cuda::create_context();
+    const int rows = split[r + 1] - split[r];
+    const size_t count = size_t(rows) * per, ch = size_t(k.c) * sizeof(float);
+    std::vector<float> xr(x.begin() + split[r] * per, x.begin() + split[r + 1] * per);
+    std::vector<float> dyr(G.begin() + split[r] * per, G.begin() + split[r + 1] * per);
+    for (float& v : dyr) v /= float(rows);
+    DeviceBuffer dx_in(count * sizeof(float)), ddy(count * sizeof(float)), dy_out(count * sizeof(float)),
+        ddx(count * sizeof(float)), dgam(ch), dbet(ch), drm(ch), drv(ch), dmean(ch), dinv(ch), ddg(ch), ddb(ch);
+    dx_in.upload(xr);
+    ddy.upload(dyr);
+    dgam.upload(gamma);
+    dbet.upload(beta);
+    drm.upload(std::vector<float>(size_t(k.c), 0.2f));
+    drv.upload(std::vector<float>(size_t(k.c), 1.5f));
+    const std::vector<float> nan(size_t(k.c), std::nanf(""));
+    for (DeviceBuffer* b : {&dmean, &dinv, &ddg, &ddb}) b->upload(nan);
+    dy_out.upload(std::vector<float>(count, std::nanf("")));
+    ddx.upload(std::vector<float>(count, std::nanf("")));
+    auto f = [](const DeviceBuffer& b) { return static_cast<float*>(b.get()); };
+    gpu::batchnorm_forward_training(*c, rows, k.c, k.hw,
+                                    {.x = f(dx_in), .gamma = f(dgam), .beta = f(dbet), .eps = eps,
+                                     .momentum = momentum, .running_mean = f(drm), .running_var = f(drv),
+                                     .save_mean = f(dmean), .save_invstd = f(dinv), .y = f(dy_out),
+                                     .across_ranks = ranks});
+    gpu::batchnorm_backward_training(*c, rows, k.c, k.hw,
+                                     {.x = f(dx_in), .dy = f(ddy), .gamma = f(dgam), .save_mean = f(dmean),
+                                      .save_invstd = f(dinv), .dx = f(ddx), .dgamma = f(ddg), .dbeta = f(ddb),
+                                      .across_ranks = ranks});
+    cuda::synchronize(*c);
+    auto down = [](const DeviceBuffer& b) { return b.download<float>(); };
+    out = Result{down(dy_out), down(ddx), down(dmean), down(dinv), down(drm), down(drv), down(ddg), down(ddb)};
+    cuda::destroy_context(c);
+  };
+  auto on_two_ranks = [&](bool synchronised) {
+    testing_ranks::ThreadRanks world(2);
+    Result part[2];
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r)
+      threads.emplace_back([&, r] {
+        const auto me = world.rank(r);
+        on_gpu(r, synchronised ? &me : nullptr, part[r]);
+      });
+    for (auto& t : threads) t.join();
+    return std::vector<Result>{part[0], part[1]};
+  };
+  const std::vector<Result> synced = on_two_ranks(true);
+  // The reference's values [first, first + count), in float (a relative 6e-8 off, far below the tolerance).
+  auto slice = [](const std::vector<double>& v, size_t first, size_t count) {
+    return std::vector<float>(v.begin() + long(first), v.begin() + long(first + count));
+  };
+  auto all = [&](const std::vector<double>& v) { return slice(v, 0, v.size()); };
+  // NaN (an element never written) fails every comparison below.
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) { return gputest::relative(a, b); };
+  const double tol = gputest::kDefaultTolerance;
+  std::vector<float> dgamma(size_t(k.c), 0.f), dbeta(size_t(k.c), 0.f);
+  for (int r = 0; r < 2; ++r) {
+    SCOPED_TRACE("rank " + std::to_string(r));
+    const Result& p = synced[size_t(r)];
+    const int rows = split[r + 1] - split[r];
+    // Every rank, with rows or not, has the whole batch's statistics.
+    EXPECT_LT(rel(p.mean, all(whole.mean)), tol);
+    EXPECT_LT(rel(p.invstd, all(whole.invstd)), tol);
+    EXPECT_LT(rel(p.rm, all(whole.rm)), tol);
+    EXPECT_LT(rel(p.rv, all(whole.rv)), tol);  // unbiased with the whole batch's count
+    if (rows > 0) {
+      EXPECT_LT(rel(p.y, slice(whole.y, size_t(split[r]) * per, size_t(rows) * per)), tol);
+      std::vector<float> scaled = p.dx;  // the rank's own mean loss: n / n_r times the whole batch's
+      for (float& v : scaled) v *= float(rows) / float(k.n);
+      EXPECT_LT(rel(scaled, slice(whole.dx, size_t(split[r]) * per, size_t(rows) * per)), tol);
+    }
+    for (int j = 0; j < k.c; ++j) {  // the gradient all-reduce's n_r / n weighting gives the whole batch's
+      ASSERT_TRUE(std::isfinite(p.dgamma[size_t(j)]) && std::isfinite(p.dbeta[size_t(j)])) << "channel " << j;
+      dgamma[size_t(j)] += p.dgamma[size_t(j)] * float(rows) / float(k.n);
+      dbeta[size_t(j)] += p.dbeta[size_t(j)] * float(rows) / float(k.n);
+    }
+  }
+  EXPECT_LT(rel(dgamma, all(whole.dgamma)), 1e-4);  // sums of random-signed terms, as BackwardTraining's
+  EXPECT_LT(rel(dbeta, all(whole.dbeta)), 1e-4);
+  if (k.first_rows > 0 && k.first_rows < k.n) {  // the case must tell synchronised from per-rank statistics
+    const std::vector<Result> local = on_two_ranks(false);
+    EXPECT_GT(rel(local[0].mean, all(whole.mean)), 100 * tol);
+  }
+}
+
+const SyncNormCase kSyncNormCases[] = {
+    {"rows_2_of_7", 7, 5, 9 * 11, 2, -1, 1},
+    {"offset_mean_3_of_9", 9, 3, 49, 3, 10, 11},  // the shift by the global mean matters here
+    {"rank1_without_rows", 7, 4, 25, 7, -1, 1},
+    {"batch_64_of_256", 256, 16, 64, 64, -1, 1},
+};
+INSTANTIATE_TEST_SUITE_P(Splits, SyncBatchNormGpu, ::testing::ValuesIn(kSyncNormCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // ---- Dropout and scale -------------------------------------------------------------------------

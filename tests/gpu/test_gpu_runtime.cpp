@@ -72,6 +72,36 @@ TEST_F(GpuTest, NcclAllReduceMeanOverOneRankIsTheWeightedValuesAlsoInBuckets) {
 #endif
 }
 
+// The sum of doubles synchronised BatchNormalization all-reduces on GPU ranks, over one rank:
+// the values, exactly, also with a gradient bucket in flight on the same communicator (both
+// run on the bucket stream, in the order issued), and ordered before the context's later work.
+TEST_F(GpuTest, NcclSumOfDoublesOverOneRankIsTheValuesInOrderWithBuckets) {
+#if !CNN_WITH_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  unsigned char id[cuda::kNcclIdBytes] = {};
+  cuda::nccl_unique_id(id);
+  cuda::NcclComm* comm = cuda::nccl_create(id, 0, 1);
+  std::vector<float> g(3000);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = float(i) * 0.5f - 700.f;
+  std::vector<double> v(33);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 1.0 / double(i + 3) - 0.1;  // not representable in float
+  DeviceBuffer grads(g.size() * sizeof(float)), sums(v.size() * sizeof(double));
+  grads.upload(g);
+  sums.upload(v);
+  cuda::nccl_start_bucket(*comm, ctx(), static_cast<float*>(grads.get()), int64_t(g.size()), 0.25f);
+  cuda::nccl_allreduce_sum(*comm, ctx(), static_cast<double*>(sums.get()), int64_t(v.size()));
+  cuda::nccl_allreduce_sum(*comm, ctx(), static_cast<double*>(sums.get()), 0);  // nothing to do
+  cuda::nccl_join_buckets(*comm, ctx());
+  CNN_CUDA_CHECK(cudaStreamSynchronize(ctx().stream));
+  const std::vector<float> g_after = grads.download<float>();
+  const std::vector<double> v_after = sums.download<double>();
+  cuda::nccl_destroy(comm);
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v_after[i], v[i]) << "sum " << i;
+  for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g_after[i], g[i] * 0.25f) << "bucket value " << i;
+#endif
+}
+
 TEST_F(GpuTest, ContextsAreIndependentAndSynchronize) {
   cuda::Context* other = cuda::create_context();
   EXPECT_NE(other->stream, ctx().stream);

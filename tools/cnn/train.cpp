@@ -77,7 +77,7 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
                   "all-reduce after it)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   sub->add_flag("--sync-batchnorm", f.sync_batchnorm,
-               "Data-parallel: BatchNormalization statistics over every rank's rows (default: per rank); CPU ranks");
+               "Data-parallel: BatchNormalization statistics over every rank's rows (default: per rank)");
   sub->add_flag("--tta-flip", f.tta_flip, "Test-time augmentation: average with the mirrored images");
   sub->add_option("--tta-translate", f.tta_translate, "Test-time augmentation: also shifted by +-N pixels")
       ->check(CLI::NonNegativeNumber);

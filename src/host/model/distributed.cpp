@@ -202,6 +202,15 @@ void Communicator::allreduce_mean(float* data, int64_t count, Device d, float lo
 #endif
 }
 
+void Communicator::on_device(cuda::Context& ctx, double* values, int count) const {
+  if (size == 1 || count == 0) return;
+#if CNN_WITH_MPI && CNN_WITH_NCCL
+  cuda::nccl_allreduce_sum(nccl(), ctx, values, count);
+#else
+  ops::RankSum::on_device(ctx, values, count);
+#endif
+}
+
 #if CNN_WITH_MPI && CNN_WITH_NCCL
 cuda::NcclComm& Communicator::nccl() const {
   if (!nccl_) {  // rank 0's unique id to every rank over MPI, then NCCL's own rendezvous

@@ -26,6 +26,9 @@ class Communicator final : public ops::RankSum {
   int rank = 0, size = 1;
 
   void operator()(double* values, int count) const override { allreduce_sum(values, count); }
+  // A CUDA rank's statistics: NCCL when built with it (in order with the gradient buckets:
+  // nccl_allreduce_sum), otherwise through host memory and MPI.
+  void on_device(cuda::Context& ctx, double* values, int count) const override;
 
   // rank 0's `count` values into every rank's `data` (on device d).
   void broadcast(float* data, int64_t count, Device d) const;

@@ -312,10 +312,6 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
               start.world_size, " rank(s) (global batch ", start.world_size, " x batch_size); this run has ", ranks,
               ": resume with ", start.world_size == 1 ? std::string("one process") : "mpirun -n " + std::to_string(start.world_size));
   }
-  // Every rank alike, before any step.
-  CNN_CHECK(!comm || !o.sync_batchnorm || s.device == Device::CPU,
-            "fit: sync_batchnorm runs on CPU ranks only for now (on CUDA ranks BatchNormalization's statistics are "
-            "per rank); leave it off or train with --device cpu");
   if (comm) {  // every rank the same run, from rank 0's weights
     data_parallel::check_same_run(*comm, *this, data.x.dim(0), data.x_val ? data.x_val->dim(0) : 0, o, start);
     data_parallel::broadcast_training_state(*comm, s);

@@ -7,6 +7,12 @@
 // value (sum(x - x0), sum((x - x0)^2)), which keeps the one-pass variance accurate when the
 // mean is large next to the spread. Normalisation and the input gradient are elementwise
 // kernels reading the per-channel results.
+//
+// Synchronised statistics (a.across_ranks; formulas in ops.hpp): this rank's per-channel sums
+// become [2c + 1] doubles on the device, its row count last, which RankSum::on_device sums
+// over the ranks. The forward makes two such reductions, as the CPU's passes: the sum of x,
+// then the squared deviations about every rank's mean (rounded to float, the shift); the
+// backward one (m sum(dy), m sum(dy xhat), m). A rank without rows still joins each of them.
 #include <cmath>
 
 #include "kernels/cuda/common.cuh"
@@ -48,13 +54,21 @@ __device__ __forceinline__ int64_t channel_element(int k, int c, int hw, int64_t
   return (i * c + k) * hw + (j - i * hw);
 }
 
+// The value channel k's forward sums are shifted by: its first value on this rank, or with
+// synchronised statistics (ranks_sums: the ranks' [2c + 1] sums, sum of x at 2k, the row
+// count last) every rank's mean, rounded to float. 0 on a rank without rows.
+__device__ __forceinline__ float shift_of(int c, int k, int hw, int64_t m, const float* x, const double* ranks_sums) {
+  if (ranks_sums) return ranks_sums[2 * c] > 0 ? float(ranks_sums[2 * k] / ranks_sums[2 * c]) : 0.f;
+  return m > 0 ? x[int64_t(k) * hw] : 0.f;
+}
+
 // partial[(k * splits + split) * 2 + {0, 1}] = sum over the block's range of (x - x0) and (x - x0)^2,
-// x0 = channel k's first value.
+// x0 = shift_of(k).
 __global__ void channel_moments_kernel(int c, int hw, int64_t m, int splits, const float* __restrict__ x,
-                                       float* __restrict__ partial) {
+                                       const double* __restrict__ ranks_sums, float* __restrict__ partial) {
   const int split = int(blockIdx.x), k = int(blockIdx.y);
   const int64_t begin = m * split / splits, end = m * (split + 1) / splits;
-  const float x0 = x[int64_t(k) * hw];
+  const float x0 = shift_of(c, k, hw, m, x, ranks_sums);
   float s1 = 0.f, s2 = 0.f;
   for (int64_t j = begin + threadIdx.x; j < end; j += kThreads) {
     const float d = x[channel_element(k, c, hw, j)] - x0;
@@ -67,6 +81,21 @@ __global__ void channel_moments_kernel(int c, int hw, int64_t m, int splits, con
   if (threadIdx.x == 0) {
     partial[(int64_t(k) * splits + split) * 2] = s1;
     partial[(int64_t(k) * splits + split) * 2 + 1] = s2;
+  }
+}
+
+// Channel k's batch statistics from its mean and (biased) variance over `count` values:
+// save_mean, save_invstd, and the running statistics' update (unbiased variance).
+__device__ void finish_channel(int k, double mean, double var, double count, float eps, float momentum,
+                               float* running_mean, float* running_var, float* save_mean, float* save_invstd) {
+  if (var < 0) var = 0;
+  const float mean_f = float(mean);
+  save_mean[k] = mean_f;
+  save_invstd[k] = float(1.0 / sqrt(var + double(eps)));
+  if (running_mean) running_mean[k] = (1.f - momentum) * running_mean[k] + momentum * mean_f;
+  if (running_var) {
+    const float unbiased = float(count > 1 ? var * count / (count - 1) : var);
+    running_var[k] = (1.f - momentum) * running_var[k] + momentum * unbiased;
   }
 }
 
@@ -83,16 +112,43 @@ __global__ void finish_moments_kernel(int c, int hw, int64_t m, int splits, cons
     s2 += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
   }
   const double shift = s1 / double(m);
-  double var = s2 / double(m) - shift * shift;
-  if (var < 0) var = 0;
-  const float mean = float(double(x[int64_t(k) * hw]) + shift);
-  save_mean[k] = mean;
-  save_invstd[k] = float(1.0 / sqrt(var + double(eps)));
-  if (running_mean) running_mean[k] = (1.f - momentum) * running_mean[k] + momentum * mean;
-  if (running_var) {
-    const float unbiased = float(m > 1 ? var * double(m) / double(m - 1) : var);
-    running_var[k] = (1.f - momentum) * running_var[k] + momentum * unbiased;
+  finish_channel(k, double(x[int64_t(k) * hw]) + shift, s2 / double(m) - shift * shift, double(m), eps, momentum,
+                 running_mean, running_var, save_mean, save_invstd);
+}
+
+// One thread per channel, synchronised statistics: this rank's sums for the ranks to add,
+// sums[2k] = sum of x (the shifted sum plus m x0), sums[2k + 1] = sum of (x - x0)^2, and
+// sums[2c] = m.
+__global__ void rank_moments_kernel(int c, int hw, int64_t m, int splits, const float* __restrict__ x,
+                                    const double* __restrict__ ranks_sums, const float* __restrict__ partial,
+                                    double* __restrict__ sums) {
+  const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (k >= c) return;
+  double s1 = 0, s2 = 0;
+  for (int s = 0; s < splits; ++s) {
+    s1 += double(partial[(int64_t(k) * splits + s) * 2]);
+    s2 += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
   }
+  sums[2 * k] = s1 + double(m) * double(shift_of(c, k, hw, m, x, ranks_sums));
+  sums[2 * k + 1] = s2;
+  if (k == 0) sums[2 * c] = double(m);
+}
+
+// One thread per channel, synchronised statistics, from the ranks' sums of the second pass
+// (deviations about x0 = the first pass's mean, rounded to float): mean = S / M,
+// var = Q / M - (mean - x0)^2, M the rows of every rank.
+__global__ void finish_ranks_moments_kernel(int c, const double* __restrict__ first_pass,
+                                            const double* __restrict__ second_pass, float eps, float momentum,
+                                            float* running_mean, float* running_var, float* __restrict__ save_mean,
+                                            float* __restrict__ save_invstd) {
+  const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (k >= c) return;
+  const double count = second_pass[2 * c];
+  if (count <= 0) return;  // no rank has rows: nothing to normalise (as the CPU's)
+  const double x0 = double(float(first_pass[2 * k] / first_pass[2 * c]));
+  const double mean = second_pass[2 * k] / count, offset = mean - x0;
+  finish_channel(k, mean, second_pass[2 * k + 1] / count - offset * offset, count, eps, momentum, running_mean,
+                 running_var, save_mean, save_invstd);
 }
 
 // y = gamma (x - mean) invstd + beta, elementwise.
@@ -128,11 +184,14 @@ __global__ void channel_gradient_sums_kernel(int c, int hw, int64_t m, int split
   }
 }
 
-// One thread per channel: sums[k * 2 + {0, 1}] = sum(dy), sum(dy xhat), also written to dbeta
-// and dgamma when they are not null.
-__global__ void finish_gradient_sums_kernel(int c, int splits, const float* __restrict__ partial,
-                                            float* __restrict__ sums, float* __restrict__ dgamma,
-                                            float* __restrict__ dbeta) {
+// One thread per channel: this rank's sum(dy) and sum(dy xhat), into dbeta and dgamma when
+// they are not null, and either the means the input gradient subtracts,
+// means[2k + {0, 1}] = sum(dy) / m, sum(dy xhat) / m, or (rank_sums not null: synchronised
+// statistics) this rank's share for the ranks to add, rank_sums[2k + {0, 1}] = m sum(dy),
+// m sum(dy xhat), rank_sums[2c] = m.
+__global__ void finish_gradient_sums_kernel(int c, int splits, int64_t m, const float* __restrict__ partial,
+                                            float* __restrict__ means, double* __restrict__ rank_sums,
+                                            float* __restrict__ dgamma, float* __restrict__ dbeta) {
   const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
   if (k >= c) return;
   double s_dy = 0, s_dy_xhat = 0;
@@ -140,27 +199,44 @@ __global__ void finish_gradient_sums_kernel(int c, int splits, const float* __re
     s_dy += double(partial[(int64_t(k) * splits + s) * 2]);
     s_dy_xhat += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
   }
-  sums[k * 2] = float(s_dy);
-  sums[k * 2 + 1] = float(s_dy_xhat);
   if (dbeta) dbeta[k] = float(s_dy);
   if (dgamma) dgamma[k] = float(s_dy_xhat);
+  if (rank_sums) {
+    rank_sums[2 * k] = double(m) * s_dy;
+    rank_sums[2 * k + 1] = double(m) * s_dy_xhat;
+    if (k == 0) rank_sums[2 * c] = double(m);
+  } else if (means) {
+    means[2 * k] = float(s_dy / double(m));
+    means[2 * k + 1] = float(s_dy_xhat / double(m));
+  }
 }
 
-// dx = gamma invstd (dy - sum(dy) / m - xhat sum(dy xhat) / m), or gamma invstd dy when sums
-// is null (inference: the statistics are constants). dx may alias dy.
-__global__ void batchnorm_input_grad_kernel(int64_t count, int c, int hw, int64_t m, const float* x, const float* dy,
-                                            Stats st, const float* __restrict__ gamma, const float* __restrict__ sums,
+// One thread per channel, synchronised statistics: the means this rank's input gradient
+// subtracts, from the ranks' sums: means[j] = ranks_sums[j] / (M m), M = every rank's rows.
+__global__ void ranks_gradient_means_kernel(int c, int64_t m, const double* __restrict__ ranks_sums,
+                                            float* __restrict__ means) {
+  const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (k >= c) return;
+  const double divisor = ranks_sums[2 * c] * double(m);
+  means[2 * k] = float(ranks_sums[2 * k] / divisor);
+  means[2 * k + 1] = float(ranks_sums[2 * k + 1] / divisor);
+}
+
+// dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)) with means[2k + {0, 1}] those two
+// means, or gamma invstd dy when means is null (inference: the statistics are constants).
+// dx may alias dy.
+__global__ void batchnorm_input_grad_kernel(int64_t count, int c, int hw, const float* x, const float* dy, Stats st,
+                                            const float* __restrict__ gamma, const float* __restrict__ means,
                                             float* dx) {
-  const float inv_m = 1.f / float(m);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     const int k = int((i / hw) % c);
     const float invstd = invstd_of(st, k), factor = (gamma ? gamma[k] : 1.f) * invstd;
-    if (!sums) {
+    if (!means) {
       dx[i] = factor * dy[i];
       continue;
     }
     const float xhat = (x[i] - st.mean[k]) * invstd;
-    dx[i] = factor * (dy[i] - sums[k * 2] * inv_m - xhat * (sums[k * 2 + 1] * inv_m));
+    dx[i] = factor * (dy[i] - means[k * 2] - xhat * means[k * 2 + 1]);
   }
 }
 
@@ -169,35 +245,75 @@ void check_shape(int n, int c, int hw, const char* op) {
   CNN_CHECK(c <= 65535, op, ": at most 65535 channels, got ", c);
 }
 
+unsigned channel_blocks(int c) { return unsigned(ceil_div(c, kThreads)); }
+
+// Scratch for `floats` floats followed by `doubles` doubles (8-byte aligned).
+struct ScratchSplit {
+  float* floats;
+  double* doubles;
+};
+ScratchSplit scratch_with_doubles(Context& ctx, size_t floats, size_t doubles) {
+  const size_t at = (floats + 1) / 2 * 2;
+  float* base = ctx.scratch(at + 2 * doubles);
+  return {base, reinterpret_cast<double*>(base + at)};
+}
+
 void normalize(Context& ctx, int n, int c, int hw, const float* x, Stats st, const float* gamma, const float* beta,
                float* y) {
   const int64_t count = int64_t(n) * c * hw;
+  if (count == 0) return;
   batchnorm_normalize_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, c, hw, x, st, gamma,
                                                                                            beta, y);
   CNN_CUDA_CHECK_LAUNCH("batchnorm_normalize_kernel");
 }
 
-// The per-channel gradient sums into scratch (returned: [c][2]), and into dgamma/dbeta.
-float* gradient_sums(Context& ctx, int n, int c, int hw, const float* x, const float* dy, Stats st, float* dgamma,
-                     float* dbeta) {
+void channel_moments(Context& ctx, int c, int hw, int64_t m, int splits, const float* x, const double* ranks_sums,
+                     float* partial) {
+  channel_moments_kernel<<<dim3(unsigned(splits), unsigned(c)), kThreads, 0, ctx.stream>>>(c, hw, m, splits, x,
+                                                                                           ranks_sums, partial);
+  CNN_CUDA_CHECK_LAUNCH("channel_moments_kernel");
+}
+
+// This rank's moments about shift_of(ranks_sums) into sums [2c + 1], summed over the ranks.
+void ranks_moments(Context& ctx, int c, int hw, int64_t m, int splits, const float* x, const double* ranks_sums,
+                   float* partial, double* sums, const RankSum& ranks) {
+  channel_moments(ctx, c, hw, m, splits, x, ranks_sums, partial);
+  rank_moments_kernel<<<channel_blocks(c), kThreads, 0, ctx.stream>>>(c, hw, m, splits, x, ranks_sums, partial, sums);
+  CNN_CUDA_CHECK_LAUNCH("rank_moments_kernel");
+  ranks.on_device(ctx, sums, 2 * c + 1);
+}
+
+// The per-channel means the input gradient subtracts (returned: [c][2], in scratch), and
+// dgamma/dbeta; `ranks` not null: over every rank's rows (synchronised statistics).
+float* gradient_means(Context& ctx, int n, int c, int hw, const float* x, const float* dy, Stats st, float* dgamma,
+                      float* dbeta, const RankSum* ranks) {
   const int64_t m = int64_t(n) * hw;
   const int splits = splits_for(ctx, c, m);
-  float* partial = ctx.scratch(size_t(c) * splits * 2 + size_t(c) * 2);
-  float* sums = partial + size_t(c) * splits * 2;
+  const ScratchSplit sc = scratch_with_doubles(ctx, size_t(c) * splits * 2 + size_t(c) * 2, ranks ? 2 * size_t(c) + 1 : 0);
+  float* partial = sc.floats;
+  float* means = partial + size_t(c) * splits * 2;
   channel_gradient_sums_kernel<<<dim3(unsigned(splits), unsigned(c)), kThreads, 0, ctx.stream>>>(c, hw, m, splits, x,
                                                                                                  dy, st, partial);
   CNN_CUDA_CHECK_LAUNCH("channel_gradient_sums_kernel");
-  finish_gradient_sums_kernel<<<unsigned(ceil_div(c, kThreads)), kThreads, 0, ctx.stream>>>(c, splits, partial, sums,
-                                                                                            dgamma, dbeta);
+  finish_gradient_sums_kernel<<<channel_blocks(c), kThreads, 0, ctx.stream>>>(
+      c, splits, m, partial, means, ranks ? sc.doubles : nullptr, dgamma, dbeta);
   CNN_CUDA_CHECK_LAUNCH("finish_gradient_sums_kernel");
-  return sums;
+  if (ranks) {
+    ranks->on_device(ctx, sc.doubles, 2 * c + 1);
+    if (m > 0) {
+      ranks_gradient_means_kernel<<<channel_blocks(c), kThreads, 0, ctx.stream>>>(c, m, sc.doubles, means);
+      CNN_CUDA_CHECK_LAUNCH("ranks_gradient_means_kernel");
+    }
+  }
+  return means;
 }
 
 void input_grad(Context& ctx, int n, int c, int hw, const float* x, const float* dy, Stats st, const float* gamma,
-                const float* sums, float* dx) {
+                const float* means, float* dx) {
   const int64_t count = int64_t(n) * c * hw;
-  batchnorm_input_grad_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(
-      count, c, hw, int64_t(n) * hw, x, dy, st, gamma, sums, dx);
+  if (count == 0) return;
+  batchnorm_input_grad_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(count, c, hw, x, dy, st,
+                                                                                            gamma, means, dx);
   CNN_CUDA_CHECK_LAUNCH("batchnorm_input_grad_kernel");
 }
 
@@ -205,39 +321,46 @@ void input_grad(Context& ctx, int n, int c, int hw, const float* x, const float*
 
 void batchnorm_forward_training(Context& ctx, int n, int c, int hw, const BatchNormForwardTrainingArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_forward_training");
-  CNN_CHECK(!a.across_ranks, "batchnorm_forward_training: synchronised statistics (sync_batchnorm) run on CPU ranks only");
   const int64_t m = int64_t(n) * hw;
-  if (m == 0 || c == 0) return;
+  if (c == 0 || (m == 0 && !a.across_ranks)) return;
   const int splits = splits_for(ctx, c, m);
-  float* partial = ctx.scratch(size_t(c) * splits * 2);
-  channel_moments_kernel<<<dim3(unsigned(splits), unsigned(c)), kThreads, 0, ctx.stream>>>(c, hw, m, splits, a.x,
-                                                                                           partial);
-  CNN_CUDA_CHECK_LAUNCH("channel_moments_kernel");
-  finish_moments_kernel<<<unsigned(ceil_div(c, kThreads)), kThreads, 0, ctx.stream>>>(
-      c, hw, m, splits, a.x, partial, a.eps, a.momentum, a.running_mean, a.running_var, a.save_mean,
-      a.save_invstd);
-  CNN_CUDA_CHECK_LAUNCH("finish_moments_kernel");
+  if (a.across_ranks) {  // two passes, each summed over the ranks
+    const ScratchSplit sc = scratch_with_doubles(ctx, size_t(c) * splits * 2, 2 * (2 * size_t(c) + 1));
+    double* first = sc.doubles;
+    double* second = first + 2 * c + 1;
+    ranks_moments(ctx, c, hw, m, splits, a.x, nullptr, sc.floats, first, *a.across_ranks);
+    ranks_moments(ctx, c, hw, m, splits, a.x, first, sc.floats, second, *a.across_ranks);
+    finish_ranks_moments_kernel<<<channel_blocks(c), kThreads, 0, ctx.stream>>>(
+        c, first, second, a.eps, a.momentum, a.running_mean, a.running_var, a.save_mean, a.save_invstd);
+    CNN_CUDA_CHECK_LAUNCH("finish_ranks_moments_kernel");
+  } else {
+    float* partial = ctx.scratch(size_t(c) * splits * 2);
+    channel_moments(ctx, c, hw, m, splits, a.x, nullptr, partial);
+    finish_moments_kernel<<<channel_blocks(c), kThreads, 0, ctx.stream>>>(
+        c, hw, m, splits, a.x, partial, a.eps, a.momentum, a.running_mean, a.running_var, a.save_mean,
+        a.save_invstd);
+    CNN_CUDA_CHECK_LAUNCH("finish_moments_kernel");
+  }
   normalize(ctx, n, c, hw, a.x, Stats{a.save_mean, a.save_invstd, false, 0.f}, a.gamma, a.beta, a.y);
 }
 
 void batchnorm_forward_inference(Context& ctx, int n, int c, int hw, const BatchNormForwardInferenceArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_forward_inference");
-  if (int64_t(n) * c * hw == 0) return;
   normalize(ctx, n, c, hw, a.x, Stats{a.running_mean, a.running_var, true, a.eps}, a.gamma, a.beta, a.y);
 }
 
 void batchnorm_backward_training(Context& ctx, int n, int c, int hw, const BatchNormBackwardTrainingArgs<float>& a) {
   check_shape(n, c, hw, "batchnorm_backward_training");
-  CNN_CHECK(!a.across_ranks, "batchnorm_backward_training: synchronised statistics (sync_batchnorm) run on CPU ranks only");
   if (c == 0) return;
-  if (int64_t(n) * hw == 0) {  // no values: the parameter gradients are zero
+  if (int64_t(n) * hw == 0 && !a.across_ranks) {  // no values: the parameter gradients are zero
     if (a.dgamma) memory::cuda_set_zero(a.dgamma, size_t(c) * sizeof(float));
     if (a.dbeta) memory::cuda_set_zero(a.dbeta, size_t(c) * sizeof(float));
     return;
   }
   const Stats st{a.save_mean, a.save_invstd, false, 0.f};
-  const float* sums = gradient_sums(ctx, n, c, hw, a.x, a.dy, st, a.dgamma, a.dbeta);
-  if (a.dx) input_grad(ctx, n, c, hw, a.x, a.dy, st, a.gamma, sums, a.dx);
+  // (A rank without rows sums nothing, which gives zero gradients, and joins the reduction.)
+  const float* means = gradient_means(ctx, n, c, hw, a.x, a.dy, st, a.dgamma, a.dbeta, a.across_ranks);
+  if (a.dx) input_grad(ctx, n, c, hw, a.x, a.dy, st, a.gamma, means, a.dx);
 }
 
 void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const BatchNormBackwardInferenceArgs<float>& a) {
@@ -249,7 +372,7 @@ void batchnorm_backward_inference(Context& ctx, int n, int c, int hw, const Batc
     if (a.dbeta) memory::cuda_set_zero(a.dbeta, size_t(c) * sizeof(float));
     return;
   }
-  if (a.dgamma || a.dbeta) gradient_sums(ctx, n, c, hw, a.x, a.dy, st, a.dgamma, a.dbeta);
+  if (a.dgamma || a.dbeta) gradient_means(ctx, n, c, hw, a.x, a.dy, st, a.dgamma, a.dbeta, nullptr);
   if (a.dx) input_grad(ctx, n, c, hw, a.x, a.dy, st, a.gamma, nullptr, a.dx);
 }
 

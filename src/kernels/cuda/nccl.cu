@@ -91,18 +91,33 @@ void nccl_allreduce_mean(NcclComm& comm, Context& ctx, float* data, int64_t coun
   allreduce_mean_on(comm, ctx, ctx.stream, data, count, local_weight);
 }
 
-void nccl_start_bucket(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight) {
-  if (count == 0) return;
+namespace {
+// The bucket stream, waiting for what ctx's stream has queued so far.
+cudaStream_t bucket_stream_after(NcclComm& comm, Context& ctx) {
   if (!comm.buckets) {
     CNN_CUDA_CHECK(cudaStreamCreate(&comm.buckets));
     CNN_CUDA_CHECK(cudaEventCreateWithFlags(&comm.ready, cudaEventDisableTiming));
     CNN_CUDA_CHECK(cudaEventCreateWithFlags(&comm.done, cudaEventDisableTiming));
   }
-  // The bucket's gradients are written by the kernels queued on ctx's stream so far.
   CNN_CUDA_CHECK(cudaEventRecord(comm.ready, ctx.stream));
   CNN_CUDA_CHECK(cudaStreamWaitEvent(comm.buckets, comm.ready, 0));
-  allreduce_mean_on(comm, ctx, comm.buckets, data, count, local_weight);
+  return comm.buckets;
+}
+}  // namespace
+
+void nccl_start_bucket(NcclComm& comm, Context& ctx, float* data, int64_t count, float local_weight) {
+  if (count == 0) return;
+  // The bucket's gradients are written by the kernels queued on ctx's stream so far.
+  allreduce_mean_on(comm, ctx, bucket_stream_after(comm, ctx), data, count, local_weight);
   comm.started = true;
+}
+
+void nccl_allreduce_sum(NcclComm& comm, Context& ctx, double* values, int64_t count) {
+  if (count == 0) return;
+  const cudaStream_t s = bucket_stream_after(comm, ctx);
+  check_nccl(ncclAllReduce(values, values, size_t(count), ncclFloat64, ncclSum, comm.comm, s), "ncclAllReduce");
+  CNN_CUDA_CHECK(cudaEventRecord(comm.done, s));
+  CNN_CUDA_CHECK(cudaStreamWaitEvent(ctx.stream, comm.done, 0));
 }
 
 void nccl_join_buckets(NcclComm& comm, Context& ctx) {
