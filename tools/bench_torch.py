@@ -29,8 +29,15 @@ Variants: `eager` everywhere; on CUDA also `graph` (the whole training step capt
 CUDA graph and replayed) and `compile` (torch.compile, PyTorch >= 2.0) where they work. A
 variant that fails is reported with its error instead of numbers.
 
+Precision (--precision, both modes; `cnn bench/train --precision` for ours): fp32 (the default:
+float32, TF32 off), tf32 (float32 storage, TF32 tensor-core products for convolutions and
+matmuls: allow_tf32), bf16 (torch.autocast to bfloat16 around the forward pass and the loss,
+float32 master weights and optimizer, channels-last tensors on CUDA, as airbench runs; autocast's
+cache off so the graph variant can capture it).
+
 Training (--train): what `cnn train --model M --data DIR` does, from the model file's "compile"
-and "training" sections (flags override them as `cnn train`'s do), in float32 (TF32 off):
+and "training" sections (flags override them as `cnn train`'s do), in float32 (TF32 off) unless
+--precision says otherwise:
   * data: CIFAR-10's binary batches (data_batch_1..5.bin present, then test_batch.bin), the
     first --limit / --test-limit records, pixels x (1/255) in [0, 1], no standardisation;
     validation_split holds out the LAST fraction (Keras's, before shuffling).
@@ -72,6 +79,7 @@ JSON object on stdout (the per-epoch lines then go to stderr).
                  --epochs: only evaluate it, e.g. to check our test accuracy independently).
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -415,6 +423,28 @@ def conv_dense_flops(model, input_shape):
     return fwd_total, train_total
 
 
+def set_precision(precision, device):
+    """--precision's global switches (TF32 for fp32 and tf32), and the forward pass's context."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+
+
+def autocast_for(precision, device):
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def channels_last_for(precision, device, t_or_model):
+    """bf16 on CUDA: channels-last images and conv weights (the layout cuDNN's tensor cores read)."""
+    if precision == "bf16" and device.type == "cuda":
+        if isinstance(t_or_model, torch.Tensor):
+            return t_or_model.contiguous(memory_format=torch.channels_last) if t_or_model.dim() == 4 else t_or_model
+        return t_or_model.to(memory_format=torch.channels_last)
+    return t_or_model
+
+
 def run_variant(desc, args, variant, device):
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -422,13 +452,13 @@ def run_variant(desc, args, variant, device):
     keras_init(model, gen)
     loss_fn, target_kind = make_loss(desc, model)
     flops = conv_dense_flops(model, desc["input_shape"])
-    model = model.to(device)
+    model = channels_last_for(args.precision, device, model.to(device))
     opt, decoupled_shrink = make_optimizer(desc, model.parameters(), capturable=(variant == "graph"))
     params = [p for p in model.parameters()]
 
     n = args.batch_size
     classes = out_shape[0]
-    x = torch.rand([n] + list(desc["input_shape"]), generator=gen).to(device)
+    x = channels_last_for(args.precision, device, torch.rand([n] + list(desc["input_shape"]), generator=gen).to(device))
     labels = torch.randint(0, classes, (n,), generator=gen)
     y = (labels if target_kind == "labels" else F.one_hot(labels, classes).float()).to(device)
 
@@ -440,7 +470,8 @@ def run_variant(desc, args, variant, device):
 
     def step():
         opt.zero_grad(set_to_none=(variant != "graph"))
-        loss = loss_fn(fwd(x), y)
+        with autocast_for(args.precision, device):
+            loss = loss_fn(fwd(x), y)
         loss.backward()
         if decoupled_shrink:
             with torch.no_grad():
@@ -482,6 +513,7 @@ def run_variant(desc, args, variant, device):
     return {
         "framework": "pytorch",
         "variant": variant,
+        "precision": args.precision,
         "torch_version": torch.__version__,
         "model": os.path.splitext(os.path.basename(args.model))[0],
         "model_file": args.model,
@@ -887,7 +919,7 @@ def make_train_optimizer(comp, model, lr):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, loss_fn, tta=None, batch_size=256):
+def evaluate(model, x, y, loss_fn, tta=None, batch_size=256, precision="fp32"):
     """(loss, accuracy) in inference mode; with tta, on the views' mean output."""
     was_training = model.training
     model.eval()
@@ -896,9 +928,10 @@ def evaluate(model, x, y, loss_fn, tta=None, batch_size=256):
     for at in range(0, x.shape[0], batch_size):
         xb, yb = x[at:at + batch_size], y[at:at + batch_size]
         views = tta_views(xb, tta) if tta else [xb]
-        out = model(views[0])
-        for v in views[1:]:
-            out = out + model(v)
+        with autocast_for(precision, x.device):
+            out = model(views[0]).float()
+            for v in views[1:]:
+                out = out + model(v).float()
         out = out / len(views)
         loss_sum += loss_fn(out, yb).double() * yb.shape[0]
         correct += (out.argmax(1) == yb).sum()
@@ -948,7 +981,7 @@ def train_main(args, desc, device):
     loss_fn, target_kind = make_loss(desc, model)
     if target_kind != "labels":
         sys.exit("bench_torch.py --train: only a CE loss on class labels (the CIFAR-10 recipes) is supported")
-    model = model.to(device)
+    model = channels_last_for(args.precision, device, model.to(device))
     x_tr, y_tr = x_tr.to(device), y_tr.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
     x_test, y_test = x_test.to(device), y_test.to(device)
@@ -979,7 +1012,7 @@ def train_main(args, desc, device):
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     say(f"PyTorch {torch.__version__}: training {os.path.basename(args.model)} on {n} images "
         f"({'validation ' + str(n_val) if n_val else 'no validation'}), {epochs} epochs, batch {bs}, lr {lr:g}, "
-        f"on {dev_name}, seed {seed}")
+        f"on {dev_name}, seed {seed}, {args.precision}")
     hdr = f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'val_acc':>8} {'lr':>9} {'seconds':>8}"
     say(hdr)
     history = []
@@ -1009,8 +1042,10 @@ def train_main(args, desc, device):
             f = lr_factor(sched, (epoch * steps + step) / (epochs * steps), epoch)
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * f
-            out = model(xb)
-            loss = loss_fn(out, yb)
+            xb = channels_last_for(args.precision, device, xb)
+            with autocast_for(args.precision, device):
+                out = model(xb)
+                loss = loss_fn(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if decoupled_wd:
@@ -1025,7 +1060,7 @@ def train_main(args, desc, device):
                 correct += (out.argmax(1) == yb).sum()
         row = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "accuracy": int(correct) / n, "lr": lr * f}
         if n_val:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, x_val, y_val, loss_fn)
+            row["val_loss"], row["val_accuracy"] = evaluate(model, x_val, y_val, loss_fn, precision=args.precision)
         sync()
         row["seconds"] = time.perf_counter() - e0
         history.append(row)
@@ -1038,19 +1073,20 @@ def train_main(args, desc, device):
         "framework": "pytorch", "mode": "train", "torch_version": torch.__version__,
         "model": os.path.splitext(os.path.basename(args.model))[0], "model_file": args.model,
         "device": args.device, "device_name": dev_name, "threads": torch.get_num_threads(), "seed": seed, "our_rng": args.our_rng,
-        "train_images": n, "validation_images": n_val, "test_images": int(x_test.shape[0]),
+        "precision": args.precision, "train_images": n, "validation_images": n_val, "test_images": int(x_test.shape[0]),
         "epochs": epochs, "batch_size": bs, "learning_rate": lr, "steps_per_epoch": steps,
         "whitening": whiten, "history": history, "weights": args.weights or None,
         "load_seconds": load_s, "whiten_seconds": whiten_s, "train_seconds": train_s,
     }
     if x_test.shape[0]:
         t0 = time.perf_counter()
-        result["test_loss"], result["test_accuracy"] = evaluate(model, x_test, y_test, loss_fn)
+        result["test_loss"], result["test_accuracy"] = evaluate(model, x_test, y_test, loss_fn, precision=args.precision)
         sync()
         result["eval_seconds"] = time.perf_counter() - t0
         if tta.get("flip", False) or int(tta.get("translate", 0)) > 0:
             t0 = time.perf_counter()
-            result["test_loss_tta"], result["test_accuracy_tta"] = evaluate(model, x_test, y_test, loss_fn, tta)
+            result["test_loss_tta"], result["test_accuracy_tta"] = evaluate(model, x_test, y_test, loss_fn, tta,
+                                                                            precision=args.precision)
             sync()
             result["eval_tta_seconds"] = time.perf_counter() - t0
             result["tta"] = tta
@@ -1083,6 +1119,8 @@ def main():
     ap.add_argument("--variants", default="",
                     help="comma-separated: eager, graph, compile (default: eager on cpu; all three on cuda)")
     ap.add_argument("--json", action="store_true", help="one JSON object per variant, one per line")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="fp32 (TF32 off), tf32 (TF32 products), bf16 (autocast, channels-last on CUDA)")
     tr = ap.add_argument_group("training (--train: the model file's compile and training sections, as cnn train)")
     tr.add_argument("--train", action="store_true", help="train on CIFAR-10 with the model's recipe")
     tr.add_argument("--data", default="", help="the cifar-10-batches-bin folder")
@@ -1108,8 +1146,7 @@ def main():
         if not torch.cuda.is_available():
             sys.exit("bench_torch.py: --device cuda but torch.cuda.is_available() is False")
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False  # float32 as ours
-        torch.backends.cudnn.allow_tf32 = False
+    set_precision(args.precision, device)  # fp32: TF32 off, float32 as ours
     if args.train:
         if not args.data:
             ap.error("--train needs --data DIR (the cifar-10-batches-bin folder)")

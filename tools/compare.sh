@@ -12,6 +12,12 @@
 #   OUT        results folder (default: results/compare-<device>-<date>); the raw JSON of every
 #              run goes there, with the table (table.txt) and the machine description.
 #   BUILD_DIR  build folder (default: build-perf for cpu, build-perf-cuda for cuda)
+#   CNN        a built `cnn` to run instead (no build: tools/gpu_check.sh passes its own)
+#   TORCH_FROM an earlier run's OUT whose PyTorch JSON to reuse (only ours is run again): one
+#              PyTorch measurement against several of our kernel choices (CNN_CUDA_CONV_KERNELS)
+#   TORCH_VARIANTS  PyTorch variants to run (bench_torch.py --variants; default: all it has)
+#   PRECISION  fp32 (default), tf32 or bf16: `cnn bench --precision` and bench_torch.py
+#              --precision (TF32 products; bf16 autocast, channels-last) on both sides
 #   PYTHON     Python with PyTorch (default: /usr/bin/python3)
 #   THREADS    CPU threads for both (default: all cores this process may use)
 #   REPEATS    timed repeats per run (default 7); WARMUP (default 5)
@@ -29,6 +35,8 @@ PYTHON="${PYTHON:-/usr/bin/python3}"
 THREADS="${THREADS:-$(nproc)}"
 REPEATS="${REPEATS:-7}"
 WARMUP="${WARMUP:-5}"
+PRECISION="${PRECISION:-fp32}"
+case "$PRECISION" in fp32 | tf32 | bf16) ;; *) echo "compare.sh: PRECISION=$PRECISION: fp32, tf32 or bf16" >&2; exit 2 ;; esac
 if [[ "$DEVICE" == "cpu" ]]; then
   BUILD_DIR="${BUILD_DIR:-$ROOT/build-perf}"
   CUDA_FLAG=OFF
@@ -40,26 +48,38 @@ OUT="${OUT:-$ROOT/results/compare-$DEVICE-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 
 # ---- Build ----------------------------------------------------------------------------------
-if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
-  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNN_CUDA="$CUDA_FLAG" >"$OUT/cmake.log"
+if [[ -n "${CNN:-}" ]]; then
+  [[ -x "$CNN" ]] || { echo "compare.sh: CNN=$CNN is not an executable" >&2; exit 1; }
+else
+  if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+    cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNN_CUDA="$CUDA_FLAG" >"$OUT/cmake.log"
+  fi
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target cnn_cli >"$OUT/build.log" 2>&1 || {
+    tail -30 "$OUT/build.log" >&2
+    echo "compare.sh: build failed (log: $OUT/build.log)" >&2
+    exit 1
+  }
+  CNN="$BUILD_DIR/cnn"
 fi
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target cnn_cli >"$OUT/build.log" 2>&1 || {
-  tail -30 "$OUT/build.log" >&2
-  echo "compare.sh: build failed (log: $OUT/build.log)" >&2
-  exit 1
-}
-CNN="$BUILD_DIR/cnn"
 "$PYTHON" -c "import torch" 2>/dev/null || { echo "compare.sh: $PYTHON has no torch" >&2; exit 1; }
+if [[ -n "${TORCH_FROM:-}" ]]; then
+  [[ -d "$TORCH_FROM" ]] || { echo "compare.sh: TORCH_FROM=$TORCH_FROM is not a folder" >&2; exit 1; }
+  grep -qx "precision: $PRECISION (both sides)" "$TORCH_FROM/machine.txt" 2>/dev/null ||
+    { echo "compare.sh: TORCH_FROM=$TORCH_FROM was not measured at precision $PRECISION (its machine.txt)" >&2; exit 1; }
+fi
 
 # ---- Machine ---------------------------------------------------------------------------------
 {
   echo "date: $(date -Iseconds)"
   echo "host: $(uname -srm)"
   echo "threads: $THREADS"
+  echo "precision: $PRECISION (both sides)"
   lscpu 2>/dev/null | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|L1d|L2|L3|Flags)" | sed 's/^Flags:.*avx512f.*/Flags: (avx512f present)/'
   "$PYTHON" -c "import torch; print('torch', torch.__version__)"
   [[ "$DEVICE" == "cuda" ]] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
   echo "uptime: $(uptime)"
+  echo "cnn: $CNN; CNN_CUDA_CONV_KERNELS=${CNN_CUDA_CONV_KERNELS:-} CNN_CUDA_CONV_MMA=${CNN_CUDA_CONV_MMA:-}"
+  [[ -n "${TORCH_FROM:-}" ]] && echo "PyTorch JSON reused from: $TORCH_FROM"
 } >"$OUT/machine.txt"
 
 # ---- Runs ------------------------------------------------------------------------------------
@@ -80,10 +100,15 @@ for c in $CASES; do
   echo "== $model batch $batch ($steps steps x $REPEATS repeats)" >&2
   echo "$model:$batch $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)" >>"$OUT/loadavg.txt"
   "$CNN" bench --model "models/$model.json" --device "$DEVICE" --batch-size "$batch" --steps "$steps" \
-    --warmup "$WARMUP" --repeats "$REPEATS" --threads "$THREADS" --json >"$OUT/${model}_b${batch}_cnn.json"
+    --warmup "$WARMUP" --repeats "$REPEATS" --threads "$THREADS" --precision "$PRECISION" --json \
+    >"$OUT/${model}_b${batch}_cnn.json"
+  if [[ -n "${TORCH_FROM:-}" ]]; then
+    cp "$TORCH_FROM/${model}_b${batch}_torch.json" "$OUT/" || { echo "compare.sh: no $model:$batch in $TORCH_FROM" >&2; exit 1; }
+    continue
+  fi
   "$PYTHON" tools/bench_torch.py --model "models/$model.json" --device "$DEVICE" --batch-size "$batch" \
-    --steps "$steps" --warmup "$WARMUP" --repeats "$REPEATS" --threads "$THREADS" --json \
-    >"$OUT/${model}_b${batch}_torch.json"
+    --steps "$steps" --warmup "$WARMUP" --repeats "$REPEATS" --threads "$THREADS" --precision "$PRECISION" --json \
+    ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} >"$OUT/${model}_b${batch}_torch.json"
 done
 
 # ---- Table -----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@
 #   BIN=DIR          the prebuilt cnn (default devdata/part2/bin/, else devbin/)
 #   DATA=DIR         CIFAR-10 (default devdata/cifar-10-batches-bin, unpacked from devdata/part*/ first)
 #   DEVICE=cuda      cpu for a dry run; EPOCHS, BATCH, LR, LIMIT, TEST_LIMIT pass to both sides
+#   PRECISION=bf16   --precision for both sides ([bf16]: ours' tensor-core products, PyTorch's
+#                    autocast to bfloat16 with channels-last; fp32 or tf32 for the record)
 #   TORCH_ARGS=...   more flags for bench_torch.py, e.g. "--our-rng" (start from our initial
 #                    weights and draw our shuffles and shifts: the same run as ours but for
 #                    rounding) or "--threads 1"
@@ -79,7 +81,7 @@ fi
 
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 note "GPU: ${gpu:-none found}; $($PY -c 'import torch; print("PyTorch", torch.__version__, "CUDA", torch.version.cuda)' 2>&1 | tail -n 1)"
-note "budget ${BUDGET_S} s for ${SEEDS} seed(s); device ${DEVICE}"
+note "budget ${BUDGET_S} s for ${SEEDS} seed(s); device ${DEVICE}; precision ${PRECISION:-bf16} on both sides"
 
 # Flags both sides share (dry runs, shortened runs).
 common=()
@@ -88,6 +90,7 @@ common=()
 [ -n "${LR:-}" ] && common+=(--lr "$LR")
 [ -n "${LIMIT:-}" ] && common+=(--limit "$LIMIT")
 [ -n "${TEST_LIMIT:-}" ] && common+=(--test-limit "$TEST_LIMIT")
+common+=(--precision "${PRECISION:-bf16}")
 
 left() { echo $((BUDGET_S - (SECONDS - t_start))); }
 declare -A last=()  # seconds of the last run of each kind
