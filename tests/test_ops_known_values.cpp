@@ -220,6 +220,30 @@ TEST(KnownValues, Metrics) {
   EXPECT_EQ(b[1], 1);
 }
 
+// The loss and its metrics in one op: logits (0, 0) and (ln 3, 0) against labels 1 and 0 give
+// row losses ln 2 and ln(4/3) (p = 3/4), one correct prediction (row 1's), both added to what
+// the accumulator held.
+TEST(KnownValues, SoftmaxCrossEntropyWithMetrics) {
+  const V z{0, 0, std::log(3.0), 0};
+  const std::vector<int32_t> labels{1, 0};
+  V loss(2), g(4);
+  double acc[2] = {1, 5};
+  cpu::softmax_cross_entropy_with_metrics<double>(2, 2, z.data(), ops::TargetKind::Labels, labels.data(), nullptr, 0,
+                                                  loss.data(), g.data(), acc);
+  EXPECT_NEAR(loss[0], std::log(2.0), 1e-15);
+  EXPECT_NEAR(loss[1], std::log(4.0 / 3.0), 1e-15);  // p(0) = 3 / 4
+  EXPECT_NEAR(acc[0], 1 + std::log(2.0) + std::log(4.0 / 3.0), 1e-15);
+  EXPECT_EQ(acc[1], 5 + 1);  // row 0's tie goes to class 0 (wrong), row 1's argmax 0 is right
+  EXPECT_NEAR(g[2], (0.75 - 1) / 2, 1e-15);
+  try {
+    cpu::softmax_cross_entropy_with_metrics<double>(2, 2, z.data(), ops::TargetKind::Binary, nullptr, z.data(), 0,
+                                                    loss.data(), g.data(), acc);
+    ADD_FAILURE() << "binary targets were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("class targets only"), std::string::npos) << e.what();
+  }
+}
+
 TEST(KnownValues, SgdMomentumNesterovAndWeightDecay) {
   V p{1}, v{0};
   const V g{0.5};

@@ -178,6 +178,11 @@ void binary_cross_entropy_logits(int rows, int cols, const T* logits, const T* t
 template <class T>
 void accumulate_metrics(int rows, int cols, const T* row_loss, const T* scores, TargetKind kind,
                         const int32_t* labels, const T* targets, bool scores_are_logits, double* accum);
+// softmax_cross_entropy, then accumulate_metrics with the logits as scores (class targets:
+// labels or distributions). The CUDA op does both in one kernel for small batches.
+template <class T>
+void softmax_cross_entropy_with_metrics(int rows, int cols, const T* logits, TargetKind kind, const int32_t* labels,
+                                        const T* targets, T smoothing, T* row_loss, T* dlogits, double* accum);
 
 // -- Optimizers and weight averaging
 // In-place optimizer updates over a flat parameter buffer. velocity may be null when
@@ -356,6 +361,15 @@ void binary_cross_entropy_logits(Context& ctx, int rows, int cols, const float* 
 void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss, const float* scores,
                         TargetKind kind, const int32_t* labels, const float* targets,
                         bool scores_are_logits, double* accum);
+// One kernel, one block, when softmax_cross_entropy_metrics_takes(rows), with the same bits
+// as the two ops it replaces (which run otherwise): one launch fewer per training step. The
+// limit is set on paper: one block's 16 warps take rows / 16 rows each, against the loss
+// kernel's warp per row, so past a few hundred rows the two parallel launches are faster.
+constexpr int kSoftmaxCrossEntropyMetricsMaxRows = 512;
+bool softmax_cross_entropy_metrics_takes(int rows);
+void softmax_cross_entropy_with_metrics(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
+                                        const int32_t* labels, const float* targets, float smoothing, float* row_loss,
+                                        float* dlogits, double* accum);
 
 // -- Optimizers and weight averaging
 void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity,

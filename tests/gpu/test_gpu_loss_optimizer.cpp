@@ -1,6 +1,8 @@
 // Losses, metrics and optimizer updates: the CUDA kernels against the CPU reference.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -189,6 +191,67 @@ TEST_P(LossGpu, AccumulateMetricsEveryTargetKind) {
                                           h.f64(acc));
         });
   }
+}
+
+// The fused loss-and-metrics op against the two ops it replaces, bit for bit: the one-block
+// kernel (rows <= kSoftmaxCrossEntropyMetricsMaxRows: one launch) and the fallback (two), also
+// with the gradient written over the logits (the predictions are read first). Logits with
+// ties (whole rows of zeros) test the argmax's first-index rule.
+TEST_P(LossGpu, SoftmaxCrossEntropyWithMetricsIsTheTwoOpsBitForBit) {
+  using gputest::DeviceBuffer;
+  const LossCase c = GetParam();
+  const int64_t count = int64_t(c.rows) * c.cols;
+  for (TargetKind kind : {TargetKind::Labels, TargetKind::Distribution})
+    for (float smoothing : {0.f, 0.1f}) {
+      SCOPED_TRACE("kind " + std::to_string(int(kind)) + " smoothing " + std::to_string(smoothing));
+      OpCheck op(ctx(), 67);
+      std::vector<float> z = op.random(count, -3, 3);
+      for (int r = 0; r < c.rows; r += 5)
+        for (int j = 0; j < c.cols; ++j) z[size_t(r) * c.cols + size_t(j)] = 0.f;
+      const std::vector<int32_t> labels = random_labels(op, c.rows, c.cols);
+      const std::vector<float> targets = random_distributions(op, c.rows, c.cols);
+      struct Out {
+        std::vector<float> row_loss, dlogits;
+        std::vector<double> accum;
+      };
+      auto run = [&](int how) {  // 0: the two ops; 1: fused; 2: fused, dlogits over the logits
+        DeviceBuffer dz(size_t(count) * sizeof(float)), dlbl(labels.size() * sizeof(int32_t)),
+            dt(targets.size() * sizeof(float)), dloss(size_t(c.rows) * sizeof(float)),
+            dg(size_t(count) * sizeof(float)), dacc(2 * sizeof(double));
+        dz.upload(z);
+        dlbl.upload(labels);
+        dt.upload(targets);
+        dloss.upload(std::vector<float>(size_t(c.rows), std::nanf("")));
+        dg.upload(std::vector<float>(size_t(count), std::nanf("")));
+        dacc.upload(std::vector<double>{3.5, 2.0});
+        auto* zp = static_cast<float*>(dz.get());
+        auto* lp = static_cast<int32_t*>(dlbl.get());
+        auto* tp = static_cast<float*>(dt.get());
+        auto* lossp = static_cast<float*>(dloss.get());
+        auto* gp = how == 2 ? zp : static_cast<float*>(dg.get());
+        auto* accp = static_cast<double*>(dacc.get());
+        const int64_t launches = cuda_kernel_launches();
+        if (how == 0) {
+          gpu::softmax_cross_entropy(ctx(), c.rows, c.cols, zp, kind, lp, tp, smoothing, lossp, gp);
+          gpu::accumulate_metrics(ctx(), c.rows, c.cols, lossp, zp, kind, lp, tp, false, accp);
+        } else {
+          gpu::softmax_cross_entropy_with_metrics(ctx(), c.rows, c.cols, zp, kind, lp, tp, smoothing, lossp, gp, accp);
+          EXPECT_EQ(cuda_kernel_launches() - launches, gpu::softmax_cross_entropy_metrics_takes(c.rows) ? 1 : 2);
+        }
+        cuda::synchronize(ctx());
+        return Out{dloss.download<float>(), how == 2 ? dz.download<float>() : dg.download<float>(),
+                   dacc.download<double>()};
+      };
+      const Out two = run(0), fused = run(1), in_place = run(2);
+      for (const Out* o : {&fused, &in_place}) {
+        SCOPED_TRACE(o == &fused ? "fused" : "fused, gradient over the logits");
+        ASSERT_EQ(0, std::memcmp(o->row_loss.data(), two.row_loss.data(), two.row_loss.size() * sizeof(float)));
+        ASSERT_EQ(0, std::memcmp(o->dlogits.data(), two.dlogits.data(), two.dlogits.size() * sizeof(float)));
+        EXPECT_EQ(o->accum[0], two.accum[0]);
+        EXPECT_EQ(o->accum[1], two.accum[1]);
+      }
+      EXPECT_GT(two.accum[0], 3.5);  // the row losses (all positive) were added to the starting value
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LossGpu,

@@ -42,13 +42,19 @@ TEST(CudaBackend, ReportsWhetherAGpuIsUsable) {
 // GPU as a communicator of one rank (no MPI: one process is the whole world; two ranks would
 // need two GPUs, which tools/gpu_check.sh runs where it finds them). The mean over one rank is
 // its values times the rank's weight, exactly (one float multiply; ncclAvg over 1 divides by 1).
+#if CNN_WITH_NCCL
+cuda::NcclComm* one_rank_nccl() {
+  unsigned char id[cuda::kNcclIdBytes] = {};
+  cuda::nccl_unique_id(id);
+  return cuda::nccl_create(id, 0, 1);
+}
+#endif
+
 TEST_F(GpuTest, NcclAllReduceMeanOverOneRankIsTheWeightedValuesAlsoInBuckets) {
 #if !CNN_WITH_NCCL
   GTEST_SKIP() << "built without NCCL";
 #else
-  unsigned char id[cuda::kNcclIdBytes] = {};
-  cuda::nccl_unique_id(id);
-  cuda::NcclComm* comm = cuda::nccl_create(id, 0, 1);
+  cuda::NcclComm* comm = one_rank_nccl();
   std::vector<float> x(1001);
   for (size_t i = 0; i < x.size(); ++i) x[i] = float(i) * 0.37f - 150.f;
   DeviceBuffer data(x.size() * sizeof(float));
@@ -79,9 +85,7 @@ TEST_F(GpuTest, NcclSumOfDoublesOverOneRankIsTheValuesInOrderWithBuckets) {
 #if !CNN_WITH_NCCL
   GTEST_SKIP() << "built without NCCL";
 #else
-  unsigned char id[cuda::kNcclIdBytes] = {};
-  cuda::nccl_unique_id(id);
-  cuda::NcclComm* comm = cuda::nccl_create(id, 0, 1);
+  cuda::NcclComm* comm = one_rank_nccl();
   std::vector<float> g(3000);
   for (size_t i = 0; i < g.size(); ++i) g[i] = float(i) * 0.5f - 700.f;
   std::vector<double> v(33);

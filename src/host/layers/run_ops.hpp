@@ -191,6 +191,11 @@ void accumulate_metrics(const Exec& e, const A&... a) {
   run_op<T>(e, [&] { ops::cpu::accumulate_metrics<T>(a...); },
             [&](auto& c) { ops::cuda::accumulate_metrics(c, a...); });
 }
+template <class T, class... A>
+void softmax_cross_entropy_with_metrics(const Exec& e, const A&... a) {
+  run_op<T>(e, [&] { ops::cpu::softmax_cross_entropy_with_metrics<T>(a...); },
+            [&](auto& c) { ops::cuda::softmax_cross_entropy_with_metrics(c, a...); });
+}
 
 // ---- Optimizers and weight averaging -----------------------------------------------------
 template <class T, class... A>

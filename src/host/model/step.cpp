@@ -135,11 +135,9 @@ void Runner<T>::loss_and_gradient(ops::TargetKind kind, int n, const T* out) {
 
 template <class T>
 void Runner<T>::loss_with_metrics(ops::TargetKind kind, int n, const T* out) {
-  if (!out) out = output();
-  loss_and_gradient(kind, n, out);
-  const bool logits = s_.fused && s_.loss == LossKind::BinaryCE;
-  run::accumulate_metrics<T>(exec(true), n, int(s_.output_size()), arena_.row_loss.data(), out, kind,
-                             arena_.labels.data(), arena_.targets.data(), logits, arena_.metrics.data());
+  model_loss_with_metrics<T>(exec(true), s_, kind, n, out ? out : output(), arena_.labels.data(),
+                             arena_.targets.data(), arena_.row_loss.data(), arena_.grad_a.data(),
+                             arena_.metrics.data());
 }
 
 template <class T>

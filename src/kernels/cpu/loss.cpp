@@ -129,6 +129,14 @@ void accumulate_metrics(int rows, int cols, const T* row_loss, const T* scores, 
   accum[1] += correct;
 }
 
+template <class T>
+void softmax_cross_entropy_with_metrics(int rows, int cols, const T* logits, TargetKind kind, const int32_t* labels,
+                                        const T* targets, T smoothing, T* row_loss, T* dlogits, double* accum) {
+  CNN_CHECK(kind != TargetKind::Binary, "softmax_cross_entropy_with_metrics: class targets only (labels or distributions)");
+  softmax_cross_entropy(rows, cols, logits, kind, labels, targets, smoothing, row_loss, dlogits);
+  accumulate_metrics(rows, cols, row_loss, logits, kind, labels, targets, false, accum);
+}
+
 #define CNN_INSTANTIATE(T)                                                                                    \
   template void softmax_cross_entropy<T>(int, int, const T*, TargetKind, const int32_t*, const T*, T, T*, T*); \
   template void cross_entropy<T>(int, int, const T*, TargetKind, const int32_t*, const T*, T, T*, T*);         \
@@ -136,7 +144,9 @@ void accumulate_metrics(int rows, int cols, const T* row_loss, const T* scores, 
   template void binary_cross_entropy<T>(int, int, const T*, const T*, T*, T*);                                 \
   template void binary_cross_entropy_logits<T>(int, int, const T*, const T*, T*, T*);                          \
   template void accumulate_metrics<T>(int, int, const T*, const T*, TargetKind, const int32_t*, const T*, bool,  \
-                                      double*);
+                                      double*);                                                                \
+  template void softmax_cross_entropy_with_metrics<T>(int, int, const T*, TargetKind, const int32_t*, const T*, T, \
+                                                      T*, T*, double*);
 CNN_INSTANTIATE(float)
 CNN_INSTANTIATE(double)
 

@@ -84,6 +84,19 @@ __global__ void channel_moments_kernel(int c, int hw, int64_t m, int splits, con
   }
 }
 
+// Channel k's two partial sums added over the splits in split order, in double.
+struct SplitSums {
+  double first = 0, second = 0;
+};
+__device__ SplitSums add_splits(const float* partial, int k, int splits) {
+  SplitSums t;
+  for (int s = 0; s < splits; ++s) {
+    t.first += double(partial[(int64_t(k) * splits + s) * 2]);
+    t.second += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
+  }
+  return t;
+}
+
 // Channel k's batch statistics from its mean and (biased) variance over `count` values:
 // save_mean, save_invstd, and the running statistics' update (unbiased variance).
 __device__ void finish_channel(int k, double mean, double var, double count, float eps, float momentum,
@@ -106,14 +119,10 @@ __global__ void finish_moments_kernel(int c, int hw, int64_t m, int splits, cons
                                       float* __restrict__ save_invstd) {
   const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
   if (k >= c) return;
-  double s1 = 0, s2 = 0;
-  for (int s = 0; s < splits; ++s) {
-    s1 += double(partial[(int64_t(k) * splits + s) * 2]);
-    s2 += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
-  }
-  const double shift = s1 / double(m);
-  finish_channel(k, double(x[int64_t(k) * hw]) + shift, s2 / double(m) - shift * shift, double(m), eps, momentum,
-                 running_mean, running_var, save_mean, save_invstd);
+  const SplitSums t = add_splits(partial, k, splits);
+  const double shift = t.first / double(m);
+  finish_channel(k, double(x[int64_t(k) * hw]) + shift, t.second / double(m) - shift * shift, double(m), eps,
+                 momentum, running_mean, running_var, save_mean, save_invstd);
 }
 
 // One thread per channel, synchronised statistics: this rank's sums for the ranks to add,
@@ -124,13 +133,9 @@ __global__ void rank_moments_kernel(int c, int hw, int64_t m, int splits, const 
                                     double* __restrict__ sums) {
   const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
   if (k >= c) return;
-  double s1 = 0, s2 = 0;
-  for (int s = 0; s < splits; ++s) {
-    s1 += double(partial[(int64_t(k) * splits + s) * 2]);
-    s2 += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
-  }
-  sums[2 * k] = s1 + double(m) * double(shift_of(c, k, hw, m, x, ranks_sums));
-  sums[2 * k + 1] = s2;
+  const SplitSums t = add_splits(partial, k, splits);
+  sums[2 * k] = t.first + double(m) * double(shift_of(c, k, hw, m, x, ranks_sums));
+  sums[2 * k + 1] = t.second;
   if (k == 0) sums[2 * c] = double(m);
 }
 
@@ -194,11 +199,8 @@ __global__ void finish_gradient_sums_kernel(int c, int splits, int64_t m, const 
                                             float* __restrict__ dgamma, float* __restrict__ dbeta) {
   const int k = int(blockIdx.x * blockDim.x + threadIdx.x);
   if (k >= c) return;
-  double s_dy = 0, s_dy_xhat = 0;
-  for (int s = 0; s < splits; ++s) {
-    s_dy += double(partial[(int64_t(k) * splits + s) * 2]);
-    s_dy_xhat += double(partial[(int64_t(k) * splits + s) * 2 + 1]);
-  }
+  const SplitSums t = add_splits(partial, k, splits);
+  const double s_dy = t.first, s_dy_xhat = t.second;
   if (dbeta) dbeta[k] = float(s_dy);
   if (dgamma) dgamma[k] = float(s_dy_xhat);
   if (rank_sums) {

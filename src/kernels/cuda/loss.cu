@@ -25,12 +25,10 @@ __device__ __forceinline__ float target_at(TargetKind kind, int label, const flo
 // m the row max and sum = sum_j exp(z_j - m). Written as (m - z_j) + log(sum) and
 // exp(z_j - m) / sum rather than through lse itself: for logits near +-1000, rounding lse
 // to float would cost |lse| * 2^-24 ~ 6e-5 relative in every probability.
-__global__ void softmax_cross_entropy_kernel(int rows, int cols, const float* logits, TargetKind kind,
-                                             const int32_t* labels, const float* targets, float smoothing,
-                                             float* row_loss, float* dlogits) {
-  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
-  const int lane = int(threadIdx.x) % kWarpSize;
-  if (row >= rows) return;  // whole warps leave together
+// One warp's row: writes the row's dlogits and returns its loss (in every lane).
+__device__ __forceinline__ float softmax_cross_entropy_row(int row, int rows, int cols, int lane, const float* logits, TargetKind kind,
+                                          const int32_t* labels, const float* targets, float smoothing,
+                                          float* dlogits) {
   const int64_t base = int64_t(row) * cols;
   const float* z = logits + base;
   const int label = kind == TargetKind::Labels ? labels[row] : -1;
@@ -55,6 +53,16 @@ __global__ void softmax_cross_entropy_kernel(int rows, int cols, const float* lo
     const float t = target_at(kind, label, t_row, smoothing, cols, j);
     dlogits[base + j] = (expf(z[j] - m) / sum * t_sum - t) / float(rows);
   }
+  return loss;
+}
+
+__global__ void softmax_cross_entropy_kernel(int rows, int cols, const float* logits, TargetKind kind,
+                                             const int32_t* labels, const float* targets, float smoothing,
+                                             float* row_loss, float* dlogits) {
+  const int row = blockIdx.x * kRowsPerBlock + int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  if (row >= rows) return;  // whole warps leave together
+  const float loss = softmax_cross_entropy_row(row, rows, cols, lane, logits, kind, labels, targets, smoothing, dlogits);
   if (lane == 0) row_loss[row] = loss;
 }
 
@@ -130,11 +138,32 @@ bool launch_elementwise_row_loss(Context& ctx, int rows, int cols, const float* 
 // parallelism beyond that), so the sums are formed in a fixed order: each warp takes rows
 // warp, warp + 16, ..., then thread 0 adds the warps' totals in order.
 constexpr int kMetricThreads = 512;
+constexpr int kMetricWarps = kMetricThreads / kWarpSize;
+
+// The block's end: accum[0] += the warps' losses, accum[1] += their correct counts, added in
+// warp order by thread 0 (each warp's totals meaningful in its lane 0).
+__device__ __forceinline__ void add_warp_totals(int warp, int lane, double loss, double correct, double* accum) {
+  __shared__ double warp_loss[kMetricWarps], warp_correct[kMetricWarps];
+  if (lane == 0) {
+    warp_loss[warp] = loss;
+    warp_correct[warp] = correct;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total_loss = 0.0, total_correct = 0.0;
+    for (int w = 0; w < kMetricWarps; ++w) {
+      total_loss += warp_loss[w];
+      total_correct += warp_correct[w];
+    }
+    accum[0] += total_loss;
+    accum[1] += total_correct;
+  }
+}
+
 __global__ void __launch_bounds__(kMetricThreads)
     accumulate_metrics_kernel(int rows, int cols, const float* row_loss, const float* scores, TargetKind kind,
                               const int32_t* labels, const float* targets, bool scores_are_logits, double* accum) {
-  constexpr int kWarps = kMetricThreads / kWarpSize;
-  __shared__ double warp_loss[kWarps], warp_correct[kWarps];
+  constexpr int kWarps = kMetricWarps;
   const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
   double loss = 0.0, correct = 0.0;  // meaningful in lane 0
   for (int r = warp; r < rows; r += kWarps) {
@@ -154,20 +183,29 @@ __global__ void __launch_bounds__(kMetricThreads)
       correct += predicted == expected ? 1.0 : 0.0;
     }
   }
-  if (lane == 0) {
-    warp_loss[warp] = loss;
-    warp_correct[warp] = correct;
+  add_warp_totals(warp, lane, loss, correct, accum);
+}
+
+// softmax_cross_entropy_kernel and accumulate_metrics_kernel in one block: each warp takes
+// the metrics kernel's rows (warp, warp + 16, ...) and computes their losses and gradients
+// as the loss kernel's warps do, so row_loss, dlogits and accum get the same bits as the two
+// kernels give. The predictions are read before the row's gradients are written.
+__global__ void __launch_bounds__(kMetricThreads, 1)
+    softmax_cross_entropy_metrics_kernel(int rows, int cols, const float* logits, TargetKind kind,
+                                         const int32_t* labels, const float* targets, float smoothing,
+                                         float* row_loss, float* dlogits, double* accum) {
+  const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
+  double loss = 0.0, correct = 0.0;
+  for (int r = warp; r < rows; r += kMetricWarps) {
+    const int64_t base = int64_t(r) * cols;
+    const int predicted = warp_argmax(logits + base, cols, lane);
+    const int expected = kind == TargetKind::Labels ? labels[r] : warp_argmax(targets + base, cols, lane);
+    const float l = softmax_cross_entropy_row(r, rows, cols, lane, logits, kind, labels, targets, smoothing, dlogits);
+    if (lane == 0) row_loss[r] = l;
+    loss += double(l);
+    correct += predicted == expected ? 1.0 : 0.0;
   }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total_loss = 0.0, total_correct = 0.0;
-    for (int w = 0; w < kWarps; ++w) {
-      total_loss += warp_loss[w];
-      total_correct += warp_correct[w];
-    }
-    accum[0] += total_loss;
-    accum[1] += total_correct;
-  }
+  add_warp_totals(warp, lane, loss, correct, accum);
 }
 
 }  // namespace
@@ -178,6 +216,23 @@ void softmax_cross_entropy(Context& ctx, int rows, int cols, const float* logits
   softmax_cross_entropy_kernel<<<row_blocks(rows), kThreads, 0, ctx.stream>>>(rows, cols, logits, kind, labels, targets,
                                                                              smoothing, row_loss, dlogits);
   CNN_CUDA_CHECK_LAUNCH("softmax_cross_entropy_kernel");
+}
+
+bool softmax_cross_entropy_metrics_takes(int rows) { return rows <= kSoftmaxCrossEntropyMetricsMaxRows; }
+
+void softmax_cross_entropy_with_metrics(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
+                                        const int32_t* labels, const float* targets, float smoothing, float* row_loss,
+                                        float* dlogits, double* accum) {
+  CNN_CHECK(kind != TargetKind::Binary, "softmax_cross_entropy_with_metrics: class targets only (labels or distributions)");
+  if (rows <= 0 || cols <= 0) return;
+  if (!softmax_cross_entropy_metrics_takes(rows)) {
+    softmax_cross_entropy(ctx, rows, cols, logits, kind, labels, targets, smoothing, row_loss, dlogits);
+    accumulate_metrics(ctx, rows, cols, row_loss, logits, kind, labels, targets, false, accum);
+    return;
+  }
+  softmax_cross_entropy_metrics_kernel<<<1, kMetricThreads, 0, ctx.stream>>>(rows, cols, logits, kind, labels, targets,
+                                                                           smoothing, row_loss, dlogits, accum);
+  CNN_CUDA_CHECK_LAUNCH("softmax_cross_entropy_metrics_kernel");
 }
 
 void cross_entropy(Context& ctx, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
