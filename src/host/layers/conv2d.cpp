@@ -35,7 +35,7 @@ Conv2D::Conv2D(Conv2DOptions options) : opt_(std::move(options)) {
       parse_initializer(opt_.kernel_initializer);
     } catch (const Error&) {
       fail("Conv2D: unknown initializer '", opt_.kernel_initializer,
-           "'; valid initializers: glorot_uniform, he_uniform, zeros, ones, patch_whitening");
+           "'; valid initializers: ", kValidInitializers, ", patch_whitening");
     }
   }
 }
@@ -110,10 +110,12 @@ void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     run::activation_backward<T>(e, act, s.y_size(), z, b.y, b.dy, b.dy);
   }
   // The precision policy's operands are rounded again from the fp32 x and master W (the
-  // same values as forward's, which the optimizer has not changed yet).
-  round_gradient(e, s.y_size(), b.dy);
+  // same values as forward's, which the optimizer has not changed yet). dz is rounded in place
+  // for the fp32 ops only: the tensor-core path's layout change rounds its own copy.
   T* dw = trainable ? b.grads : nullptr;
   T* dbias = trainable && opt_.use_bias ? b.grads + s.w_size() : nullptr;
+  const conv_mma::Backward mma = conv_mma::takes_backward<T>(e, s, b.dx != nullptr, dw != nullptr);
+  if ((b.dx && !mma.dx) || (dw && !mma.params)) round_gradient(e, s.y_size(), b.dy);
   const conv_mma::Backward done = conv_mma::backward(e, s, b.dy, b.x, b.params, b.dx, dw, dbias, mma_);
   if (b.dx && !done.dx)
     run::conv2d_backward_input<T>(e, s, b.dy, product_operand<T>(e, s.w_size(), b.params, rounded_w_), b.dx);

@@ -72,16 +72,23 @@ bool forward(const Exec& e, const ops::Conv2DShape& s, const float* x, const flo
   return true;
 }
 
-Backward backward(const Exec& e, const ops::Conv2DShape& s, const float* dz, const float* x, const float* w,
-                  float* dx, float* dw, float* dbias, Conv2DMmaScratch& m) {
+Backward takes_backward(const Exec& e, const ops::Conv2DShape& s, bool want_dx, bool want_dw) {
   Backward done;
   if (!applies(e)) return done;
   const bool bf16 = e.precision == Precision::BF16;
-  done.dx = dx && (bf16 ? gpu::bf16_backward_input_takes(s) : gpu::tf32_backward_input_takes(s));
-  done.params = dw && bf16 && gpu::bf16_backward_params_takes(s);
+  done.dx = want_dx && (bf16 ? gpu::bf16_backward_input_takes(s) : gpu::tf32_backward_input_takes(s));
+  done.params = want_dw && bf16 && gpu::bf16_backward_params_takes(s);
+  return done;
+}
+
+Backward backward(const Exec& e, const ops::Conv2DShape& s, const float* dz, const float* x, const float* w,
+                  float* dx, float* dw, float* dbias, Conv2DMmaScratch& m) {
+  const Backward done = takes_backward(e, s, dx != nullptr, dw != nullptr);
   if (!done.dx && !done.params) return done;
+  const bool bf16 = e.precision == Precision::BF16;
   auto& c = *e.cuda;
-  // dz is already rounded to the policy's precision, so this conversion rounds nothing more.
+  // The conversion rounds dz to the policy's precision (as round_gradient would: the same
+  // formula, so an already rounded dz is unchanged).
   const ChannelsLast dzl = channels_last(e, s.n, s.c_out, s.h_out, s.w_out, s.c_out, dz, m.dz);
   float* out = channels_last_result(s, m);
   if (done.dx) {
@@ -107,6 +114,7 @@ bool forward(const Exec&, const ops::Conv2DShape&, const float*, const float*, c
              Conv2DMmaScratch&) {
   return false;
 }
+Backward takes_backward(const Exec&, const ops::Conv2DShape&, bool, bool) { return {}; }
 Backward backward(const Exec&, const ops::Conv2DShape&, const float*, const float*, const float*, float*, float*,
                   float*, Conv2DMmaScratch&) {
   return {};

@@ -25,8 +25,11 @@ struct Backward {
 
 bool forward(const Exec& e, const ops::Conv2DShape& s, const float* x, const float* w, const float* bias,
              ActivationSpec act, float* y, Conv2DMmaScratch& m);
-// dz: the gradient before the activation, already rounded by the policy (round_gradient).
-// dx / dw null: not wanted; dbias null: no bias.
+// What backward would compute (nothing run): the gradients wanted whose rules take the shape.
+Backward takes_backward(const Exec& e, const ops::Conv2DShape& s, bool want_dx, bool want_dw);
+// dz: the gradient before the activation. The kernels' layout change rounds it to the policy's
+// precision; the fp32 ops the caller runs for what is not taken need it rounded in place
+// (round_gradient) first. dx / dw null: not wanted; dbias null: no bias.
 Backward backward(const Exec& e, const ops::Conv2DShape& s, const float* dz, const float* x, const float* w,
                   float* dx, float* dw, float* dbias, Conv2DMmaScratch& m);
 
@@ -36,6 +39,11 @@ bool forward(const Exec& e, const ops::Conv2DShape& s, const T* x, const T* w, c
              T* y, Conv2DMmaScratch& m) {
   if constexpr (std::is_same_v<T, float>) return forward(e, s, x, w, bias, act, y, m);
   else return false;
+}
+template <class T>
+Backward takes_backward(const Exec& e, const ops::Conv2DShape& s, bool want_dx, bool want_dw) {
+  if constexpr (std::is_same_v<T, float>) return takes_backward(e, s, want_dx, want_dw);
+  else return {};
 }
 template <class T>
 Backward backward(const Exec& e, const ops::Conv2DShape& s, const T* dz, const T* x, const T* w, T* dx, T* dw,
