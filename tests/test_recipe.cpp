@@ -136,6 +136,7 @@ TEST(TrainingRecipe, ReadsTheShippedModelFiles) {
   EXPECT_EQ(a.fit.augment.translate, 2);
   EXPECT_TRUE(a.tta.flip);
   EXPECT_EQ(a.tta.translate, 1);
+  EXPECT_EQ(a.tta.shifted_share, 0.5);  // airbench's view weights
   const TrainingRecipe l = read_training_recipe_file(kModels + "lenet5.json");
   EXPECT_EQ(l.fit.lr_schedule.kind, "cosine");
   EXPECT_EQ(l.fit.augment.flip, "random");
@@ -174,6 +175,9 @@ TEST(TrainingRecipe, BadValuesNameTheKey) {
   EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"every": 0}})"), "training.weight_averaging.every");
   EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"alpha": 0}})"), "training.weight_averaging.alpha");
   EXPECT_CONTAINS(recipe_error(R"({"tta": {"translate": -1}})"), "training.tta.translate");
+  EXPECT_CONTAINS(recipe_error(R"({"tta": {"translate": 1, "shifted_share": 1.5}})"), "training.tta.shifted_share");
+  EXPECT_CONTAINS(recipe_error(R"({"tta": {"flip": true, "shifted_share": 0.5}})"),
+                  "training.tta.shifted_share needs shifted views");
   EXPECT_CONTAINS(recipe_error(R"({"patch_whitening": {"images": 0}})"), "training.patch_whitening.images");
   EXPECT_CONTAINS(recipe_error(R"({"patch_whitening": {"eps": -1}})"), "training.patch_whitening.eps");
 }

@@ -2,17 +2,20 @@
 // save/load, callbacks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "cnn/cnn.hpp"
 #include "kernels/ops.hpp"
 #include "test_data_util.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
@@ -135,6 +138,47 @@ TEST(Sequential, LearnsASmallDataSetToAStatedAccuracy) {
   History h = model.fit(train.x, train.y, f);
   EXPECT_GE(h.val_accuracy.back(), 0.95) << "val accuracy " << h.val_accuracy.back();
   EXPECT_LT(h.loss.back(), h.loss.front());
+}
+
+// PyTorch's default weight initialisation and airbench's identity filters (torch_uniform,
+// torch_uniform_dirac): U(+-1/sqrt(fan_in)); the dirac filters 0..min(c_out, c_in) - 1 are
+// 1 at their own channel's centre tap and 0 elsewhere, the others keep their uniform draws.
+TEST(Sequential, TorchUniformAndDiracInitialisers) {
+  Conv2DOptions conv{.filters = 6, .kernel_size = 3, .padding = "same", .use_bias = false,
+                     .kernel_initializer = "torch_uniform_dirac"};
+  DenseOptions dense{.units = 5, .activation = "softmax", .kernel_initializer = "torch_uniform"};
+  Conv2DOptions wide = conv;  // more inputs than filters: every filter is an identity
+  wide.filters = 3;
+  Sequential m({Conv2D(conv), Conv2D(wide), Flatten(), Dense(dense)});
+  CompileOptions o;
+  o.loss = "scce";
+  o.input_shape = {4, 5, 5};
+  m.compile(o);
+  std::map<std::string, std::vector<float>> w;
+  for (const auto& [name, t] : m.weights()) w[name] = t.to_vector();
+  const std::vector<float>& c0 = w.at("layers.0.conv2d.weight");  // [6, 4, 3, 3]
+  ASSERT_EQ(c0.size(), 6u * 4 * 9);
+  for (int f = 0; f < 4; ++f)
+    for (int c = 0; c < 4; ++c)
+      for (int t = 0; t < 9; ++t)
+        ASSERT_EQ(c0[size_t((f * 4 + c) * 9 + t)], f == c && t == 4 ? 1.f : 0.f) << f << " " << c << " " << t;
+  const float limit0 = 1.f / std::sqrt(36.f);
+  int nonzero = 0;
+  for (size_t i = 4 * 36; i < c0.size(); ++i) {
+    ASSERT_LE(std::fabs(c0[i]), limit0);
+    nonzero += c0[i] != 0.f;
+  }
+  EXPECT_EQ(nonzero, 2 * 36);  // filters 4 and 5: uniform draws
+  const std::vector<float>& c1 = w.at("layers.1.conv2d.weight");  // [3, 6, 3, 3]
+  for (int f = 0; f < 3; ++f)
+    for (int c = 0; c < 6; ++c)
+      for (int t = 0; t < 9; ++t) ASSERT_EQ(c1[size_t((f * 6 + c) * 9 + t)], f == c && t == 4 ? 1.f : 0.f);
+  const std::vector<float>& d = w.at("layers.3.dense.weight");  // [5, 75]
+  float biggest = 0;
+  for (float v : d) biggest = std::max(biggest, std::fabs(v));
+  EXPECT_LE(biggest, 1.f / std::sqrt(75.f));
+  EXPECT_GT(biggest, 0.8f / std::sqrt(75.f));  // the draws fill the range, not a smaller one
+  EXPECT_EQ(Sequential::from_json(m.to_json()).to_json()["layers"][0]["kernel_initializer"], "torch_uniform_dirac");
 }
 
 TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
@@ -417,26 +461,24 @@ TEST(Augmentation, BadOptionsAreRefused) {
 namespace cnn {
 namespace {
 
-TEST(TestTimeAugmentation, AveragesTheOutputsOfTheMirroredAndShiftedViews) {
-  const auto data = test::make_quadrant_data(6, 2, 6, 5, 21);
-  Sequential m({Conv2D(3, 3, 1, "same", "tanh"), Flatten(), Dense(4, "softmax")});
-  m.compile("sgd", "scce", 0.1f, {2, 6, 5});
-  // By hand: mean over views of the last layer's logits, then the fused loss.
+// The loss of the mean over the views (image and mirror, each shifted by -1 and +1) of the
+// last layer's logits, the unshifted and the shifted views with their weights, by hand.
+double tta_loss_by_hand(Sequential& m, const test::SmallData& data, double unshifted_w, double shifted_w) {
   const int n = 6, c = 2, h = 6, w = 5;
-  std::vector<std::vector<float>> views;
+  std::vector<std::pair<std::vector<float>, double>> views;
   std::vector<float> x = data.x.to_vector(), flipped(x.size()), shifted(x.size());
   ops::cpu::flip_images<float>(n, c, h, w, x.data(), flipped.data());
   for (const auto* base : {&x, &flipped}) {
-    views.push_back(*base);
+    views.push_back({*base, unshifted_w});
     for (int d : {-1, 1}) {
       ops::cpu::translate_images<float>(n, c, h, w, base->data(), shifted.data(), d, d);
-      views.push_back(shifted);
+      views.push_back({shifted, shifted_w});
     }
   }
   std::vector<double> mean(size_t(n * 4), 0.0);
-  for (const auto& v : views) {
+  for (const auto& [v, weight] : views) {
     const Tensor logits = m.layer_outputs(Tensor::from_vector({n, c, h, w}, v)).back();
-    for (size_t i = 0; i < mean.size(); ++i) mean[i] += logits.to_vector()[i] / double(views.size());
+    for (size_t i = 0; i < mean.size(); ++i) mean[i] += logits.to_vector()[i] * weight;
   }
   std::vector<double> loss(static_cast<size_t>(n)), grad(mean.size());
   std::vector<int32_t> labels;
@@ -445,11 +487,31 @@ TEST(TestTimeAugmentation, AveragesTheOutputsOfTheMirroredAndShiftedViews) {
                                           loss.data(), grad.data());
   double expected = 0;
   for (double l : loss) expected += l / n;
+  return expected;
+}
+
+TEST(TestTimeAugmentation, AveragesTheOutputsOfTheMirroredAndShiftedViews) {
+  const auto data = test::make_quadrant_data(6, 2, 6, 5, 21);
+  Sequential m({Conv2D(3, 3, 1, "same", "tanh"), Flatten(), Dense(4, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {2, 6, 5});
   EvaluateOptions o;
   o.tta.flip = true;
   o.tta.translate = 1;
-  EXPECT_NEAR(m.evaluate(data.x, data.y, o).loss, expected, 1e-5);
-  EXPECT_NE(m.evaluate(data.x, data.y).loss, m.evaluate(data.x, data.y, o).loss);
+  const double equal = m.evaluate(data.x, data.y, o).loss;
+  EXPECT_NEAR(equal, tta_loss_by_hand(m, data, 1.0 / 6, 1.0 / 6), 1e-5);
+  EXPECT_NE(m.evaluate(data.x, data.y).loss, equal);
+  // airbench's weights: the shifted views share half, so 1/4 for the image and its mirror
+  // and 1/8 for each shifted one.
+  o.tta.shifted_share = 0.5;
+  const double airbench = m.evaluate(data.x, data.y, o).loss;
+  EXPECT_NEAR(airbench, tta_loss_by_hand(m, data, 0.25, 0.125), 1e-5);
+  EXPECT_GT(std::fabs(airbench - equal), 1e-4) << "the weights must matter on this data, or the test shows nothing";
+  o.tta.shifted_share = 0;  // the shifted views run but count for nothing
+  EXPECT_NEAR(m.evaluate(data.x, data.y, o).loss, tta_loss_by_hand(m, data, 0.5, 0.0), 1e-5);
+  o.tta.translate = 0;
+  o.tta.shifted_share = 0.5;
+  EXPECT_CONTAINS(test::error_of([&] { m.evaluate(data.x, data.y, o); }),
+                  "tta.shifted_share must be in [0, 1] with tta.translate > 0");
 }
 
 }  // namespace

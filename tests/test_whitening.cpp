@@ -379,7 +379,7 @@ TEST(PatchWhiteningJson, ValidatedLikeTheOtherInitialisers) {
   j["layers"][0]["kernel_initializer"] = "whitening";
   EXPECT_ERROR_CONTAINS(Sequential::from_json(j),
                         "unknown initializer 'whitening'; valid initializers: glorot_uniform, he_uniform, zeros, "
-                        "ones, patch_whitening");
+                        "ones, torch_uniform, torch_uniform_dirac, patch_whitening");
   j = tiny_description();
   j["layers"][3]["kernel_initializer"] = "patch_whitening";
   EXPECT_ERROR_CONTAINS(Sequential::from_json(j), "'patch_whitening' is for Conv2D layers only");

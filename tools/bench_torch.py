@@ -66,7 +66,10 @@ and "training" sections (flags override them as `cnn train`'s do), in float32 (T
   * evaluation in inference mode (running statistics), batch 256; test-time augmentation as
     our evaluate: the outputs (logits) of the image, its mirror (tta.flip) and, with
     tta.translate = t, each of those shifted by (-t, -t) and (+t, +t), averaged with equal
-    weights. Reported with and without it.
+    weights or, with tta.shifted_share s, the shifted views sharing s of the weight (airbench's
+    0.5). Reported with and without it.
+  * initialisers: as ours (Keras's glorot/he uniform; torch_uniform, PyTorch's default, and
+    torch_uniform_dirac, airbench's Conv with torch.nn.init.dirac_ on the first c_in filters).
 Per epoch: training loss and accuracy (on the augmented batches, before each update), learning
 rate, seconds (synchronised); then test accuracy and wall times, as a table or (--json) one
 JSON object on stdout (the per-epoch lines then go to stderr).
@@ -308,8 +311,32 @@ def build_model(desc):
     return seq, shape
 
 
+def set_dirac(w):
+    """torch_uniform_dirac's identity filters: the first min(c_out, c_in) filters 1 at their own
+    channel's centre tap, 0 elsewhere (torch.nn.init.dirac_ on them, as airbench's Conv)."""
+    with torch.no_grad():
+        k = min(w.shape[0], w.shape[1])
+        if w.dim() > 2:
+            torch.nn.init.dirac_(w[:k])
+        else:
+            w[:k].zero_()
+            w[:k, :k] += torch.eye(k, dtype=w.dtype, device=w.device)
+
+
+def uniform_limit(init, fan_in, fan_out):
+    """The U(-limit, limit) of the uniform initialisers (ours: Keras's fans, PyTorch's default)."""
+    if init in ("glorot_uniform", "patch_whitening"):
+        return math.sqrt(6.0 / (fan_in + fan_out))
+    if init == "he_uniform":
+        return math.sqrt(6.0 / fan_in)
+    if init in ("torch_uniform", "torch_uniform_dirac"):
+        return 1.0 / math.sqrt(fan_in)
+    return None
+
+
 def keras_init(model, gen):
-    """glorot_uniform / he_uniform with Keras's fans (receptive field included), zero biases."""
+    """The model file's initialisers (glorot / he uniform with Keras's fans, receptive field
+    included; torch_uniform[_dirac]; zeros; ones), zero biases."""
     for m in model.modules():
         layer = m.conv if isinstance(m, Conv2D) else m.fc if isinstance(m, Dense) else None
         if layer is None:
@@ -320,12 +347,11 @@ def keras_init(model, gen):
         with torch.no_grad():
             # patch_whitening: glorot_uniform, as compile() does (the data-dependent weights
             # do not change what a benchmark times).
-            if m.init in ("glorot_uniform", "patch_whitening"):
-                limit = math.sqrt(6.0 / (fan_in + fan_out))
+            limit = uniform_limit(m.init, fan_in, fan_out)
+            if limit is not None:
                 w.copy_(torch.rand(w.shape, generator=gen) * 2 * limit - limit)
-            elif m.init == "he_uniform":
-                limit = math.sqrt(6.0 / fan_in)
-                w.copy_(torch.rand(w.shape, generator=gen) * 2 * limit - limit)
+                if m.init == "torch_uniform_dirac":
+                    set_dirac(w)
             elif m.init == "zeros":
                 w.zero_()
             elif m.init == "ones":
@@ -627,7 +653,8 @@ class OurRng:
 @torch.no_grad()
 def our_init(model, seed):
     """Sequential::compile's initial values: layer i from Rng(seed * 1000003 + i), its
-    parameters in order (weight, then bias), glorot/he uniform limits from Keras's fans."""
+    parameters in order (weight, then bias), the uniform limits of uniform_limit, then
+    torch_uniform_dirac's identity filters over the draws."""
     for i, m in enumerate(model):
         layer = m.conv if isinstance(m, Conv2D) else m.fc if isinstance(m, Dense) else None
         if layer is None:
@@ -636,10 +663,12 @@ def our_init(model, seed):
         w = layer.weight
         rf = w[0][0].numel() if w.dim() > 2 else 1
         fan_in, fan_out = w.shape[1] * rf, w.shape[0] * rf
-        if m.init in ("glorot_uniform", "patch_whitening", "he_uniform"):
-            limit = math.sqrt(6.0 / (fan_in + fan_out)) if m.init != "he_uniform" else math.sqrt(6.0 / fan_in)
+        limit = uniform_limit(m.init, fan_in, fan_out)
+        if limit is not None:
             vals = [rng.uniform(-limit, limit) for _ in range(w.numel())]
             w.copy_(torch.tensor(vals, dtype=torch.float64).float().view(w.shape))
+            if m.init == "torch_uniform_dirac":
+                set_dirac(w)
         elif m.init in ("zeros", "ones"):
             w.fill_(0.0 if m.init == "zeros" else 1.0)
         else:
@@ -754,6 +783,16 @@ def tta_views(x, tta):
             for d in (-t, t):
                 views.append(translate(v, d, d))
     return views
+
+
+def tta_weights(tta, count):
+    """Each view's weight in the average: equal, or (tta.shifted_share, airbench's 0.5) the
+    unshifted views (the first one or two) sharing 1 - share and the shifted ones share."""
+    share = float(tta.get("shifted_share", -1))
+    if share < 0:
+        return [1.0 / count] * count
+    unshifted = 2 if tta.get("flip", False) else 1
+    return [(1 - share) / unshifted] * unshifted + [share / (count - unshifted)] * (count - unshifted)
 
 
 def jacobi_eigen(a_in):
@@ -928,11 +967,9 @@ def evaluate(model, x, y, loss_fn, tta=None, batch_size=256, precision="fp32"):
     for at in range(0, x.shape[0], batch_size):
         xb, yb = x[at:at + batch_size], y[at:at + batch_size]
         views = tta_views(xb, tta) if tta else [xb]
+        weights = tta_weights(tta, len(views)) if tta else [1.0]
         with autocast_for(precision, x.device):
-            out = model(views[0]).float()
-            for v in views[1:]:
-                out = out + model(v).float()
-        out = out / len(views)
+            out = sum(w * model(v).float() for w, v in zip(weights, views))
         loss_sum += loss_fn(out, yb).double() * yb.shape[0]
         correct += (out.argmax(1) == yb).sum()
     model.train(was_training)

@@ -29,9 +29,16 @@ namespace ops {
 struct RankSum;
 }
 
-enum class Initializer { GlorotUniform, HeUniform, Zeros, Ones };
+// glorot_uniform and he_uniform: Keras's (fans with the receptive field). torch_uniform:
+// PyTorch's default for Conv2d and Linear weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+// torch_uniform_dirac: that, then the first min(c_out, c_in) filters set to the identity
+// (1 at channel i of filter i, in the kernel's centre (k_h / 2, k_w / 2), 0 elsewhere in
+// them), as torch.nn.init.dirac_ on those filters: airbench's Conv.
+enum class Initializer { GlorotUniform, HeUniform, Zeros, Ones, TorchUniform, TorchUniformDirac };
+inline constexpr const char* kValidInitializers =
+    "glorot_uniform, he_uniform, zeros, ones, torch_uniform, torch_uniform_dirac";
 std::string to_string(Initializer init);
-Initializer parse_initializer(const std::string& name);  // "glorot_uniform", "he_uniform", "zeros", "ones"
+Initializer parse_initializer(const std::string& name);  // the names above, lower case with underscores
 
 struct ParamSpec {
   std::string name;  // "weight", "bias"

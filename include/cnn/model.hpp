@@ -159,6 +159,10 @@ struct TrainingProgress {
 struct TestTimeAugmentation {
   bool flip = false;
   int translate = 0;
+  // The shifted views' share of the average, in [0, 1] (airbench's 0.5: 1/4 each for the
+  // image and its mirror, 1/8 for each of the four shifted views); negative: every view
+  // weighs the same (the default). Needs translate > 0.
+  double shifted_share = -1;
 };
 
 // How a model file says it is trained: its "training" section (docs/FORMATS.md), read into

@@ -278,9 +278,12 @@ TrainingRecipe read_training_recipe(const nlohmann::json& training) {
     f.weight_averaging = o;
   }
   if (const auto* t = top.find("tta")) {
-    const SectionReader r(*t, "training.tta", {"flip", "translate"});
+    const SectionReader r(*t, "training.tta", {"flip", "translate", "shifted_share"});
     r.boolean("flip", out.tta.flip);
     r.integer("translate", out.tta.translate, 0, kIntMax);
+    r.real("shifted_share", out.tta.shifted_share, 0, 1);
+    CNN_CHECK(out.tta.shifted_share < 0 || out.tta.translate > 0,
+              "training.tta.shifted_share needs shifted views: set training.tta.translate > 0");
   }
   if (const auto* p = top.find("patch_whitening")) {
     const SectionReader r(*p, "training.patch_whitening", {"images", "eps"});

@@ -39,6 +39,8 @@ std::string to_string(Initializer init) {
     case Initializer::HeUniform: return "he_uniform";
     case Initializer::Zeros: return "zeros";
     case Initializer::Ones: return "ones";
+    case Initializer::TorchUniform: return "torch_uniform";
+    case Initializer::TorchUniformDirac: return "torch_uniform_dirac";
   }
   return "?";
 }
@@ -48,7 +50,9 @@ Initializer parse_initializer(const std::string& name) {
   if (name == "he_uniform") return Initializer::HeUniform;
   if (name == "zeros") return Initializer::Zeros;
   if (name == "ones") return Initializer::Ones;
-  fail("unknown initializer '", name, "'; valid initializers: glorot_uniform, he_uniform, zeros, ones");
+  if (name == "torch_uniform") return Initializer::TorchUniform;
+  if (name == "torch_uniform_dirac") return Initializer::TorchUniformDirac;
+  fail("unknown initializer '", name, "'; valid initializers: ", kValidInitializers);
 }
 
 LayerScratch::Block::~Block() { memory::release(ptr, device); }

@@ -17,8 +17,9 @@ using State = Sequential::State;
 
 // Inference forward of the loaded batch, averaged over the test-time augmentation views:
 // the image and its mirror (tta.flip), each also shifted by (-t, -t) and (+t, +t) pixels
-// with reflect padding (tta.translate = t). Returns the averaged last-layer output (logits
-// when softmax is fused), in grad_b; without TTA, the last layer's own buffer.
+// with reflect padding (tta.translate = t); every view with the same weight, or the shifted
+// ones sharing tta.shifted_share of it. Returns the averaged last-layer output (logits when
+// softmax is fused), in grad_b; without TTA, the last layer's own buffer.
 const float* forward_tta(Runner<float>& runner, const State& s, int n, const TestTimeAugmentation& tta) {
   if (!tta.flip && tta.translate == 0) {
     runner.forward(n, false);
@@ -29,6 +30,9 @@ const float* forward_tta(Runner<float>& runner, const State& s, int n, const Tes
   const int c = int(s.input_shape[0]), h = int(s.input_shape[1]), w = int(s.input_shape[2]);
   CNN_CHECK(tta.translate >= 0 && tta.translate < h && tta.translate < w, "evaluate: tta.translate must be in [0, ",
             std::min(h, w), "), got ", tta.translate);
+  CNN_CHECK(tta.shifted_share < 0 || (tta.shifted_share <= 1 && tta.translate > 0),
+            "evaluate: tta.shifted_share must be in [0, 1] with tta.translate > 0 (negative: equal weights), got ",
+            tta.shifted_share, " with translate ", tta.translate);
   Arena<float>& a = runner.arena();
   const Exec e = runner.exec(false);
   const int64_t in = int64_t(n) * s.input_size, out = int64_t(n) * s.output_size();
@@ -40,6 +44,13 @@ const float* forward_tta(Runner<float>& runner, const State& s, int n, const Tes
   if (tta.translate > 0)
     for (size_t v = 0, base = views.size(); v < base; ++v)
       for (int d : {-tta.translate, tta.translate}) views.push_back({views[v].first, d});
+  // View v's weight: 1 / views, or the unshifted views share 1 - shifted_share, the shifted
+  // ones shifted_share. The running mean adds each view in with t = its weight / the weight so far.
+  const size_t unshifted = tta.flip ? 2 : 1, shifted = views.size() - unshifted;
+  auto weight = [&](size_t v) {
+    return v < unshifted ? (1.0 - tta.shifted_share) / double(unshifted) : tta.shifted_share / double(shifted);
+  };
+  double so_far = 0;
   for (size_t v = 0; v < views.size(); ++v) {
     const auto [mirrored, shift] = views[v];
     const float* src = original;
@@ -55,9 +66,10 @@ const float* forward_tta(Runner<float>& runner, const State& s, int n, const Tes
       copy_values(e, in, original, a.input.data());
     }
     runner.forward(n, false);
-    // Running mean of the views' outputs: mean += (out - mean) / (v + 1).
+    // Running mean of the views' outputs: mean += (out - mean) t, t = 1 / (v + 1) for equal weights.
+    const float t = tta.shifted_share < 0 ? 1.0f / float(v + 1) : float(weight(v) / (so_far += weight(v)));
     if (v == 0) copy_values(e, out, runner.output(), mean);
-    else run::lerp<float>(e, out, mean, runner.output(), 1.0f / float(v + 1));
+    else if (t > 0) run::lerp<float>(e, out, mean, runner.output(), t);
   }
   return mean;
 }

@@ -1,6 +1,7 @@
 // Sequential: building, compiling (shape inference, parameter layout, initialisation, loss
 // plan), devices, summary and weight access. Training loops live in model/ (the step
 // runner), files in io/serialize.cpp.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <iomanip>
@@ -116,8 +117,20 @@ void initialise(const ParamSpec& spec, Rng& rng, float* out) {
     case Initializer::Ones: std::fill(out, out + n, 1.0f); return;
     case Initializer::GlorotUniform: limit = std::sqrt(6.0 / double(spec.fan_in + spec.fan_out)); break;
     case Initializer::HeUniform: limit = std::sqrt(6.0 / double(spec.fan_in)); break;
+    case Initializer::TorchUniform:
+    case Initializer::TorchUniformDirac: limit = 1.0 / std::sqrt(double(spec.fan_in)); break;
   }
   for (int64_t i = 0; i < n; ++i) out[i] = float(rng.uniform(-limit, limit));
+  if (spec.init != Initializer::TorchUniformDirac || spec.shape.size() < 2) return;
+  // The first min(c_out, c_in) filters become the identity, the centre tap of their own channel.
+  const int64_t c_out = spec.shape[0], c_in = spec.shape[1], taps = n / std::max<int64_t>(c_out * c_in, 1);
+  const int64_t k_h = spec.shape.size() == 4 ? spec.shape[2] : 1, k_w = spec.shape.size() == 4 ? spec.shape[3] : 1;
+  const int64_t centre = (k_h / 2) * k_w + k_w / 2;
+  for (int64_t f = 0; f < std::min(c_out, c_in); ++f) {
+    float* filter = out + f * c_in * taps;
+    std::fill(filter, filter + c_in * taps, 0.0f);
+    filter[f * taps + centre] = 1.0f;
+  }
 }
 
 std::string layer_kind(const Layer& l) {
