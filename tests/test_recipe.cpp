@@ -137,6 +137,11 @@ TEST(TrainingRecipe, ReadsTheShippedModelFiles) {
   EXPECT_TRUE(a.tta.flip);
   EXPECT_EQ(a.tta.translate, 1);
   EXPECT_EQ(a.tta.shifted_share, 0.5);  // airbench's view weights
+  ASSERT_TRUE(a.fit.weight_averaging.has_value());  // airbench's lookahead
+  EXPECT_EQ(a.fit.weight_averaging->method, "lookahead");
+  EXPECT_EQ(a.fit.weight_averaging->every, 5);
+  EXPECT_FLOAT_EQ(a.fit.weight_averaging->alpha_decay, 0.77378094f);
+  EXPECT_EQ(a.fit.weight_averaging->alpha_decay_power, 3.0f);
   const TrainingRecipe l = read_training_recipe_file(kModels + "lenet5.json");
   EXPECT_EQ(l.fit.lr_schedule.kind, "cosine");
   EXPECT_EQ(l.fit.augment.flip, "random");
@@ -174,6 +179,9 @@ TEST(TrainingRecipe, BadValuesNameTheKey) {
   EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"decay": 1}})"), "training.weight_averaging.decay");
   EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"every": 0}})"), "training.weight_averaging.every");
   EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"alpha": 0}})"), "training.weight_averaging.alpha");
+  EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"alpha_decay": 1}})"), "training.weight_averaging.alpha_decay");
+  EXPECT_CONTAINS(recipe_error(R"({"weight_averaging": {"alpha_decay_power": 0}})"),
+                  "training.weight_averaging.alpha_decay_power must be positive");
   EXPECT_CONTAINS(recipe_error(R"({"tta": {"translate": -1}})"), "training.tta.translate");
   EXPECT_CONTAINS(recipe_error(R"({"tta": {"translate": 1, "shifted_share": 1.5}})"), "training.tta.shifted_share");
   EXPECT_CONTAINS(recipe_error(R"({"tta": {"flip": true, "shifted_share": 0.5}})"),

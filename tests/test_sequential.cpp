@@ -373,16 +373,22 @@ struct Recorder : Callback {
 
 TEST(WeightAveraging, EmaAndLookaheadFollowTheirFormulas) {
   const auto data = test::make_quadrant_data(48, 1, 6, 6, 9);
-  for (const std::string method : {"ema", "lookahead"}) {
+  for (const std::string method : {"ema", "lookahead", "lookahead decaying"}) {
+    SCOPED_TRACE(method);
+    const bool decaying = method == "lookahead decaying";
     Sequential m({Flatten(), Dense(4, "softmax")});
     m.compile("sgd", "scce", 0.5f, {1, 6, 6});
     const std::vector<float> initial = m.parameters().to_vector();
     auto recorder = std::make_shared<Recorder>();
     WeightAveragingOptions w;
-    w.method = method;
+    w.method = decaying ? "lookahead" : method;
     w.decay = 0.8f;
     w.every = 2;
     w.alpha = 0.5f;
+    if (decaying) {  // alpha_t = 0.5 (1 - 0.6 p^2), p = steps done / 6
+      w.alpha_decay = 0.6f;
+      w.alpha_decay_power = 2;
+    }
     FitOptions f;
     f.epochs = 2;
     f.batch_size = 16;
@@ -398,9 +404,12 @@ TEST(WeightAveraging, EmaAndLookaheadFollowTheirFormulas) {
       for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6) << i;
     } else {
       // The recorder sees the fast weights before the reset; the final weights are the slow ones.
-      for (size_t k = 0; k < recorder->steps.size(); ++k)
-        if ((k + 1) % 2 == 0)
-          for (size_t i = 0; i < expected.size(); ++i) expected[i] += 0.5f * (recorder->steps[k][i] - expected[i]);
+      for (size_t k = 0; k < recorder->steps.size(); ++k) {
+        if ((k + 1) % 2 != 0) continue;
+        const double p = double(k + 1) / 6;
+        const float alpha = decaying ? float(0.5 * (1 - double(0.6f) * p * p)) : 0.5f;
+        for (size_t i = 0; i < expected.size(); ++i) expected[i] += alpha * (recorder->steps[k][i] - expected[i]);
+      }
       const std::vector<float> got = m.parameters().to_vector();
       for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], expected[i], 1e-6) << i;
     }

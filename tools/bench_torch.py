@@ -63,6 +63,8 @@ and "training" sections (flags override them as `cnn train`'s do), in float32 (T
     [-t, t], reading pixel (reflect(r + dy), reflect(q + dx)) (reflection without repeating
     the edge); "cutout" zeroes a random square inside the image. Per-epoch shuffling with a
     seeded generator (not our permutation, unless --our-rng). The last batch is the remainder.
+  * weight averaging (training.weight_averaging): EMA or lookahead as ours, over the parameters
+    and the BatchNorm statistics; the average replaces the weights at the end.
   * evaluation in inference mode (running statistics), batch 256; test-time augmentation as
     our evaluate: the outputs (logits) of the image, its mirror (tta.flip) and, with
     tta.translate = t, each of those shifted by (-t, -t) and (+t, +t), averaged with equal
@@ -977,6 +979,38 @@ def evaluate(model, x, y, loss_fn, tta=None, batch_size=256, precision="fp32"):
     return float(loss_sum) / n, int(correct) / n
 
 
+class WeightAverager:
+    """training.weight_averaging as our callback (src/host/model/weight_averaging.cpp), over every
+    float tensor of the state dict (parameters and BatchNorm statistics, as our flat buffer):
+    EMA, shadow += (1 - decay) (w - shadow) every step; lookahead, every `every` steps shadow +=
+    alpha_t (w - shadow) and then w = shadow, alpha_t = alpha (1 - alpha_decay p^alpha_decay_power)
+    at the fraction p of the steps done. The shadow replaces the weights at the end."""
+
+    def __init__(self, model, o, total_steps):
+        self.method, self.decay = o.get("method", "ema"), float(o.get("decay", 0.999))
+        self.every, self.alpha = int(o.get("every", 5)), float(o.get("alpha", 0.5))
+        self.alpha_decay, self.power = float(o.get("alpha_decay", 0)), float(o.get("alpha_decay_power", 3))
+        self.total = max(total_steps, 1)
+        self.tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+        self.shadow = [t.detach().clone() for t in self.tensors]
+
+    @torch.no_grad()
+    def step(self, global_step):
+        if self.method == "ema":
+            for s, t in zip(self.shadow, self.tensors):
+                s.lerp_(t, 1 - self.decay)
+        elif global_step % self.every == 0:
+            a = self.alpha * (1 - self.alpha_decay * (global_step / self.total) ** self.power)
+            for s, t in zip(self.shadow, self.tensors):
+                s.lerp_(t, a)
+                t.copy_(s)
+
+    @torch.no_grad()
+    def finish(self):
+        for s, t in zip(self.shadow, self.tensors):
+            t.copy_(s)
+
+
 def train_main(args, desc, device):
     comp = desc.get("compile", {})
     rec = desc.get("training", {})
@@ -1053,6 +1087,8 @@ def train_main(args, desc, device):
     hdr = f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'val_acc':>8} {'lr':>9} {'seconds':>8}"
     say(hdr)
     history = []
+    averager = WeightAverager(model, rec["weight_averaging"], epochs * steps) if rec.get("weight_averaging") else None
+    global_step = 0
     model.train()
     sync()
     train0 = time.perf_counter()
@@ -1092,6 +1128,9 @@ def train_main(args, desc, device):
                             if p.requires_grad:
                                 p.mul_(1 - g["lr"] * g["decay"])
             opt.step()
+            global_step += 1
+            if averager:
+                averager.step(global_step)
             with torch.no_grad():
                 loss_sum += loss.detach().double() * yb.shape[0]
                 correct += (out.argmax(1) == yb).sum()
@@ -1103,6 +1142,8 @@ def train_main(args, desc, device):
         history.append(row)
         va = f"{row['val_accuracy']:8.4f}" if n_val else f"{'-':>8}"
         say(f"{row['epoch']:5d} {row['loss']:8.4f} {row['accuracy']:9.4f} {va} {row['lr']:9.4g} {row['seconds']:8.2f}")
+    if averager:
+        averager.finish()
     sync()
     train_s = time.perf_counter() - train0
 

@@ -101,6 +101,11 @@ struct WeightAveragingOptions {
   float decay = 0.999f;
   int every = 5;
   float alpha = 0.5f;
+  // Lookahead: alpha decays over training as airbench's does, alpha_t = alpha (1 - alpha_decay
+  // p^alpha_decay_power) with p the fraction of fit's steps done, this one included (airbench94:
+  // alpha 1, alpha_decay 0.95^5, power 3). 0: alpha stays constant.
+  float alpha_decay = 0;
+  float alpha_decay_power = 3;
   bool use_average_at_end = true;
 };
 CallbackPtr weight_averaging(WeightAveragingOptions options = {});

@@ -267,7 +267,8 @@ TrainingRecipe read_training_recipe(const nlohmann::json& training) {
     r.integer("cutout", f.augment.cutout, 0, kIntMax);
   }
   if (const auto* w = top.find("weight_averaging")) {
-    const SectionReader r(*w, "training.weight_averaging", {"method", "decay", "every", "alpha"});
+    const SectionReader r(*w, "training.weight_averaging",
+                          {"method", "decay", "every", "alpha", "alpha_decay", "alpha_decay_power"});
     WeightAveragingOptions o;
     r.choice("method", o.method,
              [](const std::string& n, const std::string& where) { parse_averaging_method(n, where); });
@@ -275,6 +276,10 @@ TrainingRecipe read_training_recipe(const nlohmann::json& training) {
     r.integer("every", o.every, 1, kIntMax);
     r.real("alpha", o.alpha, 0, 1);
     CNN_CHECK(o.alpha > 0, "training.weight_averaging.alpha must be in (0, 1], got ", o.alpha);
+    r.real("alpha_decay", o.alpha_decay, 0, 1, true);
+    r.real("alpha_decay_power", o.alpha_decay_power, 0, FLT_MAX);
+    CNN_CHECK(o.alpha_decay_power > 0, "training.weight_averaging.alpha_decay_power must be positive, got ",
+              o.alpha_decay_power);
     f.weight_averaging = o;
   }
   if (const auto* t = top.find("tta")) {

@@ -204,6 +204,7 @@ class FitLoop {
     if (augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0) augment_batch(n);
     const double progress = double(int64_t(at.epoch) * steps_ + at.step) / (double(o_.epochs) * steps_);
     s_.lr_factor = float(o_.lr_schedule.factor(schedule_, progress, at.epoch));
+    s_.step_progress = double(int64_t(at.epoch) * steps_ + at.step + 1) / (double(o_.epochs) * steps_);
     runner_.train_step(data_.targets.kind, n, &at);
   }
 

@@ -55,6 +55,7 @@ struct Sequential::State {
   int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
   int epoch = 0;                        // the epoch fit is in (Runner::begin_epoch); segments' until_epoch
   float lr_factor = 1.0f;               // the LR schedule's multiplier for the current step
+  double step_progress = 0;             // fit: the fraction of its steps done, the current one included
 
   // The activations of the training step, planned for the largest batch so far (model/arena.hpp).
   Arena<float> arena;
