@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnfromscratch import Callback, Dense, Flatten, Sequential, _core
+from cnnfromscratch import Callback, Conv2D, Dense, Flatten, Sequential, _core
 
 
 def tiny_model():
@@ -130,8 +130,12 @@ def test_the_librarys_callbacks(tmp_path):
 
 
 def test_the_gil_is_released_while_fit_computes():
-    model = tiny_model()
-    x, y = tiny_data(4096)
+    # Steps of a few milliseconds each (a convolution on 32x32 images at batch 256), so the
+    # counting thread, once the OS schedules it, finds the GIL free while a step computes.
+    model = Sequential([Conv2D(8, 3, activation='relu'), Flatten(), Dense(4, activation='softmax')])
+    model.compile(optimizer='adam', loss='scce', learning_rate=1e-2, input_shape=[3, 32, 32])
+    rng = np.random.default_rng(2)
+    x, y = rng.random((1024, 3, 32, 32), dtype=np.float32), rng.integers(0, 4, 1024)
     ticks = 0
     done = threading.Event()
 
@@ -142,15 +146,21 @@ def test_the_gil_is_released_while_fit_computes():
 
     counter = threading.Thread(target=count)
     counter.start()
+    counts = []
     try:
-        before = ticks
-        model.fit(x, y, epochs=3, batch_size=16, verbose=0)
-        during = ticks - before
+        # Holding the GIL through fit would leave the counter at (nearly) nothing in every
+        # attempt; a loaded machine may not schedule the counter during one short fit, so
+        # up to three.
+        for _ in range(3):
+            before = ticks
+            model.fit(x, y, epochs=1, batch_size=256, verbose=0)
+            counts.append(ticks - before)
+            if counts[-1] > 10000:
+                break
     finally:
         done.set()
         counter.join()
-    # Holding the GIL through fit would leave the counter at (nearly) nothing.
-    assert during > 10000, during
+    assert max(counts) > 10000, counts
 
 
 def test_validation_data_and_initial_epoch():
