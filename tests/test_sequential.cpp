@@ -521,6 +521,9 @@ TEST(TestTimeAugmentation, AveragesTheOutputsOfTheMirroredAndShiftedViews) {
   o.tta.shifted_share = 0.5;
   EXPECT_CONTAINS(test::error_of([&] { m.evaluate(data.x, data.y, o); }),
                   "tta.shifted_share must be in [0, 1] with tta.translate > 0");
+  o.tta.flip = false;  // no views at all: still refused, not ignored
+  EXPECT_CONTAINS(test::error_of([&] { m.evaluate(data.x, data.y, o); }),
+                  "tta.shifted_share must be in [0, 1] with tta.translate > 0");
 }
 
 }  // namespace

@@ -155,11 +155,21 @@ class Sequential:
         first = len(h["loss"])
         return History(history, list(range(initial_epoch, initial_epoch + first)))
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256, per_class: bool = False) -> tuple:
+    def evaluate(self, x: Any, y: Any, batch_size: int = 256, per_class: bool = False,
+                 tta: dict | None = None) -> tuple:
         """(loss, accuracy) on x, y; with per_class also the per-class accuracies [K] and the
-        confusion matrix [true, predicted] (numpy arrays)."""
+        confusion matrix [true, predicted] (numpy arrays). tta: test-time augmentation, the
+        model file's training.tta keys: flip (also the mirrored images), translate (each view
+        also shifted by -t and +t pixels), shifted_share (the shifted views' share of the
+        average; default: every view weighs the same)."""
         shape = self._input_shape()
-        e = self._model.evaluate(_images(x, shape, "evaluate: x"), _targets(y, "evaluate: y"), batch_size, per_class)
+        t = dict(tta or {})
+        unknown = sorted(set(t) - {"flip", "translate", "shifted_share"})
+        if unknown:
+            raise ValueError(f"evaluate: unknown tta key {unknown[0]!r}; valid keys: flip, translate, shifted_share")
+        e = self._model.evaluate(_images(x, shape, "evaluate: x"), _targets(y, "evaluate: y"), batch_size, per_class,
+                                 bool(t.get("flip", False)), int(t.get("translate", 0)),
+                                 float(t.get("shifted_share", -1)))
         if per_class:
             return e.loss, e.accuracy, np.array(e.per_class_accuracy), np.array(e.confusion, dtype=np.int64)
         return e.loss, e.accuracy

@@ -308,10 +308,14 @@ NB_MODULE(_core, m) {
              return keras_metrics_dict(h);
            })
       .def("evaluate",
-           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size, bool per_class) {
+           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int batch_size, bool per_class,
+              bool tta_flip, int tta_translate, double tta_shifted_share) {
              const cnn::Tensor xt = to_tensor(x), yt = to_tensor(y);
              nb::gil_scoped_release release;
-             return s.evaluate(xt, yt, {.batch_size = batch_size, .per_class = per_class});
+             return s.evaluate(xt, yt,
+                               {.batch_size = batch_size,
+                                .per_class = per_class,
+                                .tta = {.flip = tta_flip, .translate = tta_translate, .shifted_share = tta_shifted_share}});
            })
       .def("predict",
            [](cnn::Sequential& s, const FloatArray& x, int batch_size) {

@@ -103,6 +103,25 @@ def test_evaluate_per_class():
     assert np.allclose(per_class, np.diag(confusion) / 4)
 
 
+def test_evaluate_with_test_time_augmentation():
+    model = small_model()
+    x = images(20).astype(np.float32) / 255
+    y = np.arange(20) % 5
+    plain = model.evaluate(x, y)
+    assert model.evaluate(x, y, tta={}) == plain
+    flip = model.evaluate(x, y, tta={"flip": True})
+    assert flip != plain
+    # The views of the mirrored images are the same two: the same loss but for summation order.
+    assert np.isclose(model.evaluate(x[..., ::-1], y, tta={"flip": True})[0], flip[0], rtol=1e-6)
+    shifted = model.evaluate(x, y, tta={"flip": True, "translate": 1})
+    airbench = model.evaluate(x, y, tta={"flip": True, "translate": 1, "shifted_share": 0.5})
+    assert shifted != flip and airbench != shifted
+    with pytest.raises(ValueError, match="unknown tta key 'rotate'"):
+        model.evaluate(x, y, tta={"rotate": 1})
+    with pytest.raises(ValueError, match="shifted_share must be in"):
+        model.evaluate(x, y, tta={"shifted_share": 0.5})
+
+
 def test_float32_c_contiguous_inputs_are_read_in_place_and_never_written():
     from cnnfromscratch import _core
     x = (images(16).astype(np.float32) / np.float32(255)).copy()

@@ -21,6 +21,9 @@ using State = Sequential::State;
 // ones sharing tta.shifted_share of it. Returns the averaged last-layer output (logits when
 // softmax is fused), in grad_b; without TTA, the last layer's own buffer.
 const float* forward_tta(Runner<float>& runner, const State& s, int n, const TestTimeAugmentation& tta) {
+  CNN_CHECK(tta.shifted_share < 0 || (tta.shifted_share <= 1 && tta.translate > 0),
+            "evaluate: tta.shifted_share must be in [0, 1] with tta.translate > 0 (negative: equal weights), got ",
+            tta.shifted_share, " with translate ", tta.translate);
   if (!tta.flip && tta.translate == 0) {
     runner.forward(n, false);
     return runner.output();
@@ -30,9 +33,6 @@ const float* forward_tta(Runner<float>& runner, const State& s, int n, const Tes
   const int c = int(s.input_shape[0]), h = int(s.input_shape[1]), w = int(s.input_shape[2]);
   CNN_CHECK(tta.translate >= 0 && tta.translate < h && tta.translate < w, "evaluate: tta.translate must be in [0, ",
             std::min(h, w), "), got ", tta.translate);
-  CNN_CHECK(tta.shifted_share < 0 || (tta.shifted_share <= 1 && tta.translate > 0),
-            "evaluate: tta.shifted_share must be in [0, 1] with tta.translate > 0 (negative: equal weights), got ",
-            tta.shifted_share, " with translate ", tta.translate);
   Arena<float>& a = runner.arena();
   const Exec e = runner.exec(false);
   const int64_t in = int64_t(n) * s.input_size, out = int64_t(n) * s.output_size();
