@@ -90,7 +90,7 @@ TEST(CliFloatFlags, FiniteValuesStillMeetTheRangeChecks) {
 TEST(CliTrainingSection, BadValuesFailNamingTheKey) {
   const nlohmann::json lenet = nlohmann::json::parse(read_text(kModels + "lenet5.json"));
   const std::pair<const char*, const char*> cases[] = {
-      {R"({"epochs": -3})", "training.epochs must be an integer in [0, "},
+      {R"({"epochs": -3})", "training.epochs must be a finite number in [0, 1e+06], got -3"},
       {R"({"batch_size": 0})", "training.batch_size must be an integer in [1, "},
       {R"({"validation_split": 1.5})", "training.validation_split must be a finite number in [0, 1), got 1.5"},
       {R"({"validation_split": 1e999})", "number overflow parsing '1e999'"},

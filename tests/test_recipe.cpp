@@ -127,7 +127,8 @@ TEST(TrainingRecipe, ReadsEveryKey) {
 
 TEST(TrainingRecipe, ReadsTheShippedModelFiles) {
   const TrainingRecipe a = read_training_recipe_file(kModels + "airbench94.json");
-  EXPECT_EQ(a.fit.epochs, 10);
+  EXPECT_EQ(a.fit.epochs, 9.9);  // airbench's, the last epoch in part
+  EXPECT_TRUE(a.fit.drop_last);
   EXPECT_EQ(a.fit.batch_size, 1024);
   EXPECT_EQ(a.fit.validation_split, 0.0f);
   EXPECT_EQ(a.fit.lr_schedule.kind, "onecycle");
@@ -163,8 +164,10 @@ std::string recipe_error(const std::string& section) {
 }
 
 TEST(TrainingRecipe, BadValuesNameTheKey) {
-  EXPECT_CONTAINS(recipe_error(R"({"epochs": -3})"), "training.epochs must be an integer in [0, ");
-  EXPECT_CONTAINS(recipe_error(R"({"epochs": 2.5})"), "training.epochs must be an integer");
+  EXPECT_CONTAINS(recipe_error(R"({"epochs": -3})"), "training.epochs must be a finite number in [0, 1e+06], got -3");
+  EXPECT_CONTAINS(recipe_error(R"({"epochs": 2e6})"), "training.epochs must be a finite number in [0, 1e+06]");
+  EXPECT_CONTAINS(recipe_error(R"({"batch_size": 2.5})"), "training.batch_size must be an integer");
+  EXPECT_CONTAINS(recipe_error(R"({"drop_last": 1})"), "training.drop_last must be true or false");
   EXPECT_CONTAINS(recipe_error(R"({"batch_size": 0})"), "training.batch_size must be an integer in [1, ");
   EXPECT_CONTAINS(recipe_error(R"({"validation_split": 1.5})"),
                   "training.validation_split must be a finite number in [0, 1), got 1.5");
@@ -202,6 +205,7 @@ TEST(TrainingRecipe, NanAndInfinityAreRefused) {
       return error_of([&] { read_training_recipe(t); });
     };
     EXPECT_CONTAINS(error("", "validation_split"), "training.validation_split must be a finite number");
+    EXPECT_CONTAINS(error("", "epochs"), "training.epochs must be a finite number");
     for (const char* key : {"gamma", "min_factor", "warmup", "start_factor", "end_factor"})
       EXPECT_CONTAINS(error("lr_schedule", key), std::string("training.lr_schedule.") + key + " must be a finite number");
     for (const char* key : {"decay", "alpha"})
@@ -209,13 +213,13 @@ TEST(TrainingRecipe, NanAndInfinityAreRefused) {
                       std::string("training.weight_averaging.") + key + " must be a finite number");
     EXPECT_CONTAINS(error("patch_whitening", "eps"), "training.patch_whitening.eps must be a finite number");
     // Integer keys refuse them as non-integers.
-    EXPECT_CONTAINS(error("", "epochs"), "training.epochs must be an integer");
+    EXPECT_CONTAINS(error("", "batch_size"), "training.batch_size must be an integer");
     EXPECT_CONTAINS(error("tta", "translate"), "training.tta.translate must be an integer");
   }
 }
 
 TEST(TrainingRecipe, UnknownKeysAndWrongTypes) {
-  EXPECT_CONTAINS(recipe_error(R"({"epoch": 3})"), "training: unknown key \"epoch\"; valid keys: epochs, batch_size");
+  EXPECT_CONTAINS(recipe_error(R"({"epoch": 3})"), "training: unknown key \"epoch\"; valid keys: epochs, batch_size, drop_last");
   EXPECT_CONTAINS(recipe_error(R"({"augment": {"mirror": 1}})"),
                   "training.augment: unknown key \"mirror\"; valid keys: translate, flip, cutout");
   EXPECT_CONTAINS(recipe_error(R"({"lr_schedule": {"type": "cosine"}})"), "training.lr_schedule: unknown key \"type\"");
@@ -224,7 +228,7 @@ TEST(TrainingRecipe, UnknownKeysAndWrongTypes) {
   EXPECT_CONTAINS(recipe_error(R"({"patch_whitening": {"samples": 1}})"), "training.patch_whitening: unknown key");
   EXPECT_CONTAINS(recipe_error(R"([1, 2])"), "training must be an object");
   EXPECT_CONTAINS(recipe_error(R"({"augment": 2})"), "training.augment must be an object");
-  EXPECT_CONTAINS(recipe_error(R"({"epochs": "ten"})"), "training.epochs must be an integer");
+  EXPECT_CONTAINS(recipe_error(R"({"epochs": "ten"})"), "training.epochs must be a finite number");
   EXPECT_CONTAINS(recipe_error(R"({"validation_split": "0.1"})"), "training.validation_split must be a finite number");
   EXPECT_CONTAINS(recipe_error(R"({"shuffle": 1})"), "training.shuffle must be true or false");
   EXPECT_CONTAINS(recipe_error(R"({"tta": {"flip": "yes"}})"), "training.tta.flip must be true or false");
@@ -254,7 +258,7 @@ TEST(TrainingRecipe, AModelFileWithABadSectionDoesNotLoad) {
     std::ofstream(path) << R"({"input_shape": [1, 4, 4], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2}],
                             "training": {"epochs": -3}})";
   }
-  EXPECT_CONTAINS(error_of([&] { Sequential::from_json_file(path); }), "training.epochs must be an integer in [0, ");
+  EXPECT_CONTAINS(error_of([&] { Sequential::from_json_file(path); }), "training.epochs must be a finite number in [0, ");
   EXPECT_CONTAINS(error_of([&] { read_training_recipe_file(path); }), "recipe_bad.json': training.epochs");
   {
     std::ofstream(path) << R"({"input_shape": [1, 4, 4], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2}],

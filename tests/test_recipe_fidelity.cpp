@@ -2,9 +2,11 @@
 // also scales the bias's weight decay could not express: per-parameter freezing ("trainable":
 // "bias" with "trainable_epochs"), a layer's own bias_lr_scale, and compile's
 // bias_lr_scales_weight_decay. Frozen weights stay bit for bit; the decay formula is checked on
-// a known example; models/airbench94.json uses all three.
+// a known example; models/airbench94.json uses all three. Fractional epochs (airbench's 9.9):
+// the step count, the schedule over it, the epoch metrics over the rows trained, and a resume.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -138,6 +140,157 @@ TEST(RecipeFidelity, Airbench94UsesTheFinerFreezingAndUnscaledBiasDecay) {
   EXPECT_EQ(whiten.bias_lr_scale, 1.0f);  // airbench's whitening bias is in the plain-lr group
   EXPECT_FALSE(m.compile_options().bias_lr_scales_weight_decay);
   EXPECT_EQ(m.compile_options().bias_lr_scale, 64.0f);
+  EXPECT_EQ(read_training_recipe_file(std::string(CNN_SOURCE_DIR) + "/models/airbench94.json").fit.epochs, 9.9);
+}
+
+// ---- fractional epochs ------------------------------------------------------------------------
+
+Sequential small_dense() {
+  Sequential m({Flatten(), Dense(4, "softmax")});
+  CompileOptions o;
+  o.optimizer = "sgd";
+  o.loss = "scce";
+  o.learning_rate = 0.05f;
+  o.momentum = 0.9f;
+  o.input_shape = {1, 4, 4};
+  m.compile(o);
+  return m;
+}
+
+// Every step's (epoch, batch, learning rate), and the epochs' logs.
+struct StepRecord {
+  std::vector<int> epoch, batch;
+  std::vector<double> lr, loss, accuracy;  // running means over the epoch's batches so far
+  std::vector<EpochLogs> epochs;
+  CallbackPtr callback() {
+    LambdaCallbackOptions o;
+    o.on_batch_end = [this](Sequential&, const BatchLogs& b) {
+      epoch.push_back(epochs.empty() ? 0 : epochs.back().epoch + 1);
+      batch.push_back(b.batch);
+      lr.push_back(b.learning_rate);
+      loss.push_back(b.loss);
+      accuracy.push_back(b.accuracy);
+    };
+    o.on_epoch_end = [this](Sequential&, const EpochLogs& e) { epochs.push_back(e); };
+    return lambda_callback(o);
+  }
+};
+
+TEST(FractionalEpochs, TrainCeilOfEpochsTimesStepsWithTheScheduleOverThem) {
+  const auto data = test::make_quadrant_data(32, 1, 4, 4, 5);  // batch 8: 4 steps an epoch
+  Sequential m = small_dense();
+  StepRecord rec;
+  FitOptions f;
+  f.epochs = 2.4;  // ceil(9.6) = 10 steps: 4 + 4 + 2
+  f.batch_size = 8;
+  f.verbose = 0;
+  f.lr_schedule.kind = "cosine";
+  f.callbacks = {rec.callback()};
+  const History h = m.fit(data.x, data.y, f);
+  ASSERT_EQ(h.epochs(), 3);
+  EXPECT_EQ(rec.epoch, (std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1, 2, 2}));
+  EXPECT_EQ(rec.batch, (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3, 0, 1}));
+  ASSERT_EQ(rec.lr.size(), 10u);
+  for (size_t k = 0; k < rec.lr.size(); ++k)  // cosine at t = k / 10, of the compiled 0.05 (float)
+    EXPECT_NEAR(rec.lr[k], 0.05 * 0.5 * (1 + std::cos(3.14159265358979 * double(k) / 10)), 1e-7) << "step " << k;
+  // Each epoch's loss and accuracy are the means over the rows it trained on (16 in the
+  // partial one): the running means its last batch reported, not 16 rows' sum over 32.
+  for (int e = 0; e < 3; ++e) {
+    const size_t last = e == 2 ? 9 : size_t(4 * e + 3);
+    EXPECT_EQ(h.loss[size_t(e)], rec.loss[last]) << "epoch " << e;
+    EXPECT_EQ(h.accuracy[size_t(e)], rec.accuracy[last]) << "epoch " << e;
+  }
+}
+
+TEST(FractionalEpochs, DropLastTrainsOnlyWholeBatchesAsAirbenchsLoader) {
+  const auto data = test::make_quadrant_data(36, 1, 4, 4, 9);  // batch 8: 4 whole batches and 4 rows
+  for (const bool drop_last : {false, true}) {
+    StepRecord rec;
+    FitOptions f;
+    f.epochs = 1.9;  // airbench's 9.9 x 48 = 475.2 -> 476 in small: 1.9 x 4 = 7.6 -> 8 steps
+    f.batch_size = 8;
+    f.drop_last = drop_last;
+    f.verbose = 0;
+    f.callbacks = {rec.callback()};
+    Sequential m = small_dense();
+    const History h = m.fit(data.x, data.y, f);
+    if (drop_last) {
+      EXPECT_EQ(rec.batch, (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3}));
+    } else {  // 5 steps an epoch: 1.9 x 5 = 9.5 -> 10
+      EXPECT_EQ(rec.batch, (std::vector<int>{0, 1, 2, 3, 4, 0, 1, 2, 3, 4}));
+    }
+    ASSERT_EQ(h.epochs(), 2);
+    EXPECT_EQ(h.loss[1], rec.loss.back());  // the mean over the rows trained (32 with drop_last)
+  }
+  // Fewer rows than one batch: the one short batch, as without drop_last.
+  const auto few = test::make_quadrant_data(6, 1, 4, 4, 10);
+  StepRecord rec;
+  FitOptions f;
+  f.batch_size = 8;
+  f.drop_last = true;
+  f.verbose = 0;
+  f.callbacks = {rec.callback()};
+  Sequential m = small_dense();
+  m.fit(few.x, few.y, f);
+  EXPECT_EQ(rec.batch, (std::vector<int>{0}));
+}
+
+TEST(FractionalEpochs, AWholeNumberInDoublesIsThatManySteps) {
+  const auto data = test::make_quadrant_data(30, 1, 4, 4, 6);  // batch 1: 30 steps an epoch
+  StepRecord rec;
+  FitOptions f;
+  f.epochs = 0.1;  // 0.1 x 30 is 3.0000000000000004 in doubles: 3 steps, as 3 is meant
+  f.batch_size = 1;
+  f.verbose = 0;
+  f.callbacks = {rec.callback()};
+  Sequential m = small_dense();
+  EXPECT_EQ(m.fit(data.x, data.y, f).epochs(), 1);
+  EXPECT_EQ(rec.batch, (std::vector<int>{0, 1, 2}));
+}
+
+TEST(FractionalEpochs, ResumeAfterTheWholeEpochsFinishesTheSameRunBitForBit) {
+  const auto data = test::make_quadrant_data(32, 1, 4, 4, 7);
+  FitOptions f;
+  f.epochs = 2.5;
+  f.batch_size = 8;
+  f.verbose = 0;
+  f.lr_schedule.kind = "cosine";
+  Sequential straight = small_dense();
+  const History h = straight.fit(data.x, data.y, f);
+  ASSERT_EQ(h.epochs(), 3);
+
+  const std::string ckpt = ::testing::TempDir() + "fractional_epochs.ckpt";
+  Sequential first = small_dense();
+  FitOptions g = f;
+  g.checkpoint_path = ckpt;
+  LambdaCallbackOptions stop;  // the run stops (is interrupted) after its second epoch
+  stop.on_epoch_end = [](Sequential& m, const EpochLogs& e) { m.stop_training = e.epoch == 1; };
+  g.callbacks = {lambda_callback(stop)};
+  EXPECT_EQ(first.fit(data.x, data.y, g).epochs(), 2);
+
+  Sequential second = small_dense();
+  g.callbacks.clear();
+  g.resume_from = ckpt;
+  const History resumed = second.fit(data.x, data.y, g);
+  EXPECT_EQ(second.parameters().to_vector(), straight.parameters().to_vector());
+  EXPECT_EQ(resumed.loss, h.loss);
+}
+
+TEST(FractionalEpochs, ModelFilesAndFitRefuseBadEpochs) {
+  EXPECT_EQ(read_training_recipe(nlohmann::json::parse(R"({"epochs": 0.5})")).fit.epochs, 0.5);
+  EXPECT_CONTAINS(error_of([] { read_training_recipe(nlohmann::json::parse(R"({"epochs": -1})")); }),
+                  "training.epochs must be a finite number in [0, ");
+  EXPECT_CONTAINS(error_of([] { read_training_recipe(nlohmann::json::parse(R"({"epochs": "ten"})")); }),
+                  "training.epochs must be a finite number");
+  const auto data = test::make_quadrant_data(16, 1, 4, 4, 8);
+  Sequential m = small_dense();
+  FitOptions f;
+  f.verbose = 0;
+  f.epochs = std::nan("");
+  EXPECT_CONTAINS(error_of([&] { m.fit(data.x, data.y, f); }), "fit: epochs must be a number in [0, ");
+  f.epochs = 1.5;
+  f.initial_epoch = 3;
+  EXPECT_CONTAINS(error_of([&] { m.fit(data.x, data.y, f); }), "fit: initial_epoch 3 must be in [0, 2] (epochs 1.5)");
 }
 
 }  // namespace

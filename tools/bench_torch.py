@@ -56,7 +56,7 @@ and "training" sections (flags override them as `cnn train`'s do), in float32 (T
   * CE from logits with label smoothing: targets t (1 - s) + s / K, batch mean (ours; the same
     as nn.CrossEntropyLoss(label_smoothing=s)).
   * the learning rate's multiplier LRSchedule::factor(t, epoch) before every step, at
-    t = steps done / (epochs x steps per epoch): constant, step, cosine, onecycle.
+    t = steps done / steps in all (ceil(epochs x steps per epoch); 9.9 epochs end the 10th early): constant, step, cosine, onecycle.
   * augmentation of each batch (on the device): "alternate" flips mirror image i of the data
     set when i + epoch is odd (ours: when loading); "random" flips each image with
     probability 1/2; "translate" t shifts each image by its own (dy, dx), each uniform in
@@ -702,6 +702,13 @@ def our_shifts(seed, epoch, step, n, t):
     return torch.tensor(dy, dtype=torch.long), torch.tensor(dx, dtype=torch.long)
 
 
+def fit_steps(epochs, steps):
+    """fit's step count: ceil(epochs x steps), a product within 1e-9 of a whole number being it."""
+    product = epochs * steps
+    nearest = round(product)
+    return int(nearest if abs(product - nearest) <= 1e-9 * max(1.0, nearest) else math.ceil(product))
+
+
 def lr_factor(sched, t, epoch):
     """LRSchedule::factor (include/cnn/model.hpp) with the JSON's keys and our defaults."""
     kind = sched.get("kind", "constant")
@@ -1014,7 +1021,7 @@ class WeightAverager:
 def train_main(args, desc, device):
     comp = desc.get("compile", {})
     rec = desc.get("training", {})
-    epochs = args.epochs or int(rec.get("epochs", 10))
+    epochs = args.epochs or float(rec.get("epochs", 10))  # 9.9: the last epoch in part, as fit
     batch = args.batch_size or int(rec.get("batch_size", 32))
     vsplit = args.validation_split if args.validation_split is not None else float(rec.get("validation_split", 0.1))
     lr = args.lr or float(comp.get("learning_rate", 0.01))
@@ -1077,22 +1084,25 @@ def train_main(args, desc, device):
     opt, base_lrs, decoupled_wd = make_train_optimizer(comp, model, lr)
     n = x_tr.shape[0]
     bs = min(batch, n)
-    steps = (n + bs - 1) // bs
+    # drop_last, as fit: only the whole batches of each epoch's order (airbench's loader)
+    steps = n // bs if bool(rec.get("drop_last", False)) else (n + bs - 1) // bs
+    total_steps = fit_steps(epochs, steps)
+    run_epochs = -(-total_steps // steps)  # ceil: every epoch begun
     shuffle_gen = torch.Generator().manual_seed(seed * 1000003 + 7)
     aug_gen = torch.Generator(device=device).manual_seed(seed * 1000003 + 11)
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     say(f"PyTorch {torch.__version__}: training {os.path.basename(args.model)} on {n} images "
-        f"({'validation ' + str(n_val) if n_val else 'no validation'}), {epochs} epochs, batch {bs}, lr {lr:g}, "
+        f"({'validation ' + str(n_val) if n_val else 'no validation'}), {epochs:g} epochs, batch {bs}, lr {lr:g}, "
         f"on {dev_name}, seed {seed}, {args.precision}")
     hdr = f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'val_acc':>8} {'lr':>9} {'seconds':>8}"
     say(hdr)
     history = []
-    averager = WeightAverager(model, rec["weight_averaging"], epochs * steps) if rec.get("weight_averaging") else None
+    averager = WeightAverager(model, rec["weight_averaging"], total_steps) if rec.get("weight_averaging") else None
     global_step = 0
     model.train()
     sync()
     train0 = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(run_epochs):
         e0 = time.perf_counter()
         for name, prm in model.named_parameters():  # trainable_epochs: frozen from this epoch on
             if 0 <= model.cnn_layer_opts[int(name.split(".")[0])]["trainable_epochs"] <= epoch:
@@ -1105,14 +1115,15 @@ def train_main(args, desc, device):
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         f = 1.0
-        for step in range(steps):
+        rows = 0
+        for step in range(min(steps, total_steps - epoch * steps)):
             idx = order[step * bs:(step + 1) * bs]
             shifts = None
             if args.our_rng and int(aug.get("translate", 0)) > 0:
                 shifts = our_shifts(seed, epoch, step, idx.shape[0], int(aug["translate"]))
             xb = augment_batch(x_tr[idx], idx, epoch, aug, aug_gen, shifts)
             yb = y_tr[idx]
-            f = lr_factor(sched, (epoch * steps + step) / (epochs * steps), epoch)
+            f = lr_factor(sched, (epoch * steps + step) / total_steps, epoch)
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * f
             xb = channels_last_for(args.precision, device, xb)
@@ -1134,7 +1145,8 @@ def train_main(args, desc, device):
             with torch.no_grad():
                 loss_sum += loss.detach().double() * yb.shape[0]
                 correct += (out.argmax(1) == yb).sum()
-        row = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "accuracy": int(correct) / n, "lr": lr * f}
+            rows += yb.shape[0]
+        row = {"epoch": epoch + 1, "loss": float(loss_sum) / rows, "accuracy": int(correct) / rows, "lr": lr * f}
         if n_val:
             row["val_loss"], row["val_accuracy"] = evaluate(model, x_val, y_val, loss_fn, precision=args.precision)
         sync()
@@ -1153,6 +1165,7 @@ def train_main(args, desc, device):
         "device": args.device, "device_name": dev_name, "threads": torch.get_num_threads(), "seed": seed, "our_rng": args.our_rng,
         "precision": args.precision, "train_images": n, "validation_images": n_val, "test_images": int(x_test.shape[0]),
         "epochs": epochs, "batch_size": bs, "learning_rate": lr, "steps_per_epoch": steps,
+        "total_steps": total_steps,
         "whitening": whiten, "history": history, "weights": args.weights or None,
         "load_seconds": load_s, "whiten_seconds": whiten_s, "train_seconds": train_s,
     }
@@ -1172,7 +1185,7 @@ def train_main(args, desc, device):
     if args.json:
         print(json.dumps(result), flush=True)
         return
-    print(f"Trained {epochs} epochs in {train_s:.1f} s ({train_s / max(epochs, 1):.1f} s per epoch); "
+    print(f"Trained {run_epochs} epochs in {train_s:.1f} s ({train_s / max(run_epochs, 1):.1f} s per epoch); "
           f"whitening {whiten_s:.2f} s, data {load_s:.2f} s")
     if "test_accuracy" in result:
         print(f"Test: loss {result['test_loss']:.4f}, accuracy {result['test_accuracy']:.4f} "
@@ -1202,7 +1215,7 @@ def main():
     tr = ap.add_argument_group("training (--train: the model file's compile and training sections, as cnn train)")
     tr.add_argument("--train", action="store_true", help="train on CIFAR-10 with the model's recipe")
     tr.add_argument("--data", default="", help="the cifar-10-batches-bin folder")
-    tr.add_argument("--epochs", type=int, default=0, help="default: training.epochs, else 10")
+    tr.add_argument("--epochs", type=float, default=0, help="default: training.epochs, else 10; a fraction trains the last in part")
     tr.add_argument("--lr", type=float, default=0.0, help="default: compile.learning_rate")
     tr.add_argument("--limit", type=int, default=0, help="only the first N training images")
     tr.add_argument("--test-limit", type=int, default=0, help="only the first N test images")

@@ -100,9 +100,17 @@ struct PatchWhiteningOptions {
 };
 
 struct FitOptions {
-  int epochs = 1;
+  // Epochs to train. A fraction trains the last epoch in part, as airbench's 9.9: the fit runs
+  // ceil(epochs x steps per epoch) steps, the last epoch's being the first ones of its shuffled
+  // order; the learning-rate schedule and weight averaging run over those steps, and the
+  // History has one entry per epoch begun (10 for 9.9).
+  double epochs = 1;
   int batch_size = 32;
   bool shuffle = true;
+  // Train only the whole batches of each epoch's shuffled order (airbench's loader, PyTorch's
+  // DataLoader(drop_last=True)); the rest of the order sits that epoch out. Data-parallel, a
+  // batch is the global one (ranks x batch_size). With fewer rows than one batch, one step.
+  bool drop_last = false;
   float validation_split = 0.0f;  // the LAST fraction of x/y, taken before shuffling (Keras)
   std::optional<ValidationData> validation_data{};
   int verbose = 1;  // 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
@@ -231,7 +239,7 @@ class Sequential {
   void to(Device device);
   Device device() const;
 
-  History fit(const Tensor& x, const Tensor& y, int epochs);
+  History fit(const Tensor& x, const Tensor& y, double epochs);
   History fit(const Tensor& x, const Tensor& y, const FitOptions& options);
   Evaluation evaluate(const Tensor& x, const Tensor& y, const EvaluateOptions& options = {});
   Tensor predict(const Tensor& x, int batch_size = 256);  // probabilities, on the CPU

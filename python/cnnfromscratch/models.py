@@ -117,12 +117,16 @@ class Sequential:
     def _input_shape(self) -> list[int] | None:
         return self._model.input_shape() if self._model.compiled else None
 
-    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
+    def fit(self, x: Any, y: Any, epochs: float = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, verbose: int = 1,
             callbacks: list[Any] | None = None, initial_epoch: int = 0, seed: int = 1,
             lr_schedule: str | dict[str, Any] | None = None, augment: dict[str, Any] | None = None,
-            distributed: bool | None = None, sync_batchnorm: bool = False) -> History:
+            distributed: bool | None = None, sync_batchnorm: bool = False, drop_last: bool = False) -> History:
         """Trains; returns a History. Integer labels y [N] are class indices (for 'cce' too).
+
+        epochs may be fractional, as airbench's 9.9: the last epoch trains the first steps of its
+        shuffled order, ceil(epochs x steps per epoch) steps in all. drop_last: train only the
+        whole batches of each epoch (airbench's loader; data-parallel, the global batch).
 
         lr_schedule: 'constant', 'step', 'cosine' or 'onecycle', or a dict with "kind" and the
         schedule's parameters (step_epochs, gamma, min_factor, warmup, start_factor,
@@ -142,7 +146,7 @@ class Sequential:
                             _targets(validation_data[1], "fit: validation_data y"))
         dispatcher = _Dispatcher(self, callbacks or [])
         native = [cb._native for cb in callbacks or [] if isinstance(cb, _NativeCallback)]
-        h = self._model.fit(xs, ys, epochs, batch_size, shuffle, validation_split, val_x, val_y, verbose, seed,
+        h = self._model.fit(xs, ys, epochs, batch_size, shuffle, bool(drop_last), validation_split, val_x, val_y, verbose, seed,
                             initial_epoch, dispatcher,
                             _options(_core.LRSchedule(), {"kind": lr_schedule} if isinstance(lr_schedule, str)
                                      else lr_schedule, "lr_schedule"),

@@ -278,7 +278,8 @@ NB_MODULE(_core, m) {
       .def("input_shape", [](const cnn::Sequential& s) { return s.compile_options().input_shape; })
       .def("loss", [](const cnn::Sequential& s) { return s.compile_options().loss; })
       .def("fit",
-           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, int epochs, int batch_size, bool shuffle,
+           [](cnn::Sequential& s, const FloatArray& x, const FloatArray& y, double epochs, int batch_size, bool shuffle,
+              bool drop_last,
               float validation_split, std::optional<FloatArray> val_x, std::optional<FloatArray> val_y, int verbose,
               uint64_t seed, int initial_epoch, nb::object dispatcher, const cnn::LRSchedule& lr_schedule,
               const cnn::Augmentation& augment, const std::vector<cnn::CallbackPtr>& native_callbacks,
@@ -291,6 +292,7 @@ NB_MODULE(_core, m) {
              o.epochs = epochs;
              o.batch_size = batch_size;
              o.shuffle = shuffle;
+             o.drop_last = drop_last;
              o.validation_split = validation_split;
              if (val_x && val_y) o.validation_data = cnn::ValidationData{to_tensor(*val_x), to_tensor(*val_y)};
              o.verbose = verbose;

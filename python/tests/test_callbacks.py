@@ -174,6 +174,25 @@ def test_validation_data_and_initial_epoch():
                                                                             accuracy)
 
 
+def test_fractional_epochs_and_drop_last():
+    x, y = tiny_data(36)  # batch 8: 4 whole batches and 4 rows
+    for drop_last, batches in ((False, [5, 5]), (True, [4, 4])):
+        recorder = Recorder()
+        history = tiny_model().fit(x, y, epochs=1.9, batch_size=8, drop_last=drop_last, callbacks=[recorder],
+                                   verbose=0)
+        assert history.epoch == [0, 1]
+        counts = []  # batches per epoch
+        for e in recorder.events:
+            if e[0] == "epoch_begin":
+                counts.append(0)
+            elif e[0] == "batch_end":
+                counts[-1] += 1
+        # ceil(1.9 x 5) = 10 steps, 5 + 5; with drop_last ceil(1.9 x 4) = 8, 4 + 4
+        assert counts == batches, (drop_last, counts)
+    with pytest.raises(Exception, match="fit: epochs must be a number"):
+        tiny_model().fit(x, y, epochs=float("nan"), verbose=0)
+
+
 def _tfrecords(path):
     """The data of each TFRecord in an event file (length-prefixed; the CRCs are the C++ tests')."""
     raw, records, at = path.read_bytes(), [], 0

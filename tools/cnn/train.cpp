@@ -23,8 +23,8 @@ struct TrainFlags {
   int tensorboard_every = 0;
   bool tensorboard_images = false;
   std::optional<std::string> optimizer, lr_schedule, flip, precision;
-  std::optional<int> epochs, batch_size, translate, cutout, tta_translate;
-  std::optional<double> lr, momentum, validation_split, ema;
+  std::optional<int> batch_size, translate, cutout, tta_translate;
+  std::optional<double> epochs, lr, momentum, validation_split, ema;
   std::optional<uint64_t> seed;
   bool tta_flip = false, distributed = false, sync_batchnorm = false;
   int verbose = 1;
@@ -38,7 +38,9 @@ void add_train_flags(CLI::App* sub, TrainFlags& f) {
   sub->add_option("--resume", f.resume, "Continue the run saved in this checkpoint (and keep checkpointing to it)")
       ->check(CLI::ExistingFile);
   sub->add_option("--data", f.data, "Data folder (CIFAR-10 binary, MNIST IDX, or image folders); default: search for CIFAR-10");
-  sub->add_option("--epochs", f.epochs, "Epochs (default: the model file's training.epochs, else 10)")->check(CLI::PositiveNumber);
+  sub->add_option("--epochs", f.epochs, "Epochs, a fraction training the last in part (default: the model file's training.epochs, else 10)")
+      ->check(finite_number())
+      ->check(CLI::PositiveNumber);
   sub->add_option("--batch-size", f.batch_size, "Batch size (default: training.batch_size, else 32)")->check(CLI::PositiveNumber);
   sub->add_option("--lr", f.lr, "Learning rate (default: the model's compile.learning_rate)")
       ->check(finite_number())->check(CLI::PositiveNumber);
@@ -188,7 +190,7 @@ int train(TrainFlags f) {
 
   const int ranks = f.distributed ? distributed::size() : 1;
   if (rank0)
-    std::printf("Training %s on %lld images (%s), %d epochs, batch %d, on %s%s%s\n", f.model.c_str(),
+    std::printf("Training %s on %lld images (%s), %g epochs, batch %d, on %s%s%s\n", f.model.c_str(),
                 (long long)data.train.size(), fo.validation_split > 0 ? "with a validation split" : "no validation",
                 fo.epochs, fo.batch_size, to_string(model.device()).c_str(),
                 model.precision() == Precision::FP32 ? "" : (", precision " + to_string(model.precision())).c_str(),

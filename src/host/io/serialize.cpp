@@ -234,6 +234,7 @@ class SectionReader {
 };
 
 constexpr int64_t kIntMax = INT32_MAX;
+constexpr double kMaxEpochs = 1e6;  // fit's bound
 
 }  // namespace
 
@@ -241,12 +242,13 @@ TrainingRecipe read_training_recipe(const nlohmann::json& training) {
   TrainingRecipe out;
   FitOptions& f = out.fit;
   const SectionReader top(training, "training",
-                          {"epochs", "batch_size", "validation_split", "shuffle", "seed", "lr_schedule", "augment",
+                          {"epochs", "batch_size", "drop_last", "validation_split", "shuffle", "seed", "lr_schedule", "augment",
                            "weight_averaging", "tta", "patch_whitening"});
-  top.integer("epochs", f.epochs, 0, kIntMax);
+  top.real("epochs", f.epochs, 0, kMaxEpochs);  // 9.9: the last epoch in part (FitOptions::epochs)
   top.integer("batch_size", f.batch_size, 1, kIntMax);
   top.real("validation_split", f.validation_split, 0, 1, true);
   top.boolean("shuffle", f.shuffle);
+  top.boolean("drop_last", f.drop_last);
   top.integer("seed", f.seed, 0, INT64_MAX);
   if (const auto* l = top.find("lr_schedule")) {
     const SectionReader r(*l, "training.lr_schedule",

@@ -1,5 +1,6 @@
 #include "model/data_parallel.hpp"
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,9 +30,10 @@ void check_same_run(const distributed::Communicator& c, Sequential& model, int64
        {"the training rows", uint64_t(train_rows)},
        {"the validation rows", uint64_t(val_rows)},
        {"batch_size", uint64_t(o.batch_size)},
-       {"epochs", uint64_t(o.epochs)},
+       {"epochs (in millionths)", uint64_t(std::llround(o.epochs * 1e6))},
        {"the shuffling seed", o.seed},
        {"shuffle", uint64_t(o.shuffle)},
+       {"drop_last", uint64_t(o.drop_last)},
        {"sync_batchnorm", uint64_t(o.sync_batchnorm)},
        {"allreduce_bucket_bytes", uint64_t(o.allreduce_bucket_bytes)},
        {"the first epoch", uint64_t(start.epoch)},

@@ -34,7 +34,9 @@ void check_schedule(const LRSchedule& l) {
 
 void check_fit_options(const State& s, const Tensor& x, const FitOptions& o) {
   check_inputs(s, x, "fit");
-  CNN_CHECK(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
+  // A million epochs keeps ceil(epochs x steps) and the epoch count in range for any data.
+  CNN_CHECK(std::isfinite(o.epochs) && o.epochs >= 0 && o.epochs <= 1e6, "fit: epochs must be a number in [0, 1e6], got ",
+            o.epochs);
   CNN_CHECK(o.batch_size > 0, "fit: batch_size must be positive, got ", o.batch_size);
   CNN_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split must be in [0, 1), got ",
             o.validation_split);
@@ -42,8 +44,8 @@ void check_fit_options(const State& s, const Tensor& x, const FitOptions& o) {
   check_schedule(o.lr_schedule);
   CNN_CHECK(o.allreduce_bucket_bytes >= 0, "fit: allreduce_bucket_bytes must be >= 0 (0: one all-reduce), got ",
             o.allreduce_bucket_bytes);
-  CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= o.epochs, "fit: initial_epoch ", o.initial_epoch,
-            " must be in [0, epochs]");
+  CNN_CHECK(o.initial_epoch >= 0 && o.initial_epoch <= std::ceil(o.epochs), "fit: initial_epoch ", o.initial_epoch,
+            " must be in [0, ", std::ceil(o.epochs), "] (epochs ", o.epochs, ")");
 }
 
 // fit's data on the host: the training rows and their targets, and the validation set.
@@ -110,6 +112,21 @@ void append(History& h, const EpochLogs& logs) {
   h.learning_rate.push_back(logs.learning_rate);
 }
 
+// The steps of `epochs` epochs of `steps` steps: ceil(epochs x steps), as airbench counts its
+// 9.9 epochs; a product within 1e-9 of a whole number is that number (in doubles 0.1 x 30 is
+// 3.0000000000000004, which is 3 steps, not 4).
+int64_t fit_steps(double epochs, int steps) {
+  const double product = epochs * double(steps);
+  const double nearest = std::round(product);
+  return int64_t(std::fabs(product - nearest) <= 1e-9 * std::max(1.0, nearest) ? nearest : std::ceil(product));
+}
+
+// The rows of each epoch's order that fit trains: all, or with drop_last the whole global batches.
+int64_t trained_rows(int64_t rows, int batch, int ranks, bool drop_last) {
+  const int64_t global = int64_t(batch) * ranks;
+  return drop_last && rows >= global ? rows / global * global : rows;
+}
+
 // The epochs of one fit: batches of the shuffled rows through the model's step runner. With
 // a communicator (data-parallel), this rank's shard of every batch (model/distributed.hpp).
 class FitLoop {
@@ -123,8 +140,10 @@ class FitLoop {
         comm_(comm),
         rank_(comm ? comm->rank : 0),
         rows_(data.x.dim(0)),
-        shards_(rows_, o.batch_size, comm ? comm->size : 1),
+        shards_(trained_rows(rows_, o.batch_size, comm ? comm->size : 1, o.drop_last), o.batch_size,
+                comm ? comm->size : 1),
         steps_(shards_.steps()),
+        total_steps_(fit_steps(o.epochs, steps_)),
         augment_(augment_spec(s_, o.augment)),
         schedule_(parse_schedule(o.lr_schedule.kind, "fit")),
         alternate_flip_(parse_flip(o.augment.flip) == FlipMode::Alternate),
@@ -133,15 +152,22 @@ class FitLoop {
     for (const auto& cb : o.callbacks) batch_logs_ = batch_logs_ || (cb && cb->wants_batch_logs());
   }
 
+  // The epochs fit runs: all of them whole but a fractional last one (epochs 9.9: 10).
+  int epochs() const { return steps_ ? int((total_steps_ + steps_ - 1) / steps_) : 0; }
+  // The steps of `epoch`: the whole epoch's, or the first ones of its shuffled order in a
+  // fractional last epoch.
+  int steps_in(int epoch) const { return int(std::clamp<int64_t>(total_steps_ - int64_t(epoch) * steps_, 0, steps_)); }
+
   EpochLogs run_epoch(int epoch) {
     runner_.begin_epoch(epoch);
-    ProgressBar bar(steps_, rank_ == 0 ? o_.verbose : 0);
+    const int steps = steps_in(epoch);
+    ProgressBar bar(steps, rank_ == 0 ? o_.verbose : 0);
     shuffle(epoch);
     s_.arena.metrics.zero();
     const double start = now_seconds();
     int64_t seen = 0;
     StepPlace place{epoch, 0, 0};
-    for (int step = 0; step < steps_; ++step) {
+    for (int step = 0; step < steps; ++step) {
       place.step = step;
       train_batch(place);
       for (const auto& cb : o_.callbacks) cb->on_step_end(model_, s_.step);
@@ -150,7 +176,7 @@ class FitLoop {
       const bool draw = bar.due(step + 1, elapsed);
       if (draw || batch_logs_) log_batch(place, seen, elapsed, draw ? &bar : nullptr);
     }
-    place.step = steps_ - 1;
+    place.step = steps - 1;
     EpochLogs logs = epoch_metrics(place);
     if (comm_) data_parallel::broadcast_statistics(*comm_, s_);  // rank 0's, for validation and saving
     if (data_.x_val) validate(logs);
@@ -202,9 +228,9 @@ class FitLoop {
     if (comm_) s_.step_seed = step_seed(s_.step_seed, rank_, 0);
     s_.gradient_weight = shards_.gradient_weight(at.step, rank_);
     if (augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0) augment_batch(n);
-    const double progress = double(int64_t(at.epoch) * steps_ + at.step) / (double(o_.epochs) * steps_);
-    s_.lr_factor = float(o_.lr_schedule.factor(schedule_, progress, at.epoch));
-    s_.step_progress = double(int64_t(at.epoch) * steps_ + at.step + 1) / (double(o_.epochs) * steps_);
+    const int64_t done = int64_t(at.epoch) * steps_ + at.step;
+    s_.lr_factor = float(o_.lr_schedule.factor(schedule_, double(done) / double(total_steps_), at.epoch));
+    s_.step_progress = double(done + 1) / double(total_steps_);
     runner_.train_step(data_.targets.kind, n, &at);
   }
 
@@ -230,8 +256,11 @@ class FitLoop {
     for (const auto& cb : o_.callbacks) cb->on_batch_end(model_, logs);
   }
 
-  // The epoch's training loss and accuracy; `last` is the epoch's last step.
+  // The epoch's training loss and accuracy over the rows of its steps (all ranks'); `last`
+  // is the epoch's last step.
   EpochLogs epoch_metrics(const StepPlace& last) {
+    int64_t rows = 0;
+    for (int step = 0; step <= last.step; ++step) rows += shards_.step_rows(step).count;
     Totals tot = runner_.read_metrics();
     if (!std::isfinite(tot.loss_sum)) runner_.non_finite_error(batch_rows(last.step), last, true);
     if (comm_) {  // over every rank's rows
@@ -241,8 +270,8 @@ class FitLoop {
     }
     EpochLogs logs;
     logs.epoch = last.epoch;
-    logs.loss = tot.loss_sum / double(rows_);
-    logs.accuracy = tot.correct / accuracy_units(s_, data_.targets.kind, rows_);
+    logs.loss = tot.loss_sum / double(rows);
+    logs.accuracy = tot.correct / accuracy_units(s_, data_.targets.kind, rows);
     logs.learning_rate = double(s_.opt.learning_rate) * s_.lr_factor;
     return logs;
   }
@@ -256,7 +285,8 @@ class FitLoop {
   const int rank_;
   const int64_t rows_;
   const distributed::EpochShards shards_;
-  const int steps_;
+  const int steps_;          // of a whole epoch
+  const int64_t total_steps_;  // of the whole fit, over which the schedule runs
   const ops::AugmentSpec augment_;
   const ScheduleKind schedule_;
   const bool alternate_flip_;
@@ -280,7 +310,7 @@ double LRSchedule::factor(ScheduleKind parsed_kind, double t, int epoch) const {
   return 1.0;
 }
 
-History Sequential::fit(const Tensor& x, const Tensor& y, int epochs) {
+History Sequential::fit(const Tensor& x, const Tensor& y, double epochs) {
   FitOptions o;
   o.epochs = epochs;
   return fit(x, y, o);
@@ -325,9 +355,9 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   // A rank that fails cannot leave the others waiting in a collective: it ends the job.
   try {
     for (const auto& cb : o.callbacks) cb->on_train_begin(*this);
-    for (int epoch = first_epoch; epoch < o.epochs && !stop_training; ++epoch) {
+    for (int epoch = first_epoch; epoch < loop.epochs() && !stop_training; ++epoch) {
       for (const auto& cb : o.callbacks) cb->on_epoch_begin(*this, epoch);
-      if (o.verbose > 0 && rank0) std::printf("Epoch %d/%d\n", epoch + 1, o.epochs);
+      if (o.verbose > 0 && rank0) std::printf("Epoch %d/%d\n", epoch + 1, loop.epochs());
       const EpochLogs logs = loop.run_epoch(epoch);
       append(history, logs);
       if (!o.checkpoint_path.empty() && rank0) save_checkpoint(o.checkpoint_path, {epoch + 1, history, ranks});
