@@ -14,6 +14,8 @@
 
 #include "cnn/cnn.hpp"
 #include "kernels/ops.hpp"
+#include "model/runner.hpp"
+#include "model/state.hpp"
 #include "test_data_util.hpp"
 #include "test_util.hpp"
 
@@ -206,6 +208,41 @@ TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
   size_t moved = 0;
   for (size_t i = 0; i < first.size(); ++i) moved += first[i] != initial[i];
   EXPECT_EQ(moved, first.size()) << moved << " of " << first.size() << " parameters moved";
+}
+
+// Flatten in a training step shares its input's buffer and is skipped (no copy forward or
+// backward); an arena that keeps every layer's input gradient (the checkers') copies. The
+// gradients come out bit for bit the same either way.
+TEST(Sequential, FlattenSharesItsInputsBufferInTheTrainingStep) {
+  Sequential m({Conv2D(4, 3, 1, "same", "relu"), MaxPooling2D(2), Flatten(), Dense(5, "relu"), Dense(3, "softmax")});
+  m.compile("sgd", "scce", 0.1f, {2, 6, 6});
+  const int n = 4;
+  const auto data = test::make_quadrant_data(n, 2, 6, 6, 3);
+  std::vector<float> params = m.parameters().to_vector();
+  auto gradients = [&](bool keep) {
+    Arena<float> arena;
+    arena.keep_input_grads = keep;
+    std::vector<float> grads(params.size());
+    Runner<float> runner(m, arena, Device::CPU, params.data(), grads.data());
+    runner.plan(n);
+    EXPECT_EQ(arena.act(2) == arena.act(1), !keep) << "keep_input_grads " << keep;
+    EXPECT_NE(arena.act(3), arena.act(2));
+    for (int r = 0; r < n; ++r) arena.labels.data()[r] = int32_t(data.y.to_vector()[size_t(r)]) % 3;
+    runner.forward(n, true, 0, data.x.data());
+    runner.loss_and_gradient(ops::TargetKind::Labels, n);
+    runner.backward(n);
+    const std::vector<float> flat(arena.act(2), arena.act(2) + n * 36);
+    const std::vector<float> pooled(arena.act(1), arena.act(1) + n * 36);
+    EXPECT_EQ(flat, pooled);
+    return grads;
+  };
+  const std::vector<float> shared = gradients(false), copied = gradients(true);
+  EXPECT_EQ(shared, copied);
+  EXPECT_GT(*std::max_element(shared.begin(), shared.end()), 0.0f);
+  // layer_outputs still reports Flatten's output.
+  const std::vector<Tensor> outs = m.layer_outputs(data.x);
+  EXPECT_EQ(outs[2].to_vector(), outs[1].to_vector());
+  EXPECT_EQ(outs[2].shape(), (Shape{n, 36}));
 }
 
 TEST(Sequential, SaveLoadPredictIsBitIdentical) {

@@ -100,6 +100,10 @@ class Layer {
   // steps cannot be replayed from a recorded CUDA graph.
   virtual bool uses_random() const { return false; }
 
+  // True for layers whose output is their input's values in the same order (Flatten): a
+  // training step gives both one buffer and skips the layer (no copy either way).
+  virtual bool output_is_input() const { return false; }
+
   // The activation applied to the output (Linear for layers without one).
   virtual Activation activation() const { return Activation::Linear; }
   // Called by the model when it fuses this (last) layer's softmax or sigmoid into the loss:

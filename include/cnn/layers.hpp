@@ -123,6 +123,7 @@ class Flatten : public LayerCompute<Flatten> {
   Shape build(const Shape& input_shape) override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Flatten>(*this); }
+  bool output_is_input() const override { return true; }
   friend class LayerCompute<Flatten>;
 
  private:

@@ -87,6 +87,16 @@ struct AdamConfig {
   int64_t step = 1;                    // 1-based step count for bias correction
 };
 
+// One update's float scalars as the kernels use them (formulas/optimizer.hpp: the learning
+// rate, Adam's bias corrections 1 - beta^step, ...), computed from a config on the host by
+// the same functions the CPU reference uses, as bytes that can live in device memory: the
+// CUDA updates below that read them there replay from a CUDA graph with each step's values.
+struct OptimizerScalars {
+  alignas(16) unsigned char bytes[64];
+};
+OptimizerScalars sgd_scalars(const SgdConfig& cfg);
+OptimizerScalars adam_scalars(const AdamConfig& cfg);
+
 // ---- CPU reference --------------------------------------------------------------
 namespace cpu {
 
@@ -376,6 +386,15 @@ void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, fl
                 const SgdConfig& cfg);
 void adam_update(Context& ctx, int64_t count, float* param, const float* grad, float* m, float* v,
                  const AdamConfig& cfg);
+// The same updates with their per-call scalars (formulas/optimizer.hpp: the learning rate
+// after the schedule, Adam's bias corrections) read from device memory, where the caller
+// uploaded them before the step (upload_staging/upload, outside any graph): a training step
+// captured in a CUDA graph then replays with each step's own values, where the forms above
+// would bake in the captured step's.
+void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity,
+                const OptimizerScalars* device_scalars);  // from sgd_scalars
+void adam_update(Context& ctx, int64_t count, float* param, const float* grad, float* m, float* v,
+                 const OptimizerScalars* device_scalars);  // from adam_scalars
 void lerp(Context& ctx, int64_t count, float* a, const float* b, float t);
 
 }  // namespace cnn::ops::cuda

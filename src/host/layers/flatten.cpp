@@ -1,5 +1,6 @@
-// Flatten: [C, H, W] -> [C*H*W]. The data is already in that order; it is copied so every
-// layer owns its output buffer.
+// Flatten: [C, H, W] -> [C*H*W]. The data is already in that order: the training step's arena
+// gives Flatten its input's buffer and skips it (Layer::output_is_input); where an arena keeps
+// every layer apart (the checkers), or Flatten comes first, it copies.
 #include <nlohmann/json.hpp>
 
 #include "cnn/layers.hpp"

@@ -17,10 +17,17 @@ bool Arena<T>::plan(const Sequential::State& s, int batch, Device d) {
   const size_t B = size_t(batch);
   act_offset.clear();
   input_grad_offset.clear();
+  aliases_input.clear();
   int64_t total = 0, widest = s.input_size, inputs_total = 0;
   for (size_t i = 0; i < s.out_size.size(); ++i) {
-    act_offset.push_back(total * batch);
-    total += s.out_size[i];
+    const bool alias = !keep_input_grads && s.output_is_input[i];
+    aliases_input.push_back(alias);
+    if (alias) {
+      act_offset.push_back(act_offset.back());
+    } else {
+      act_offset.push_back(total * batch);
+      total += s.out_size[i];
+    }
     widest = std::max(widest, s.out_size[i]);
     if (keep_input_grads) {
       input_grad_offset.push_back(inputs_total * batch);

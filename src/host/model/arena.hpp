@@ -21,6 +21,9 @@ struct Arena {
   Buffer<T> augmented;     // augmentation output before it replaces the input batch
   Buffer<T> input_grads;   // keep_input_grads: dL/d(input) of every layer
   std::vector<int64_t> act_offset, input_grad_offset;  // per layer, into acts / input_grads
+  // Per layer: its output is the previous layer's buffer (State::output_is_input, in an arena
+  // that does not keep input gradients); the step skips the layer.
+  std::vector<bool> aliases_input;
 
   T* act(size_t i) { return acts.data() + act_offset[i]; }
   T* input_grad(size_t i) { return input_grads.data() + input_grad_offset[i]; }

@@ -324,7 +324,6 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   }
   State& s = *state_;
   check_fit_options(s, x, o);
-  s.constant_lr = parse_schedule(o.lr_schedule.kind, "fit") == ScheduleKind::Constant;
   if (o.resume_from.empty())
     for (const InitializationReport& r : apply_data_dependent_initializers(*this, x, o))
       if (o.verbose > 0 && (!o.distributed || distributed::rank() == 0)) std::printf("%s\n", r.describe().c_str());
@@ -377,7 +376,6 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   s.comm = nullptr;
   s.sync_batchnorm = false;
   s.lr_factor = 1.0f;
-  s.constant_lr = true;
   for (const auto& cb : o.callbacks) cb->on_train_end(*this);
   return history;
 }

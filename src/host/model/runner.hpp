@@ -89,6 +89,16 @@ class Runner {
     requires std::is_same_v<T, float>;
   void optimizer_step()
     requires std::is_same_v<T, float>;
+  // The update's settings for one trainable segment at this step (learning rate with the
+  // schedule and the segment's scale, Adam's step for its bias correction).
+  ops::SgdConfig sgd_config(const Sequential::State::Segment& seg) const
+    requires std::is_same_v<T, float>;
+  ops::AdamConfig adam_config(const Sequential::State::Segment& seg) const
+    requires std::is_same_v<T, float>;
+  // CUDA: every segment's scalars for this step, computed on the host and uploaded in one
+  // copy, ahead of the step and outside any graph capture.
+  void stage_optimizer_scalars()
+    requires std::is_same_v<T, float>;
   bool graphable() const
     requires std::is_same_v<T, float>;
   std::string first_non_finite(int n, bool backward_ran)

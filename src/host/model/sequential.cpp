@@ -199,6 +199,7 @@ void Sequential::compile(const CompileOptions& o) {
     const Layer& l = *layers_[i];
     s.param_offset.push_back(int64_t(host.size()));
     s.need_dx.push_back(trainable_below);
+    s.output_is_input.push_back(i > 0 && l.output_is_input());
     Rng rng(o.seed * 1000003ull + i);
     for (const ParamSpec& p : l.param_specs()) {
       const size_t at = host.size();

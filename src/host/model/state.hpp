@@ -48,6 +48,7 @@ struct Sequential::State {
   };
   std::vector<Segment> trainable_segments;
   std::vector<bool> need_dx;              // per layer: some trainable layer lies below it
+  std::vector<bool> output_is_input;      // per layer: Layer::output_is_input, not the first layer
 
   Device device = Device::CPU;
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA
@@ -55,6 +56,9 @@ struct Sequential::State {
   int64_t step = 0;                     // optimizer steps taken (Adam's bias correction)
   int epoch = 0;                        // the epoch fit is in (Runner::begin_epoch); segments' until_epoch
   float lr_factor = 1.0f;               // the LR schedule's multiplier for the current step
+  // CUDA: the current step's optimizer scalars per trainable segment, uploaded before the
+  // step so that a replayed graph reads them (Runner::stage_optimizer_scalars).
+  Buffer<ops::OptimizerScalars> optimizer_scalars;
   double step_progress = 0;             // fit: the fraction of its steps done, the current one included
 
   // The activations of the training step, planned for the largest batch so far (model/arena.hpp).
@@ -64,11 +68,10 @@ struct Sequential::State {
   bool profile = false;
   std::vector<Sequential::LayerTiming> timings;
 
-  // CUDA graphs of the training step (model/step.cpp): batch sizes run once already, whether
-  // graphs are allowed, and whether the learning rate is constant for the current fit.
+  // CUDA graphs of the training step (model/step.cpp): batch sizes run once already, and
+  // whether graphs are allowed.
   std::set<int64_t> graph_warm;
   bool graphs_enabled = true;
-  bool constant_lr = true;
 
   uint64_t step_seed = 0;  // random numbers of the current step (dropout, augmentation)
 

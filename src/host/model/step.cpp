@@ -120,6 +120,7 @@ void Runner<T>::forward(int n, bool training, size_t begin, const T* x) {
     b.x = x;
     b.y = arena_.act(i);
     b.params = p ? p + s_.param_offset[i] : nullptr;
+    if (arena_.aliases_input[i] && b.x == b.y) continue;  // Flatten: its input is its output
     const Exec el = layer_exec(e, i);
     Layer& l = model_.layer(i);
     timed(i, true, [&] { l.forward(el, b); });
@@ -152,6 +153,10 @@ void Runner<T>::backward(int n, Buckets* buckets) {
   for (size_t i = L; i-- > 0;) {
     Layer& l = model_.layer(i);
     if (!keep && !l.trainable && !s_.need_dx[i]) break;  // nothing below needs a gradient
+    if (arena_.aliases_input[i]) {  // Flatten: dy is the gradient of its input as it is
+      if (buckets) after_layer_backward(i, buckets);
+      continue;
+    }
     // Layers may overwrite dy: a kept gradient from above is handed down as a copy.
     if (keep && i + 1 < L) copy_values(e, int64_t(n) * s_.out_size[i], arena_.input_grad(i + 1), dy);
     LayerBuffers<T> b;
@@ -200,26 +205,79 @@ void Runner<T>::send_gradients_from(int64_t begin, Buckets& b)
 }
 
 template <class T>
+ops::SgdConfig Runner<T>::sgd_config(const Sequential::State::Segment& seg) const
+  requires std::is_same_v<T, float>
+{
+  const CompileOptions& o = s_.opt;
+  return {o.learning_rate * s_.lr_factor * seg.lr_scale, o.momentum, o.nesterov, o.weight_decay * seg.decay_scale,
+          o.decoupled_weight_decay};
+}
+
+template <class T>
+ops::AdamConfig Runner<T>::adam_config(const Sequential::State::Segment& seg) const
+  requires std::is_same_v<T, float>
+{
+  const CompileOptions& o = s_.opt;
+  return {o.learning_rate * s_.lr_factor * seg.lr_scale,
+          o.beta1,
+          o.beta2,
+          o.epsilon,
+          o.weight_decay * seg.decay_scale,
+          o.decoupled_weight_decay,
+          s_.step};
+}
+
+template <class T>
+void Runner<T>::stage_optimizer_scalars()
+  requires std::is_same_v<T, float>
+{
+#if CNN_WITH_CUDA
+  const size_t segments = s_.trainable_segments.size();
+  if (segments == 0) return;
+  const ops::OptimizerScalars* before = s_.optimizer_scalars.data();
+  s_.optimizer_scalars.reserve(segments, device_);
+  if (s_.optimizer_scalars.data() != before) {  // recorded graphs read the old slots
+    s_.graph_warm.clear();
+    cuda::clear_graphs(*s_.cuda);
+  }
+  const size_t bytes = segments * sizeof(ops::OptimizerScalars);
+  auto* host = static_cast<ops::OptimizerScalars*>(cuda::upload_staging(*s_.cuda, bytes));
+  for (size_t i = 0; i < segments; ++i) {
+    const auto& seg = s_.trainable_segments[i];
+    host[i] = s_.optimizer == OptimizerKind::Adam ? ops::adam_scalars(adam_config(seg)) : ops::sgd_scalars(sgd_config(seg));
+  }
+  cuda::upload(*s_.cuda, s_.optimizer_scalars.data(), host, bytes);
+#endif
+}
+
+// On the CPU with the scalars as arguments; on CUDA with those stage_optimizer_scalars put in
+// device memory for this step (the same values, computed by the same functions).
+template <class T>
 void Runner<T>::optimizer_step()
   requires std::is_same_v<T, float>
 {
   const Exec e = exec(true);
-  const CompileOptions& o = s_.opt;
-  for (const auto& seg : s_.trainable_segments) {
+  for (size_t i = 0; i < s_.trainable_segments.size(); ++i) {
+    const auto& seg = s_.trainable_segments[i];
     if (!segment_active(seg, s_.epoch)) continue;
     const int64_t begin = seg.begin, count = seg.end - seg.begin;
     float* p = s_.params.data() + begin;
     const float* g = s_.grads.data() + begin;
-    const float lr = o.learning_rate * s_.lr_factor * seg.lr_scale;
-    const float wd = o.weight_decay * seg.decay_scale;
-    if (s_.optimizer == OptimizerKind::Adam) {
-      const ops::AdamConfig cfg{lr, o.beta1, o.beta2, o.epsilon, wd, o.decoupled_weight_decay, s_.step};
-      run::adam_update<float>(e, count, p, g, s_.opt_m.data() + begin, s_.opt_v.data() + begin, cfg);
-    } else {
-      const ops::SgdConfig cfg{lr, o.momentum, o.nesterov, wd, o.decoupled_weight_decay};
-      float* v = s_.opt_m.empty() ? nullptr : s_.opt_m.data() + begin;
-      run::sgd_update<float>(e, count, p, g, v, cfg);
+    float* m = s_.opt_m.empty() ? nullptr : s_.opt_m.data() + begin;  // Adam's m, SGD's velocity
+#if CNN_WITH_CUDA
+    if (device_ == Device::CUDA) {
+      const ops::OptimizerScalars* slot = s_.optimizer_scalars.data() + i;
+      if (s_.optimizer == OptimizerKind::Adam)
+        ops::cuda::adam_update(*s_.cuda, count, p, g, m, s_.opt_v.data() + begin, slot);
+      else
+        ops::cuda::sgd_update(*s_.cuda, count, p, g, m, slot);
+      continue;
     }
+#endif
+    if (s_.optimizer == OptimizerKind::Adam)
+      run::adam_update<float>(e, count, p, g, m, s_.opt_v.data() + begin, adam_config(seg));
+    else
+      run::sgd_update<float>(e, count, p, g, m, sgd_config(seg));
   }
 }
 
@@ -283,16 +341,16 @@ void Runner<T>::non_finite_error(int n, const StepPlace& at, bool backward_ran)
 
 // ---- The training step -------------------------------------------------------------
 
-// A step can be replayed from a CUDA graph when nothing in it changes from step to step
-// but the data: SGD (Adam's bias correction changes every step), a constant learning rate,
-// and no layer drawing random numbers (dropout). Profiling times layers one by one.
+// A step can be replayed from a CUDA graph when nothing in its kernels' arguments changes
+// from step to step: the data and the optimizer's scalars (learning rate, schedule, Adam's
+// bias correction) are uploaded before it, but a layer drawing random numbers (dropout)
+// takes its seed as an argument, and data-parallel steps synchronise with other ranks.
+// Profiling times layers one by one.
 template <class T>
 bool Runner<T>::graphable() const
   requires std::is_same_v<T, float>
 {
-  if (device_ != Device::CUDA || s_.profile || !s_.graphs_enabled || s_.optimizer != OptimizerKind::SGD ||
-      s_.lr_factor != 1.0f || !s_.constant_lr || s_.comm)
-    return false;
+  if (device_ != Device::CUDA || s_.profile || !s_.graphs_enabled || s_.comm) return false;
   for (size_t i = 0; i < model_.size(); ++i)
     if (model_.layer(i).uses_random()) return false;
   return true;
@@ -332,6 +390,7 @@ void Runner<T>::train_step(ops::TargetKind kind, int n, const StepPlace* guard)
   ++s_.step;
   s_.fresh_weights = false;  // trained: no data-dependent initialiser may replace them now
 #if CNN_WITH_CUDA
+  if (device_ == Device::CUDA) stage_optimizer_scalars();  // before any capture or replay
   if (graphable()) {
     // Graph keys include the target kind: it selects different loss kernels.
     const int64_t key = int64_t(n) * 4 + int64_t(kind);

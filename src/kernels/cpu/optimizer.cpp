@@ -1,7 +1,10 @@
 // Optimizer updates on the CPU: the per-element formulas of formulas/optimizer.hpp over a flat
-// parameter buffer.
+// parameter buffer; and their float scalars as bytes for the CUDA updates that read them from
+// device memory (ops::OptimizerScalars).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/thread_pool.hpp"
 #include "kernels/formulas/optimizer.hpp"
@@ -57,3 +60,19 @@ CNN_INSTANTIATE(float)
 CNN_INSTANTIATE(double)
 
 }  // namespace cnn::ops::cpu
+
+namespace cnn::ops {
+namespace {
+template <class S>
+OptimizerScalars as_bytes(const S& s) {
+  static_assert(sizeof(S) <= sizeof(OptimizerScalars::bytes) && std::is_trivially_copyable_v<S>);
+  OptimizerScalars out{};
+  std::memcpy(out.bytes, &s, sizeof s);
+  return out;
+}
+}  // namespace
+
+OptimizerScalars sgd_scalars(const SgdConfig& cfg) { return as_bytes(formulas::sgd_scalars<float>(cfg)); }
+OptimizerScalars adam_scalars(const AdamConfig& cfg) { return as_bytes(formulas::adam_scalars<float>(cfg)); }
+
+}  // namespace cnn::ops
