@@ -336,6 +336,12 @@ void dense_forward(Context& ctx, int n, int in, int out, const float* x, const f
 void dense_backward_input(Context& ctx, int n, int in, int out, const float* dy, const float* w, float* dx);
 void dense_backward_params(Context& ctx, int n, int in, int out, const float* x, const float* dy, float* dw,
                            float* dbias);
+// activation_backward over rows x cols (dz may be dy) and the bias gradient dbias[j] = sum
+// of dz[:, j] in one kernel, with the bits of activation_backward then dense_backward_params'
+// dbias: Dense's backward then asks dense_backward_params for dW alone. Elementwise
+// activations only; z as activation_backward's x (may be null unless GELU).
+void activation_backward_with_bias_grad(Context& ctx, ActivationSpec act, int rows, int cols, const float* z,
+                                        const float* y, const float* dy, float* dz, float* dbias);
 
 // -- Pooling
 void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);

@@ -1,7 +1,10 @@
 // Conv2D and Dense: the CUDA kernels against the CPU reference (in double).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "gpu_compare.hpp"
 
@@ -167,6 +170,62 @@ TEST_P(DenseGpu, BackwardInputAndParams) {
           cpu::dense_backward_params<double>(c.n, c.in, c.out, h[x], h[dy], h[dw], h[db]);
           if (!with_bias) std::fill(h[db], h[db] + c.out, std::nan(""));  // must stay untouched
         });
+  }
+}
+
+// Dense's backward on the GPU takes the activation's gradient and the bias gradient in one
+// kernel: the same bits as activation_backward then dense_backward_params' column sum, in
+// place (dz over dy, as Dense calls it) and not, for every elementwise activation, in one
+// launch; NaN-poisoned outputs show any element it skips.
+TEST_P(DenseGpu, ActivationBackwardWithBiasGradIsTheTwoOpsBitForBit) {
+  using gputest::DeviceBuffer;
+  const DenseCase c = GetParam();
+  const int64_t count = int64_t(c.n) * c.out;
+  for (Activation a : kAllActivations) {
+    SCOPED_TRACE(to_string(a));
+    const ops::ActivationSpec act{a, 0.1f};
+    OpCheck op(ctx(), 23);
+    const std::vector<float> z = op.random(count, -3, 3), dy = op.random(count);
+    std::vector<float> y(z.size());
+    cpu::activation_forward<float>(act, count, z.data(), y.data());
+    struct Out {
+      std::vector<float> dz, dbias;
+    };
+    auto run = [&](int how) {  // 0: the two ops; 1: fused; 2: fused, dz over dy
+      DeviceBuffer dz_in(size_t(count) * sizeof(float)), y_in(size_t(count) * sizeof(float)),
+          dy_in(size_t(count) * sizeof(float)), dz_out(size_t(count) * sizeof(float)),
+          dw(size_t(c.out) * c.in * sizeof(float)), db(size_t(c.out) * sizeof(float)),
+          x_in(size_t(c.n) * c.in * sizeof(float));
+      dz_in.upload(z);
+      y_in.upload(y);
+      dy_in.upload(dy);
+      x_in.upload(std::vector<float>(size_t(c.n) * c.in, 0.5f));
+      dz_out.upload(std::vector<float>(size_t(count), std::nanf("")));
+      db.upload(std::vector<float>(size_t(c.out), std::nanf("")));
+      auto* zp = static_cast<float*>(dz_in.get());
+      auto* yp = static_cast<float*>(y_in.get());
+      auto* dyp = static_cast<float*>(dy_in.get());
+      auto* outp = how == 2 ? dyp : static_cast<float*>(dz_out.get());
+      const int64_t launches = cuda_kernel_launches();
+      if (how == 0) {
+        gpu::activation_backward(ctx(), act, count, zp, yp, dyp, outp);
+        gpu::dense_backward_params(ctx(), c.n, c.in, c.out, static_cast<float*>(x_in.get()), outp,
+                                   static_cast<float*>(dw.get()), static_cast<float*>(db.get()));
+      } else {
+        gpu::activation_backward_with_bias_grad(ctx(), act, c.n, c.out, zp, yp, dyp, outp,
+                                                static_cast<float*>(db.get()));
+        EXPECT_EQ(cuda_kernel_launches() - launches, 1);
+      }
+      cuda::synchronize(ctx());
+      return Out{how == 2 ? dy_in.download<float>() : dz_out.download<float>(), db.download<float>()};
+    };
+    const Out two = run(0), fused = run(1), in_place = run(2);
+    for (const Out* o : {&fused, &in_place}) {
+      SCOPED_TRACE(o == &fused ? "fused" : "fused, dz over dy");
+      ASSERT_EQ(0, std::memcmp(o->dz.data(), two.dz.data(), two.dz.size() * sizeof(float)));
+      ASSERT_EQ(0, std::memcmp(o->dbias.data(), two.dbias.data(), two.dbias.size() * sizeof(float)));
+    }
+    for (float v : two.dbias) ASSERT_TRUE(std::isfinite(v));
   }
 }
 

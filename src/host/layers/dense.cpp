@@ -76,7 +76,15 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   const int64_t count = int64_t(b.n) * opt_.units;
   T* dz = b.dy;
-  if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
+  T* dbias = trainable && opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr;
+  // The bias gradient may come with the activation's (one kernel on the GPU) when nothing
+  // changes dz in between: no scale, no rounding policy.
+  const bool bias_with_activation = dbias && act.kind != Activation::Linear && act.kind != Activation::Softmax &&
+                                    opt_.scale == 1.0f && e.precision == Precision::FP32;
+  if (bias_with_activation) {
+    const T* z = gradient_needs_input(act.kind) ? pre_activation_.get<T>(count, e.device) : nullptr;
+    if (run::activation_backward_with_bias_grad<T>(e, act, b.n, opt_.units, z, b.y, b.dy, b.dy, dbias)) dbias = nullptr;
+  } else if (act.kind == Activation::Softmax || gradient_needs_input(act.kind)) {
     // The pre-activation scratch is free once read; softmax's gradient lands in it.
     T* z = pre_activation_.get<T>(count, e.device);
     undo_activation<T>(e, act, b.n, opt_.units, z, b.y, b.dy, act.kind == Activation::Softmax ? z : b.dy);
@@ -92,8 +100,8 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
     run::dense_backward_input<T>(e, b.n, in_, opt_.units, dz,
                                  product_operand<T>(e, int64_t(opt_.units) * in_, b.params, rounded_w_), b.dx);
   if (trainable)
-    run::dense_backward_params<T>(e, b.n, in_, opt_.units, product_operand(e, int64_t(b.n) * in_, b.x, rounded_x_), dz, b.grads,
-                                  opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr);
+    run::dense_backward_params<T>(e, b.n, in_, opt_.units, product_operand(e, int64_t(b.n) * in_, b.x, rounded_x_), dz,
+                                  b.grads, dbias);
 }
 
 template class LayerCompute<Dense>;

@@ -123,6 +123,20 @@ void activation_backward(const Exec& e, const A&... a) {
   run_op<T>(e, [&] { ops::cpu::activation_backward<T>(a...); },
             [&](auto& c) { ops::cuda::activation_backward(c, a...); });
 }
+// activation_backward over rows x cols; on CUDA in the one kernel that also writes the bias
+// gradient dbias (ops.hpp). The CPU leaves dbias to dense_backward_params (its fast path
+// computes it with dW). Returns whether dbias was written.
+template <class T>
+bool activation_backward_with_bias_grad(const Exec& e, ActivationSpec act, int rows, int cols, const T* z, const T* y,
+                                        const T* dy, T* dz, T* dbias) {
+  bool wrote_dbias = false;
+  run_op<T>(e, [&] { ops::cpu::activation_backward<T>(act, int64_t(rows) * cols, z, y, dy, dz); },
+            [&](auto& c) {
+              ops::cuda::activation_backward_with_bias_grad(c, act, rows, cols, z, y, dy, dz, dbias);
+              wrote_dbias = true;
+            });
+  return wrote_dbias;
+}
 template <class T, class... A>
 void softmax_forward(const Exec& e, const A&... a) {
   run_op<T>(e, [&] { ops::cpu::softmax_forward<T>(a...); }, [&](auto& c) { ops::cuda::softmax_forward(c, a...); });

@@ -1,5 +1,6 @@
 // Dense on the GPU: the three products go to cuBLAS (FP32, no TF32), bias + activation
-// run as one small epilogue kernel, dbias as a column-sum kernel.
+// run as one small epilogue kernel, dbias as a column-sum kernel, which can also take the
+// activation's gradient on its way (one launch where the two ops take two).
 #include "kernels/cuda/common.cuh"
 
 namespace cnn::ops::cuda {
@@ -33,13 +34,27 @@ __global__ void bias_activation_kernel(int64_t count, int cols, const float* __r
 // out[o] = sum over rows of dy[row, o]. A 32 x 8 block owns 32 columns: each of its 8 thread
 // rows sums a strided share of the rows (coalesced 128-byte row segments), then the 8
 // partial sums are added in a fixed order.
+//
+// With dz (not null): each element first becomes act'(.) dy, written to dz (which may be dy:
+// each thread rewrites only what it read), as activation_backward_kernel computes it, and the
+// sums are over those: the same bits as that kernel then this one.
 constexpr int kSumCols = 32, kSumRows = 8;
-__global__ void column_sum_kernel(const float* __restrict__ dy, int rows, int cols, float* __restrict__ out) {
+__global__ void column_sum_kernel(const float* dy, int rows, int cols, float* __restrict__ out, ActivationSpec act,
+                                  const float* z, const float* y, float* dz) {
   __shared__ float partial[kSumRows][kSumCols + 1];
   const int col = int(blockIdx.x) * kSumCols + int(threadIdx.x);
   float sum = 0.f;
-  if (col < cols)
-    for (int r = int(threadIdx.y); r < rows; r += kSumRows) sum += dy[int64_t(r) * cols + col];
+  if (col < cols) {
+    for (int r = int(threadIdx.y); r < rows; r += kSumRows) {
+      const int64_t i = int64_t(r) * cols + col;
+      float d = dy[i];
+      if (dz) {
+        d = formulas::activation_grad(act, z, i, y[i], d);
+        dz[i] = d;
+      }
+      sum += d;
+    }
+  }
   partial[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
   if (threadIdx.y == 0 && col < cols) {
@@ -76,7 +91,18 @@ void dense_backward_params(Context& ctx, int n, int in, int out, const float* x,
   gemm_row_major(ctx, true, false, out, in, n, dy, out, x, in, dw, in);  // dW = dy^T x
   if (!dbias) return;
   const dim3 block(kSumCols, kSumRows);
-  column_sum_kernel<<<unsigned(ceil_div(out, kSumCols)), block, 0, ctx.stream>>>(dy, n, out, dbias);
+  column_sum_kernel<<<unsigned(ceil_div(out, kSumCols)), block, 0, ctx.stream>>>(dy, n, out, dbias, ActivationSpec{},
+                                                                                nullptr, nullptr, nullptr);
+  CNN_CUDA_CHECK_LAUNCH("column_sum_kernel");
+}
+
+void activation_backward_with_bias_grad(Context& ctx, ActivationSpec act, int rows, int cols, const float* z,
+                                        const float* y, const float* dy, float* dz, float* dbias) {
+  check_elementwise(act, "activation_backward_with_bias_grad");
+  if (rows <= 0 || cols <= 0) return;
+  const dim3 block(kSumCols, kSumRows);
+  column_sum_kernel<<<unsigned(ceil_div(cols, kSumCols)), block, 0, ctx.stream>>>(dy, rows, cols, dbias, act, z, y,
+                                                                                 dz);
   CNN_CUDA_CHECK_LAUNCH("column_sum_kernel");
 }
 
