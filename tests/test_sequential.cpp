@@ -245,6 +245,44 @@ TEST(Sequential, FlattenSharesItsInputsBufferInTheTrainingStep) {
   EXPECT_EQ(outs[2].shape(), (Shape{n, 36}));
 }
 
+// A training step folds the gradient of a conv's ReLU, leaky ReLU, sigmoid or tanh into the
+// pooling layer above it (one pass fewer; on the GPU one kernel fewer): the gradients are bit
+// for bit those of the checkers' arena, which runs every layer whole. GELU's gradient needs
+// the pre-activation, so it is not folded.
+TEST(Sequential, ConvActivationGradientFoldedIntoThePoolingAboveIt) {
+  for (const char* act : {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"})
+    for (const bool max_pool : {true, false}) {
+      SCOPED_TRACE(std::string(act) + (max_pool ? " max" : " average"));
+      auto pool = [&]() -> std::shared_ptr<Layer> {
+        if (max_pool) return std::make_shared<MaxPooling2D>(2);
+        return std::make_shared<AveragePooling2D>(2);
+      };
+      Sequential m({Conv2D(3, 3, 1, "same", act), pool(), Conv2D(4, 3, 1, "same", act), pool(), Flatten(),
+                    Dense(3, "softmax")});
+      m.compile("sgd", "scce", 0.1f, {2, 8, 8});
+      EXPECT_EQ(m.state().activation_below[1].kind == Activation::Linear, std::string(act) == "gelu");
+      EXPECT_EQ(m.state().activation_below[2].kind, Activation::Linear);
+      const int n = 3;
+      const auto data = test::make_quadrant_data(n, 2, 8, 8, 4);
+      std::vector<float> params = m.parameters().to_vector();
+      auto gradients = [&](bool keep) {
+        Arena<float> arena;
+        arena.keep_input_grads = keep;
+        std::vector<float> grads(params.size());
+        Runner<float> runner(m, arena, Device::CPU, params.data(), grads.data());
+        runner.plan(n);
+        for (int r = 0; r < n; ++r) arena.labels.data()[r] = r % 3;
+        runner.forward(n, true, 0, data.x.data());
+        runner.loss_and_gradient(ops::TargetKind::Labels, n);
+        runner.backward(n);
+        return grads;
+      };
+      const std::vector<float> folded = gradients(false), whole = gradients(true);
+      EXPECT_EQ(folded, whole);
+      EXPECT_GT(*std::max_element(folded.begin(), folded.end()), 0.0f);
+    }
+}
+
 TEST(Sequential, SaveLoadPredictIsBitIdentical) {
   const auto data = test::make_quadrant_data(32, 3, 8, 8, 5);
   Sequential m({Conv2D(4, 3, 1, "same", "leaky_relu"), AveragePooling2D(2), Flatten(), Dense(4, "softmax")});

@@ -76,6 +76,11 @@ struct LayerBuffers {
   T* grads = nullptr;  // backward overwrites the layer's parameter gradients
   T* dy = nullptr;     // backward: gradient w.r.t. y; the layer may overwrite it
   T* dx = nullptr;     // backward: gradient w.r.t. x to write, or null when not needed
+  // Backward, where the training step folds the activation of the layer below into this
+  // layer's pass (Layer::takes_activation_below): dx is then the gradient before that
+  // activation, and the layer below gets dy_before_activation (its dy is that already).
+  ActivationSpec dx_activation{};
+  bool dy_before_activation = false;
 };
 
 class Layer {
@@ -106,6 +111,12 @@ class Layer {
 
   // The activation applied to the output (Linear for layers without one).
   virtual Activation activation() const { return Activation::Linear; }
+  // The activation whose gradient this layer's backward can leave to the layer above, which
+  // takes it from this layer's output alone (ReLU, leaky ReLU, sigmoid, tanh: the pooling
+  // layers do, LayerBuffers::dx_activation); Linear when none.
+  virtual ActivationSpec activation_for_layer_above() const { return {}; }
+  // Whether this layer's backward can take the gradient of the activation of the layer below.
+  virtual bool takes_activation_below() const { return false; }
   // Called by the model when it fuses this (last) layer's softmax or sigmoid into the loss:
   // from then on the layer outputs logits.
   virtual void emit_logits(bool on) { (void)on; }

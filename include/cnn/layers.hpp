@@ -58,6 +58,7 @@ class Conv2D : public LayerCompute<Conv2D> {
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Conv2D>(*this); }
   Activation activation() const override { return act_.kind; }
+  ActivationSpec activation_for_layer_above() const override;
   void emit_logits(bool on) override { logits_ = on; }
   friend class LayerCompute<Conv2D>;
 
@@ -146,6 +147,7 @@ class Pooling2D : public LayerCompute<Pooling2D> {
   Shape build(const Shape& input_shape) override;
   nlohmann::json config() const override;
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Pooling2D>(*this); }
+  bool takes_activation_below() const override { return true; }
   friend class LayerCompute<Pooling2D>;
 
   const Pooling2DOptions& options() const { return opt_; }

@@ -97,6 +97,11 @@ struct OptimizerScalars {
 OptimizerScalars sgd_scalars(const SgdConfig& cfg);
 OptimizerScalars adam_scalars(const AdamConfig& cfg);
 
+// Whether the pooling backward passes can take the gradient of `below`, the activation of
+// the layer under the pool (ops::cpu::maxpool2d_backward): Linear (none), ReLU, leaky ReLU,
+// sigmoid, tanh.
+bool pool_backward_takes_activation(ActivationSpec below);
+
 // ---- CPU reference --------------------------------------------------------------
 namespace cpu {
 
@@ -134,13 +139,18 @@ void dense_backward_params(int n, int in, int out, const T* x, const T* dy, T* d
 // first maximum in row-major window order takes the whole gradient.
 template <class T>
 void maxpool2d_forward(const Pool2DShape& s, const T* x, T* y);
+//
+// The backward passes can also take the gradient of the activation of the layer below
+// (`below`: ReLU, leaky ReLU, sigmoid or tanh, whose gradient needs only that layer's output,
+// the pool's input x): dx is then the gradient before that activation, with the bits of
+// activation_backward(below, ..., y = x, dy = dx) run after, which the layer below then skips.
 template <class T>
-void maxpool2d_backward(const Pool2DShape& s, const T* x, const T* dy, T* dx);
+void maxpool2d_backward(const Pool2DShape& s, const T* x, const T* dy, T* dx, ActivationSpec below = {});
 // Average over the window's in-bounds elements (padding is not counted, as in TensorFlow).
 template <class T>
 void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y);
 template <class T>
-void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx);
+void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx, const T* x = nullptr, ActivationSpec below = {});
 
 // -- Copy
 // dst = src for `count` elements; src == dst does nothing, other overlaps are not allowed.
@@ -345,9 +355,11 @@ void activation_backward_with_bias_grad(Context& ctx, ActivationSpec act, int ro
 
 // -- Pooling
 void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
-void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx);
+void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx,
+                        ActivationSpec below = {});
 void avgpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float* y);
-void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx);
+void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx, const float* x = nullptr,
+                        ActivationSpec below = {});
 
 // -- Copy
 // dst = src for `count` elements of device memory: a cudaMemcpyAsync on the context's stream,

@@ -2,9 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "gpu_compare.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
@@ -91,6 +94,64 @@ TEST_P(PoolGpu, AverageForwardAndBackward) {
           cpu::avgpool2d_backward<double>(s, h[dy], h[dx]);
         });
   });
+}
+
+// The backward passes with the gradient of the activation below folded in (ops.hpp): the bits
+// of the plain pass followed by activation_backward on its dx (which the conv below then
+// skips), in one launch, the pool's input standing for that activation's output; against the
+// CPU reference in double too. NaN-poisoned outputs (DeviceBuffer) show skipped elements.
+TEST_P(PoolGpu, BackwardWithTheActivationBelowIsThePassThenTheActivationBitForBit) {
+  using gputest::DeviceBuffer;
+  const auto s = shape();
+  for (Activation a : {Activation::ReLU, Activation::LeakyReLU, Activation::Sigmoid, Activation::Tanh})
+    for (const bool max_pool : {true, false}) {
+      SCOPED_TRACE(to_string(a) + (max_pool ? " max" : " average"));
+      const ops::ActivationSpec act{a, 0.1f};
+      OpCheck op(ctx(), 33);
+      std::vector<float> z = op.random(s.x_size(), -2, 2), x(z.size());
+      cpu::activation_forward<float>(act, s.x_size(), z.data(), x.data());  // the layer below's output
+      const std::vector<float> dy = op.random(s.y_size());
+      auto run = [&](bool folded) {
+        DeviceBuffer dx_buf(size_t(s.x_size()) * sizeof(float)), x_buf(x.size() * sizeof(float)),
+            dy_buf(dy.size() * sizeof(float));
+        x_buf.upload(x);
+        dy_buf.upload(dy);
+        dx_buf.upload(std::vector<float>(size_t(s.x_size()), std::nanf("")));
+        auto* xp = static_cast<float*>(x_buf.get());
+        auto* dyp = static_cast<float*>(dy_buf.get());
+        auto* dxp = static_cast<float*>(dx_buf.get());
+        const int64_t launches = cuda_kernel_launches();
+        if (max_pool) gpu::maxpool2d_backward(ctx(), s, xp, dyp, dxp, folded ? act : ops::ActivationSpec{});
+        else gpu::avgpool2d_backward(ctx(), s, dyp, dxp, xp, folded ? act : ops::ActivationSpec{});
+        if (!folded) gpu::activation_backward(ctx(), act, s.x_size(), nullptr, xp, dxp, dxp);
+        else EXPECT_EQ(cuda_kernel_launches() - launches, 1);
+        cuda::synchronize(ctx());
+        return dx_buf.download<float>();
+      };
+      const std::vector<float> two = run(false), one = run(true);
+      ASSERT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float)));
+      const int xi = op.input("x", x), dyi = op.input("dy", dy), dx = op.output("dx", s.x_size());
+      op.run(
+          [&](auto& d) {
+            if (max_pool) gpu::maxpool2d_backward(ctx(), s, d[xi], d[dyi], d[dx], act);
+            else gpu::avgpool2d_backward(ctx(), s, d[dyi], d[dx], d[xi], act);
+          },
+          [&](auto& h) {
+            if (max_pool) cpu::maxpool2d_backward<double>(s, h[xi], h[dyi], h[dx], act);
+            else cpu::avgpool2d_backward<double>(s, h[dyi], h[dx], h[xi], act);
+          });
+    }
+}
+
+TEST_F(GpuTest, PoolingBackwardRefusesActivationsItCannotTake) {
+  const auto s = ops::Pool2DShape::make(1, 1, 4, 4, 2, 2, 2, 2, Padding::Valid);
+  for (Activation a : {Activation::GELU, Activation::Softmax}) {
+    const std::string message = test::error_of([&] {
+      gpu::avgpool2d_backward(ctx(), s, nullptr, nullptr, nullptr, ops::ActivationSpec{a, 0.f});
+    });
+    EXPECT_NE(message.find("pooling backward: cannot take the gradient of " + to_string(a)), std::string::npos)
+        << message;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PoolGpu, ::testing::ValuesIn(kPoolCases),

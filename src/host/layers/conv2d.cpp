@@ -99,13 +99,17 @@ void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (keep_z) run::activation_forward<T>(e, act, s.y_size(), out, b.y);
 }
 
+ActivationSpec Conv2D::activation_for_layer_above() const {
+  return !logits_ && ops::pool_backward_takes_activation(act_) ? act_ : ActivationSpec{};
+}
+
 template <class T>
 void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
                                         opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
                                         opt_.strides.w, padding_);
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
-  if (act.kind != Activation::Linear) {
+  if (act.kind != Activation::Linear && !b.dy_before_activation) {
     const T* z = gradient_needs_input(act.kind) ? pre_activation_.get<T>(s.y_size(), e.device) : nullptr;
     run::activation_backward<T>(e, act, s.y_size(), z, b.y, b.dy, b.dy);
   }

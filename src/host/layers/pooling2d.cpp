@@ -45,8 +45,8 @@ void Pooling2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (!b.dx) return;
   const auto s = ops::Pool2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
                                         opt_.pool_size.h, opt_.pool_size.w, opt_.strides->h, opt_.strides->w, padding_);
-  if (kind_ == Kind::Max) run::maxpool2d_backward<T>(e, s, b.x, b.dy, b.dx);
-  else run::avgpool2d_backward<T>(e, s, b.dy, b.dx);
+  if (kind_ == Kind::Max) run::maxpool2d_backward<T>(e, s, b.x, b.dy, b.dx, b.dx_activation);
+  else run::avgpool2d_backward<T>(e, s, b.dy, b.dx, b.x, b.dx_activation);
 }
 
 template class LayerCompute<Pooling2D>;

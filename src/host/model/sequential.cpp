@@ -200,6 +200,8 @@ void Sequential::compile(const CompileOptions& o) {
     s.param_offset.push_back(int64_t(host.size()));
     s.need_dx.push_back(trainable_below);
     s.output_is_input.push_back(i > 0 && l.output_is_input());
+    s.activation_below.push_back(i > 0 && l.takes_activation_below() ? layers_[i - 1]->activation_for_layer_above()
+                                                                      : ActivationSpec{});
     Rng rng(o.seed * 1000003ull + i);
     for (const ParamSpec& p : l.param_specs()) {
       const size_t at = host.size();

@@ -49,6 +49,9 @@ struct Sequential::State {
   std::vector<Segment> trainable_segments;
   std::vector<bool> need_dx;              // per layer: some trainable layer lies below it
   std::vector<bool> output_is_input;      // per layer: Layer::output_is_input, not the first layer
+  // Per layer: the activation of the layer below whose gradient this layer's backward takes
+  // in a training step (Layer::takes_activation_below, activation_for_layer_above); Linear: none.
+  std::vector<ActivationSpec> activation_below;
 
   Device device = Device::CPU;
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA

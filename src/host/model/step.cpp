@@ -167,6 +167,12 @@ void Runner<T>::backward(int n, Buckets* buckets) {
     b.grads = g ? g + s_.param_offset[i] : nullptr;
     b.dy = dy;
     b.dx = keep ? arena_.input_grad(i) : s_.need_dx[i] ? dx : nullptr;
+    // A training step folds a conv's ReLU (...) gradient into the pooling above it; the
+    // checkers, which keep every layer's input gradient, run each layer whole.
+    if (!keep) {
+      b.dx_activation = s_.activation_below[i];
+      b.dy_before_activation = i + 1 < L && s_.activation_below[i + 1].kind != Activation::Linear;
+    }
     const Exec el = layer_exec(e, i);
     timed(i, false, [&] { l.backward(el, b); });
     if constexpr (std::is_same_v<T, double>) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "cnn/error.hpp"
 #include "kernels/cpu/fast.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 #include "kernels/ops.hpp"
@@ -48,7 +49,7 @@ void maxpool2d_forward(const Pool2DShape& s, const T* x, T* y) {
 }
 
 template <class T>
-void maxpool2d_backward(const Pool2DShape& s, const T* x, const T* dy, T* dx) {
+void maxpool2d_backward_plain(const Pool2DShape& s, const T* x, const T* dy, T* dx) {
   if constexpr (std::is_same_v<T, float>) {
     if (const fast::Kernels* k = fast::kernels(); k && k->maxpool2d_backward(s, x, dy, dx)) return;
   }
@@ -84,7 +85,7 @@ void avgpool2d_forward(const Pool2DShape& s, const T* x, T* y) {
 }
 
 template <class T>
-void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx) {
+void avgpool2d_backward_plain(const Pool2DShape& s, const T* dy, T* dx) {
   if constexpr (std::is_same_v<T, float>) {
     if (const fast::Kernels* k = fast::kernels(); k && k->avgpool2d_backward(s, dy, dx)) return;
   }
@@ -103,12 +104,47 @@ void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx) {
   });
 }
 
+// The gradient of the activation below, taken by a backward pass (ops.hpp): the op the layer
+// below would run, on dx in place.
+template <class T>
+void take_activation_below(const Pool2DShape& s, ActivationSpec below, const T* x, T* dx) {
+  if (below.kind == Activation::Linear) return;
+  CNN_CHECK(pool_backward_takes_activation(below) && x, "pooling backward: cannot take the gradient of ",
+            to_string(below.kind), " below it");
+  activation_backward<T>(below, s.x_size(), nullptr, x, dx, dx);
+}
+
+template <class T>
+void maxpool2d_backward(const Pool2DShape& s, const T* x, const T* dy, T* dx, ActivationSpec below) {
+  maxpool2d_backward_plain(s, x, dy, dx);
+  take_activation_below(s, below, x, dx);
+}
+
+template <class T>
+void avgpool2d_backward(const Pool2DShape& s, const T* dy, T* dx, const T* x, ActivationSpec below) {
+  avgpool2d_backward_plain(s, dy, dx);
+  take_activation_below(s, below, x, dx);
+}
+
 #define CNN_INSTANTIATE(T)                                                               \
   template void maxpool2d_forward<T>(const Pool2DShape&, const T*, T*);                \
-  template void maxpool2d_backward<T>(const Pool2DShape&, const T*, const T*, T*);     \
+  template void maxpool2d_backward<T>(const Pool2DShape&, const T*, const T*, T*, ActivationSpec); \
   template void avgpool2d_forward<T>(const Pool2DShape&, const T*, T*);                \
-  template void avgpool2d_backward<T>(const Pool2DShape&, const T*, T*);
+  template void avgpool2d_backward<T>(const Pool2DShape&, const T*, T*, const T*, ActivationSpec);
 CNN_INSTANTIATE(float)
 CNN_INSTANTIATE(double)
 
 }  // namespace cnn::ops::cpu
+
+namespace cnn::ops {
+bool pool_backward_takes_activation(ActivationSpec below) {
+  switch (below.kind) {
+    case Activation::Linear:
+    case Activation::ReLU:
+    case Activation::LeakyReLU:
+    case Activation::Sigmoid:
+    case Activation::Tanh: return true;
+    default: return false;  // GELU's gradient needs its input; softmax is not elementwise
+  }
+}
+}  // namespace cnn::ops

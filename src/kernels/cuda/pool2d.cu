@@ -83,9 +83,16 @@ __global__ void avgpool2d_forward_kernel(Pool2DShape s, const float* __restrict_
   }
 }
 
+// What a backward pass writes at input element i: its gradient `sum`, or with the activation
+// below (ops.hpp) the gradient before it, as activation_backward_kernel would compute it from
+// the pool's input x (that layer's output).
+__device__ __forceinline__ float with_activation_below(ActivationSpec below, const float* x, int64_t i, float sum) {
+  return below.kind == Activation::Linear ? sum : formulas::activation_grad<float>(below, nullptr, i, x[i], sum);
+}
+
 // dx[ih, iw] = sum of dy over the windows whose first maximum is (ih, iw).
 __global__ void maxpool2d_backward_kernel(Pool2DShape s, const float* __restrict__ x, const float* __restrict__ dy,
-                                          float* __restrict__ dx) {
+                                          float* __restrict__ dx, ActivationSpec below) {
   const int64_t count = int64_t(s.n) * s.c * s.h_in * s.w_in;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     const PlanePixel px = plane_pixel(i, s.h_in, s.w_in);
@@ -98,12 +105,13 @@ __global__ void maxpool2d_backward_kernel(Pool2DShape s, const float* __restrict
     for (int oh = rows.first; oh <= rows.last; ++oh)
       for (int ow = cols.first; ow <= cols.last; ++ow)
         if (argmax_in(s, plane, window_at(s, oh, ow)) == px.p) sum += grad[oh * s.w_out + ow];
-    dx[i] = sum;
+    dx[i] = with_activation_below(below, x, i, sum);
   }
 }
 
 // dx[ih, iw] = sum over the windows containing (ih, iw) of dy / (the window's in-bounds count).
-__global__ void avgpool2d_backward_kernel(Pool2DShape s, const float* __restrict__ dy, float* __restrict__ dx) {
+__global__ void avgpool2d_backward_kernel(Pool2DShape s, const float* __restrict__ dy, float* __restrict__ dx,
+                                          const float* __restrict__ x, ActivationSpec below) {
   const int64_t count = int64_t(s.n) * s.c * s.h_in * s.w_in;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     const PlanePixel px = plane_pixel(i, s.h_in, s.w_in);
@@ -117,8 +125,13 @@ __global__ void avgpool2d_backward_kernel(Pool2DShape s, const float* __restrict
         const Window win = window_at(s, oh, ow);
         sum += grad[oh * s.w_out + ow] / float((win.h1 - win.h0) * (win.w1 - win.w0));
       }
-    dx[i] = sum;
+    dx[i] = with_activation_below(below, x, i, sum);
   }
+}
+
+void check_activation_below(ActivationSpec below, const float* x) {
+  CNN_CHECK(pool_backward_takes_activation(below) && (x || below.kind == Activation::Linear),
+            "pooling backward: cannot take the gradient of ", to_string(below.kind), " below it");
 }
 
 }  // namespace
@@ -130,10 +143,13 @@ void maxpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float
   CNN_CUDA_CHECK_LAUNCH("maxpool2d_forward_kernel");
 }
 
-void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx) {
+
+void maxpool2d_backward(Context& ctx, const Pool2DShape& s, const float* x, const float* dy, float* dx,
+                        ActivationSpec below) {
+  check_activation_below(below, x);
   const int64_t count = s.x_size();
   if (count <= 0) return;
-  maxpool2d_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, x, dy, dx);
+  maxpool2d_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, x, dy, dx, below);
   CNN_CUDA_CHECK_LAUNCH("maxpool2d_backward_kernel");
 }
 
@@ -144,10 +160,12 @@ void avgpool2d_forward(Context& ctx, const Pool2DShape& s, const float* x, float
   CNN_CUDA_CHECK_LAUNCH("avgpool2d_forward_kernel");
 }
 
-void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx) {
+void avgpool2d_backward(Context& ctx, const Pool2DShape& s, const float* dy, float* dx, const float* x,
+                        ActivationSpec below) {
+  check_activation_below(below, x);
   const int64_t count = s.x_size();
   if (count <= 0) return;
-  avgpool2d_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, dy, dx);
+  avgpool2d_backward_kernel<<<grid_for(ctx, count, kThreads), kThreads, 0, ctx.stream>>>(s, dy, dx, x, below);
   CNN_CUDA_CHECK_LAUNCH("avgpool2d_backward_kernel");
 }
 
