@@ -80,11 +80,13 @@ void upload_staged(State& s, void* device_dst, const void* staging, size_t bytes
 
 }  // namespace
 
-void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n, int64_t mirror_epoch) {
+void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n, int64_t mirror_epoch,
+                bool to_augmented) {
   Arena<float>& a = s.arena;
   const int64_t in = s.input_size;
   const bool on_gpu = s.device != Device::CPU;
-  float* dst = on_gpu ? static_cast<float*>(staging_for(s, size_t(n * in) * sizeof(float))) : a.input.data();
+  float* images = to_augmented ? a.augmented.data() : a.input.data();
+  float* dst = on_gpu ? static_cast<float*>(staging_for(s, size_t(n * in) * sizeof(float))) : images;
   const int64_t w = s.input_shape.back();
   for (int i = 0; i < n; ++i) {
     const float* src = x.data() + rows[i] * in;
@@ -95,7 +97,7 @@ void load_batch(State& s, const Tensor& x, const Targets& t, const int64_t* rows
       std::copy_n(src, in, out);
     }
   }
-  if (on_gpu) upload_staged(s, a.input.data(), dst, size_t(n * in) * sizeof(float));
+  if (on_gpu) upload_staged(s, images, dst, size_t(n * in) * sizeof(float));
 
   if (t.kind == ops::TargetKind::Labels) {
     const size_t bytes = size_t(n) * sizeof(int32_t);

@@ -25,8 +25,10 @@ Targets prepare_targets(const Sequential::State& s, const Tensor& y, int64_t row
 // Copies the given rows of x and of the targets into the arena. With mirror_epoch >= 0,
 // images whose data-set index + mirror_epoch is odd are mirrored left-right on the way (the
 // "alternate" flip: each image flips every other epoch).
+// With to_augmented the images go to arena.augmented instead of arena.input, for the
+// augmentation to write them into the input (no copy back).
 void load_batch(Sequential::State& s, const Tensor& x, const Targets& t, const int64_t* rows, int n,
-                int64_t mirror_epoch = -1);
+                int64_t mirror_epoch = -1, bool to_augmented = false);
 
 // Accuracy's denominator: rows, or every element for per-element (binary) targets.
 double accuracy_units(const Sequential::State& s, ops::TargetKind kind, int64_t rows);

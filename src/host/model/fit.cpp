@@ -222,25 +222,26 @@ class FitLoop {
     const auto rows = shards_.rank_rows(at.step, rank_);
     const int n = int(rows.count);
     const int64_t mirror_epoch = alternate_flip_ ? at.epoch : -1;
-    load_batch(s_, data_.x, data_.targets, order_.data() + rows.first, n, mirror_epoch);
+    const bool augment = augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0;
+    load_batch(s_, data_.x, data_.targets, order_.data() + rows.first, n, mirror_epoch, augment);
     s_.step_seed = step_seed(o_.seed, at.epoch, at.step);
     // Data-parallel: each rank draws its own dropout masks and augmentations.
     if (comm_) s_.step_seed = step_seed(s_.step_seed, rank_, 0);
     s_.gradient_weight = shards_.gradient_weight(at.step, rank_);
-    if (augment_.translate > 0 || augment_.flip == ops::FlipMode::Random || augment_.cutout > 0) augment_batch(n);
+    if (augment) augment_batch(n);
     const int64_t done = int64_t(at.epoch) * steps_ + at.step;
     s_.lr_factor = float(o_.lr_schedule.factor(schedule_, double(done) / double(total_steps_), at.epoch));
     s_.step_progress = double(done + 1) / double(total_steps_);
     runner_.train_step(data_.targets.kind, n, &at);
   }
 
-  // Random translation / flip / cutout of the loaded batch, in place, on the model's device.
+  // Random translation / flip / cutout of the batch loaded into arena.augmented, into the
+  // input, on the model's device.
   void augment_batch(int n) {
     const Exec e = runner_.exec(true);
     Arena<float>& a = runner_.arena();
     const int c = int(s_.input_shape[0]), h = int(s_.input_shape[1]), w = int(s_.input_shape[2]);
-    run::augment_images<float>(e, n, c, h, w, a.input.data(), a.augmented.data(), augment_, s_.step_seed);
-    copy_values(e, int64_t(n) * s_.input_size, a.augmented.data(), a.input.data());
+    run::augment_images<float>(e, n, c, h, w, a.augmented.data(), a.input.data(), augment_, s_.step_seed);
   }
 
   // The running metrics (a device read, so only when a progress update or callback wants
