@@ -283,6 +283,27 @@ TEST(Sequential, ConvActivationGradientFoldedIntoThePoolingAboveIt) {
     }
 }
 
+// The GPU's fp32 step runs consecutive small Dense layers forward as one kernel: which runs
+// qualify (scale 1, widths <= kDenseChainMaxWidth, an activation the chain applies: not GELU,
+// whose gradient needs the pre-activation, nor softmax; the last layer's fused softmax is
+// linear logits), cut at kDenseChainMaxLayers.
+TEST(Sequential, DenseChainsArePlannedForRunsOfSmallDenseLayers) {
+  Sequential lenet = Sequential::from_json_file(std::string(CNN_SOURCE_DIR) + "/models/lenet5.json");
+  EXPECT_EQ(lenet.state().dense_chain, (std::vector<int>{0, 0, 0, 0, 0, 3, 0, 0}));
+  auto plan = [](std::initializer_list<AnyLayer> layers, int in = 16) {
+    Sequential m(layers);
+    m.compile("sgd", "mse", 0.1f, {in});
+    return m.state().dense_chain;
+  };
+  EXPECT_EQ(plan({Dense(8, "relu"), Dense(8, "gelu"), Dense(4, "tanh"), Dense(2)}), (std::vector<int>{0, 0, 2, 0}));
+  EXPECT_EQ(plan({Dense(8, "relu"), Dense({.units = 8, .scale = 0.5f}), Dense(4), Dense(2)}),
+            (std::vector<int>{0, 0, 2, 0}));
+  EXPECT_EQ(plan({Dense(8, "relu"), Dense(4, "sigmoid")}, 600), (std::vector<int>{0, 0}));  // 600 inputs: too wide
+  EXPECT_EQ(plan({Dense(8), Dense(8), Dense(8), Dense(8), Dense(8), Dense(8)}),
+            (std::vector<int>{4, 0, 0, 0, 2, 0}));
+  EXPECT_EQ(plan({Dense(8, "softmax"), Dense(4)}), (std::vector<int>{0, 0}));
+}
+
 TEST(Sequential, SaveLoadPredictIsBitIdentical) {
   const auto data = test::make_quadrant_data(32, 3, 8, 8, 5);
   Sequential m({Conv2D(4, 3, 1, "same", "leaky_relu"), AveragePooling2D(2), Flatten(), Dense(4, "softmax")});

@@ -103,6 +103,9 @@ class Dense : public LayerCompute<Dense> {
   friend class LayerCompute<Dense>;
 
   const DenseOptions& options() const { return opt_; }
+  // What the training step needs to run this layer inside a fused chain of Dense layers.
+  ActivationSpec output_activation() const { return logits_ ? ActivationSpec{} : act_; }
+  int input_width() const { return in_; }
 
  private:
   DenseOptions opt_;

@@ -97,6 +97,20 @@ struct OptimizerScalars {
 OptimizerScalars sgd_scalars(const SgdConfig& cfg);
 OptimizerScalars adam_scalars(const AdamConfig& cfg);
 
+// A chain of small Dense layers run forward in one GPU kernel (ops::cuda::dense_chain_forward):
+// each link y = act(x W^T + bias), the next link's x its y. The step chains consecutive Dense
+// layers of which every one dense_chain_takes: widths <= kDenseChainMaxWidth, and an activation
+// it can apply in place of the layer (elementwise, its gradient needing y alone or Linear).
+struct DenseChainLayer {
+  int in = 0, out = 0;
+  const float* w = nullptr;     // [out, in]
+  const float* bias = nullptr;  // [out] or null
+  ActivationSpec act{};
+  float* y = nullptr;  // [n, out]: written, for the layers above and the backward pass
+};
+constexpr int kDenseChainMaxLayers = 4, kDenseChainMaxWidth = 512;
+bool dense_chain_takes(int in, int out, ActivationSpec act);
+
 // Whether the pooling backward passes can take the gradient of `below`, the activation of
 // the layer under the pool (ops::cpu::maxpool2d_backward): Linear (none), ReLU, leaky ReLU,
 // sigmoid, tanh.
@@ -346,6 +360,10 @@ void dense_forward(Context& ctx, int n, int in, int out, const float* x, const f
 void dense_backward_input(Context& ctx, int n, int in, int out, const float* dy, const float* w, float* dx);
 void dense_backward_params(Context& ctx, int n, int in, int out, const float* x, const float* dy, float* dw,
                            float* dbias);
+// Up to kDenseChainMaxLayers links (each dense_chain_takes), n rows, in one launch: every
+// link's y as dense_forward computes it, but summed in this kernel's order (fp32 within the
+// CPU reference's tolerance, not cuBLAS's bits).
+void dense_chain_forward(Context& ctx, int n, const float* x, const DenseChainLayer* layers, int count);
 // activation_backward over rows x cols (dz may be dy) and the bias gradient dbias[j] = sum
 // of dz[:, j] in one kernel, with the bits of activation_backward then dense_backward_params'
 // dbias: Dense's backward then asks dense_backward_params for dW alone. Elementwise

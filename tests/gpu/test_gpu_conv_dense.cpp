@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gpu_compare.hpp"
+#include "test_util.hpp"
 
 namespace cnn {
 namespace {
@@ -226,6 +227,72 @@ TEST_P(DenseGpu, ActivationBackwardWithBiasGradIsTheTwoOpsBitForBit) {
       ASSERT_EQ(0, std::memcmp(o->dbias.data(), two.dbias.data(), two.dbias.size() * sizeof(float)));
     }
     for (float v : two.dbias) ASSERT_TRUE(std::isfinite(v));
+  }
+}
+
+// The chain of small Dense layers (one kernel forward) against the CPU reference, link by
+// link in double: LeNet-5's head and its widest chains, batch 1, 7 (a partial block of 8
+// rows), 128, 256 and 517, with and without biases; every link's output NaN-poisoned.
+TEST_F(GpuTest, DenseChainForwardIsEveryLinksDenseForward) {
+  struct Chain {
+    const char* name;
+    std::vector<int> widths;
+    std::vector<Activation> acts;
+  };
+  const Chain chains[] = {
+      {"lenet5_head", {400, 120, 84, 10}, {Activation::ReLU, Activation::ReLU, Activation::Linear}},
+      {"widest", {512, 512, 512}, {Activation::Tanh, Activation::Sigmoid}},
+      {"narrow_odd", {3, 1, 33, 5, 7}, {Activation::LeakyReLU, Activation::Linear, Activation::ReLU, Activation::Tanh}},
+  };
+  for (const Chain& c : chains)
+    for (int n : {1, 7, 128, 256, 517})
+      for (bool with_bias : {true, false}) {
+        std::string trace(c.name);
+        trace.append(" n ").append(std::to_string(n)).append(with_bias ? " with bias" : " without bias");
+        SCOPED_TRACE(trace);
+        const int links = int(c.acts.size());
+        auto label = [](const char* prefix, int l) {  // not "w" + to_string(l): GCC 12's -Wrestrict misfires
+          std::string name(prefix);
+          name.append(std::to_string(l));
+          return name;
+        };
+        OpCheck op(ctx(), 24);
+        const int x = op.input("x", int64_t(n) * c.widths[0]);
+        std::vector<int> w, b, y;
+        for (int l = 0; l < links; ++l) {
+          w.push_back(op.input(label("w", l), int64_t(c.widths[size_t(l) + 1]) * c.widths[size_t(l)]));
+          b.push_back(op.input(label("b", l), c.widths[size_t(l) + 1]));
+          y.push_back(op.output(label("y", l), int64_t(n) * c.widths[size_t(l) + 1]));
+        }
+        op.run(
+            [&](auto& d) {
+              std::vector<ops::DenseChainLayer> chain;
+              for (int l = 0; l < links; ++l)
+                chain.push_back({c.widths[size_t(l)], c.widths[size_t(l) + 1], d[w[size_t(l)]],
+                                 with_bias ? d[b[size_t(l)]] : nullptr, {c.acts[size_t(l)], 0.1f}, d[y[size_t(l)]]});
+              const int64_t launches = cuda_kernel_launches();
+              gpu::dense_chain_forward(ctx(), n, d[x], chain.data(), links);
+              EXPECT_EQ(cuda_kernel_launches() - launches, 1);
+            },
+            [&](auto& h) {
+              const double* in = h[x];
+              for (int l = 0; l < links; ++l) {
+                cpu::dense_forward<double>(n, c.widths[size_t(l)], c.widths[size_t(l) + 1], in, h[w[size_t(l)]],
+                                           with_bias ? h[b[size_t(l)]] : nullptr, {c.acts[size_t(l)], 0.1f},
+                                           h[y[size_t(l)]]);
+                in = h[y[size_t(l)]];
+              }
+            });
+      }
+}
+
+TEST_F(GpuTest, DenseChainForwardRefusesLinksItCannotRun) {
+  float dummy = 0;
+  const ops::DenseChainLayer gelu{4, 4, &dummy, nullptr, {Activation::GELU, 0.f}, &dummy};
+  const ops::DenseChainLayer wide{600, 4, &dummy, nullptr, {}, &dummy};
+  for (const auto& link : {gelu, wide}) {
+    const std::string message = test::error_of([&] { gpu::dense_chain_forward(ctx(), 1, &dummy, &link, 1); });
+    EXPECT_NE(message.find("dense_chain_forward: link 0"), std::string::npos) << message;
   }
 }
 

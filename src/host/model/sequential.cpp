@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnn/error.hpp"
+#include "cnn/layers.hpp"
 #include "cnn/model.hpp"
 #include "model/layer_names.hpp"
 #include "model/state.hpp"
@@ -141,6 +142,22 @@ std::string layer_kind(const Layer& l) {
 
 }  // namespace
 
+std::vector<int> plan_dense_chains(const std::vector<std::shared_ptr<Layer>>& layers) {
+  auto chainable = [&](size_t i) {
+    const auto* d = dynamic_cast<const Dense*>(layers[i].get());
+    return d && d->options().scale == 1.0f &&
+           ops::dense_chain_takes(d->input_width(), d->options().units, d->output_activation());
+  };
+  std::vector<int> chain(layers.size(), 0);
+  for (size_t i = 0; i < layers.size();) {
+    size_t end = i;
+    while (end < layers.size() && end - i < size_t(ops::kDenseChainMaxLayers) && chainable(end)) ++end;
+    if (end - i >= 2) chain[i] = int(end - i);
+    i = std::max(end, i + 1);
+  }
+  return chain;
+}
+
 void Sequential::compile(const CompileOptions& o) {
   CNN_CHECK(!layers_.empty(), "compile: the model has no layers");
   validate_compile_options(o);
@@ -190,6 +207,8 @@ void Sequential::compile(const CompileOptions& o) {
             "; use activation 'sigmoid', or compile with from_logits = true for a linear last layer");
   for (auto& l : layers_) l->emit_logits(false);
   if (s.fused) layers_.back()->emit_logits(true);
+
+  s.dense_chain = plan_dense_chains(layers_);
 
   // Parameter layout and initial values (each layer seeded on its own, so adding a layer
   // does not change the ones before it).

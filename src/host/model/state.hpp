@@ -19,6 +19,10 @@ class Communicator;
 
 enum class LossKind { CategoricalCE, SparseCategoricalCE, MSE, BinaryCE };
 LossKind parse_loss(const std::string& name);
+
+// State::dense_chain for built layers (their emit_logits already set): runs of consecutive
+// Dense layers with scale 1 of which ops::dense_chain_takes each, cut at kDenseChainMaxLayers.
+std::vector<int> plan_dense_chains(const std::vector<std::shared_ptr<Layer>>& layers);
 std::string canonical_loss_name(LossKind kind);
 
 struct Sequential::State {
@@ -52,6 +56,9 @@ struct Sequential::State {
   // Per layer: the activation of the layer below whose gradient this layer's backward takes
   // in a training step (Layer::takes_activation_below, activation_for_layer_above); Linear: none.
   std::vector<ActivationSpec> activation_below;
+  // Per layer: how many Dense layers from here on the GPU's fp32 step runs forward as one
+  // kernel (ops::dense_chain_forward; 2 to kDenseChainMaxLayers), else 0 (plan_dense_chains).
+  std::vector<int> dense_chain;
 
   Device device = Device::CPU;
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cnn/error.hpp"
+#include "cnn/layers.hpp"
 #include "kernels/device_memory.hpp"
 #include "model/distributed.hpp"
 #include "model/runner.hpp"
@@ -109,12 +110,51 @@ void Runner<T>::timed(size_t row, bool is_forward, Body body) {
   if (is_forward) ++t.calls;
 }
 
+// The GPU's fp32 forward runs each planned chain of Dense layers as one kernel (not when
+// profiling, which times layers one by one).
+template <class T>
+int Runner<T>::dense_chain_at(size_t i) const {
+  if constexpr (std::is_same_v<T, float>) {
+    if (device_ == Device::CUDA && s_.precision == Precision::FP32 && !(owns_model_buffers_ && s_.profile))
+      return s_.dense_chain[i];
+  }
+  (void)i;
+  return 0;
+}
+
+template <class T>
+void Runner<T>::forward_dense_chain(int n, size_t first, int count, const T* x) {
+#if CNN_WITH_CUDA
+  if constexpr (std::is_same_v<T, float>) {
+    ops::DenseChainLayer links[ops::kDenseChainMaxLayers];
+    T* p = params();
+    for (int l = 0; l < count; ++l) {
+      const auto& d = static_cast<const Dense&>(model_.layer(first + size_t(l)));
+      const float* w = p + s_.param_offset[first + size_t(l)];
+      const int in = d.input_width(), out = d.options().units;
+      links[l] = {in, out, w, d.options().use_bias ? w + int64_t(in) * out : nullptr, d.output_activation(),
+                  arena_.act(first + size_t(l))};
+    }
+    ops::cuda::dense_chain_forward(*s_.cuda, n, x, links, count);
+    return;
+  }
+#endif
+  (void)n, (void)first, (void)count, (void)x;
+  fail("dense_chain_forward: a chain of Dense layers runs on CUDA only");
+}
+
 template <class T>
 void Runner<T>::forward(int n, bool training, size_t begin, const T* x) {
   const Exec e = exec(training);
   if (!x) x = arena_.input.data();
   T* p = params();
   for (size_t i = begin; i < model_.size(); ++i) {
+    if (const int chain = dense_chain_at(i)) {
+      forward_dense_chain(n, i, chain, x);
+      i += size_t(chain) - 1;
+      x = arena_.act(i);
+      continue;
+    }
     LayerBuffers<T> b;
     b.n = n;
     b.x = x;

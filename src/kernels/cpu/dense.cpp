@@ -47,3 +47,10 @@ CNN_INSTANTIATE(float)
 CNN_INSTANTIATE(double)
 
 }  // namespace cnn::ops::cpu
+
+namespace cnn::ops {
+bool dense_chain_takes(int in, int out, ActivationSpec act) {
+  const bool elementwise = act.kind == Activation::Linear || pool_backward_takes_activation(act);
+  return in > 0 && out > 0 && in <= kDenseChainMaxWidth && out <= kDenseChainMaxWidth && elementwise;
+}
+}  // namespace cnn::ops

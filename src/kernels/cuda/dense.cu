@@ -64,7 +64,75 @@ __global__ void column_sum_kernel(const float* dy, int rows, int cols, float* __
   }
 }
 
+// ---- A chain of small Dense layers, forward, in one kernel --------------------------------
+// A block takes kChainRows rows through every link: their activations stay in shared memory
+// (two [rows][width] buffers, ping-pong), each link's y also goes to global memory. A warp
+// computes one output column for all the block's rows: its lanes read that column's weight
+// row coalesced, once per block, and multiply it into every row's activations; then one
+// butterfly sum per row (a fixed order: deterministic).
+constexpr int kChainRows = 8, kChainThreads = 256, kChainWarps = kChainThreads / kWarpSize;
+struct DenseChain {
+  DenseChainLayer link[kDenseChainMaxLayers];
+  int count;
+};
+
+__global__ void __launch_bounds__(kChainThreads) dense_chain_forward_kernel(int n, const float* __restrict__ x,
+                                                                           DenseChain chain) {
+  __shared__ float buf[2][kChainRows][kDenseChainMaxWidth];
+  const int row0 = int(blockIdx.x) * kChainRows, rows = min(kChainRows, n - row0);
+  const int in0 = chain.link[0].in;
+  for (int i = int(threadIdx.x); i < kChainRows * in0; i += kChainThreads) {
+    const int r = i / in0, k = i - r * in0;
+    buf[0][r][k] = r < rows ? x[int64_t(row0 + r) * in0 + k] : 0.f;
+  }
+  __syncthreads();
+  const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
+  for (int l = 0; l < chain.count; ++l) {
+    const DenseChainLayer link = chain.link[l];
+    const float(*src)[kDenseChainMaxWidth] = buf[l & 1];
+    float(*dst)[kDenseChainMaxWidth] = buf[(l + 1) & 1];
+    for (int o = warp; o < link.out; o += kChainWarps) {
+      const float* w = link.w + int64_t(o) * link.in;
+      float acc[kChainRows];
+#pragma unroll
+      for (int r = 0; r < kChainRows; ++r) acc[r] = 0.f;
+      for (int k = lane; k < link.in; k += kWarpSize) {
+        const float wk = w[k];
+#pragma unroll
+        for (int r = 0; r < kChainRows; ++r) acc[r] = fmaf(src[r][k], wk, acc[r]);
+      }
+      const float b = link.bias ? link.bias[o] : 0.f;
+#pragma unroll
+      for (int r = 0; r < kChainRows; ++r) {
+        const float v = formulas::activate(link.act, warp_sum(acc[r]) + b);
+        if (lane == 0) {
+          dst[r][o] = v;
+          if (r < rows) link.y[int64_t(row0 + r) * link.out + o] = v;
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace
+
+void dense_chain_forward(Context& ctx, int n, const float* x, const DenseChainLayer* layers, int count) {
+  CNN_CHECK(count >= 1 && count <= kDenseChainMaxLayers, "dense_chain_forward: ", count, " links, at most ",
+            kDenseChainMaxLayers);
+  DenseChain chain{};
+  chain.count = count;
+  for (int l = 0; l < count; ++l) {
+    const DenseChainLayer& link = layers[l];
+    CNN_CHECK(dense_chain_takes(link.in, link.out, link.act) && link.w && link.y && (l == 0 || link.in == layers[l - 1].out),
+              "dense_chain_forward: link ", l, " (", link.in, " -> ", link.out, ", ", to_string(link.act.kind),
+              ") cannot be chained");
+    chain.link[l] = link;
+  }
+  if (n <= 0) return;
+  dense_chain_forward_kernel<<<unsigned(ceil_div(n, kChainRows)), kChainThreads, 0, ctx.stream>>>(n, x, chain);
+  CNN_CUDA_CHECK_LAUNCH("dense_chain_forward_kernel");
+}
 
 void dense_forward(Context& ctx, int n, int in, int out, const float* x, const float* w, const float* bias,
                    ActivationSpec act, float* y) {
