@@ -46,6 +46,8 @@ struct Conv2DMmaScratch {
   Conv2DMmaScratch& operator=(const Conv2DMmaScratch&) { return *this; }
 };
 
+class Pooling2D;
+
 class Conv2D : public LayerCompute<Conv2D> {
  public:
   Conv2D(int filters, Size2 kernel_size, Size2 strides = 1, std::string padding = "valid",
@@ -59,6 +61,10 @@ class Conv2D : public LayerCompute<Conv2D> {
   std::shared_ptr<Layer> clone() const override { return std::make_shared<Conv2D>(*this); }
   Activation activation() const override { return act_.kind; }
   ActivationSpec activation_for_layer_above() const override;
+  // The GPU's fp32 training step: this layer's forward and the pooling layer's after it in one
+  // kernel, where the kernels allow (ops::cuda::conv2d_forward_pooled); false when they do not
+  // (nothing ran: run the two layers).
+  bool forward_with_pooling(const Exec& e, const LayerBuffers<float>& b, const Pooling2D& pool, float* pooled);
   void emit_logits(bool on) override { logits_ = on; }
   friend class LayerCompute<Conv2D>;
 
@@ -154,6 +160,8 @@ class Pooling2D : public LayerCompute<Pooling2D> {
   friend class LayerCompute<Pooling2D>;
 
   const Pooling2DOptions& options() const { return opt_; }
+  bool is_max() const { return kind_ == Kind::Max; }
+  Padding padding() const { return padding_; }
 
  private:
   Kind kind_;

@@ -307,6 +307,12 @@ namespace cnn::ops::cuda {
 using ::cnn::cuda::Context;
 
 // -- Convolution
+// conv2d_forward and the pooling layer after it (p: its shape, max or average) in one kernel,
+// where the context runs the fast kernels (CNN_CUDA_CONV_KERNELS=fast) and the direct forward
+// takes the pair (window = stride >= 2, 'valid'): y and pooled with the two ops' bits. Returns
+// false, having done nothing, otherwise (then run the two ops).
+bool conv2d_forward_pooled(Context& ctx, const Conv2DShape& s, const Pool2DShape& p, bool max_pool, const float* x,
+                           const float* w, const float* bias, ActivationSpec act, float* y, float* pooled);
 void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                     ActivationSpec act, float* y);
 void conv2d_backward_input(Context& ctx, const Conv2DShape& s, const float* dy, const float* w, float* dx);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -152,6 +153,89 @@ TEST(FastConvRules, TakeLeNetConvolutionsAndLeaveWideLayersToTheGemms) {
   EXPECT_FALSE(gpu::direct_forward_takes(big_image));  // its band's rows exceed 48 KB of shared memory
   const auto many_filters = ops::Conv2DShape::make(1, 3, 64, 64, 512, 3, 3, 1, 1, Padding::Same);
   EXPECT_FALSE(gpu::direct_backward_input_takes(many_filters));  // 512 channels of dy rows exceed 48 KB
+}
+
+// The pooling after a direct convolution, fused into its epilogue: window = stride >= 2, no
+// padding, the pool's input being the conv's output. Runs in CI without a GPU (host code).
+TEST(FastConvRules, PooledForwardTakesLeNetsConvPoolPairsOnly) {
+  const auto conv1 = ops::Conv2DShape::make(128, 3, 32, 32, 6, 5, 5, 1, 1, Padding::Valid);
+  const auto conv2 = ops::Conv2DShape::make(128, 6, 14, 14, 16, 5, 5, 1, 1, Padding::Valid);
+  auto pool = [](const ops::Conv2DShape& s, int k, int stride, Padding p) {
+    return ops::Pool2DShape::make(s.n, s.c_out, s.h_out, s.w_out, k, k, stride, stride, p);
+  };
+  for (const auto& s : {conv1, conv2}) {
+    EXPECT_TRUE(gpu::direct_forward_pooled_takes(s, pool(s, 2, 2, Padding::Valid)));
+    EXPECT_TRUE(gpu::direct_forward_pooled_takes(s, pool(s, 3, 3, Padding::Valid)));
+    EXPECT_FALSE(gpu::direct_forward_pooled_takes(s, pool(s, 3, 2, Padding::Valid)));  // overlapping windows
+    EXPECT_FALSE(gpu::direct_forward_pooled_takes(s, pool(s, 2, 1, Padding::Valid)));
+  }
+  EXPECT_FALSE(gpu::direct_forward_pooled_takes(conv1, pool(conv1, 3, 3, Padding::Same)));  // 28 = 9 x 3 + 1: padded
+  auto other = pool(conv2, 2, 2, Padding::Valid);
+  other.c = 6;  // not the conv's output
+  EXPECT_FALSE(gpu::direct_forward_pooled_takes(conv2, other));
+  const auto wide = ops::Conv2DShape::make(2, 64, 8, 8, 64, 3, 3, 1, 1, Padding::Same);
+  EXPECT_FALSE(gpu::direct_forward_pooled_takes(wide, pool(wide, 2, 2, Padding::Valid)));  // no direct forward
+}
+
+// With the fast kernels, the conv and the pooling after it run as one kernel whose y and
+// pooled output are the bits of the direct forward then the pooling kernel; with the default
+// kernels the op declines and leaves both outputs alone. Odd sizes leave rows and columns
+// that 'valid' pooling ignores; batch 1, 7 and 128; 2x2 and 3x3 windows; max and average.
+TEST_F(GpuTest, ConvForwardWithPoolingIsTheTwoKernelsBitForBit) {
+  struct Pair {
+    const char* name;
+    int n, c_in, h, w, c_out, k, pool;
+  };
+  const Pair pairs[] = {{"lenet5_conv1", 128, 3, 32, 32, 6, 5, 2},  {"lenet5_conv2", 7, 6, 14, 14, 16, 5, 2},
+                        {"gray_conv1_pool3", 1, 1, 32, 32, 6, 5, 3}, {"odd_13x11", 7, 5, 13, 11, 13, 3, 2},
+                        {"wide_rows", 2, 1, 5, 150, 3, 3, 2}};
+  const cuda::ConvKernels before = ctx().conv_kernels;
+  for (const Pair& c : pairs)
+    for (const bool max_pool : {false, true})
+      for (Activation a : {Activation::ReLU, Activation::Tanh}) {
+        std::string trace(c.name);
+        trace.append(max_pool ? " max " : " average ").append(to_string(a));
+        SCOPED_TRACE(trace);
+        const auto s = ops::Conv2DShape::make(c.n, c.c_in, c.h, c.w, c.c_out, c.k, c.k, 1, 1, Padding::Valid);
+        const auto p = ops::Pool2DShape::make(c.n, c.c_out, s.h_out, s.w_out, c.pool, c.pool, c.pool, c.pool,
+                                              Padding::Valid);
+        ASSERT_TRUE(gpu::direct_forward_pooled_takes(s, p));
+        OpCheck op(ctx(), 41);
+        const std::vector<float> x = op.random(s.x_size()), w = op.random(s.w_size()), bias = op.random(s.c_out);
+        const ops::ActivationSpec act{a, 0.f};
+        auto run = [&](int how) {  // 0: the two kernels; 1: fused; 2: the default kernels (declines)
+          DeviceBuffer xb(x.size() * 4), wb(w.size() * 4), bb(bias.size() * 4), yb(size_t(s.y_size()) * 4),
+              pb(size_t(p.y_size()) * 4);
+          xb.upload(x);
+          wb.upload(w);
+          bb.upload(bias);
+          yb.upload(std::vector<float>(size_t(s.y_size()), std::nanf("")));
+          pb.upload(std::vector<float>(size_t(p.y_size()), std::nanf("")));
+          auto* xp = static_cast<float*>(xb.get());
+          auto* wp = static_cast<float*>(wb.get());
+          auto* bp = static_cast<float*>(bb.get());
+          auto* yp = static_cast<float*>(yb.get());
+          auto* pp = static_cast<float*>(pb.get());
+          ctx().conv_kernels = how == 2 ? cuda::ConvKernels::Default : cuda::ConvKernels::Fast;
+          if (how == 0) {
+            gpu::conv2d_forward_direct(ctx(), s, xp, wp, bp, act, yp);
+            if (max_pool) gpu::maxpool2d_forward(ctx(), p, yp, pp);
+            else gpu::avgpool2d_forward(ctx(), p, yp, pp);
+          } else {
+            const int64_t launches = cuda_kernel_launches();
+            EXPECT_EQ(gpu::conv2d_forward_pooled(ctx(), s, p, max_pool, xp, wp, bp, act, yp, pp), how == 1);
+            EXPECT_EQ(cuda_kernel_launches() - launches, how == 1 ? 1 : 0);
+          }
+          cuda::synchronize(ctx());
+          return std::make_pair(yb.download<float>(), pb.download<float>());
+        };
+        const auto two = run(0), one = run(1), declined = run(2);
+        ASSERT_EQ(0, std::memcmp(one.first.data(), two.first.data(), two.first.size() * sizeof(float)));
+        ASSERT_EQ(0, std::memcmp(one.second.data(), two.second.data(), two.second.size() * sizeof(float)));
+        for (float v : two.second) ASSERT_TRUE(std::isfinite(v));
+        for (float v : declined.second) ASSERT_TRUE(std::isnan(v));  // untouched
+      }
+  ctx().conv_kernels = before;
 }
 
 TEST_F(GpuTest, FastConvKernelsRefuseShapesOutsideTheirRules) {

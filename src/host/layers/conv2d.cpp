@@ -99,6 +99,24 @@ void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
   if (keep_z) run::activation_forward<T>(e, act, s.y_size(), out, b.y);
 }
 
+bool Conv2D::forward_with_pooling(const Exec& e, const LayerBuffers<float>& b, const Pooling2D& pool, float* pooled) {
+#if CNN_WITH_CUDA
+  const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
+  if (!e.on_cuda() || e.precision != Precision::FP32 || gradient_needs_input(act.kind)) return false;
+  const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
+                                        opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
+                                        opt_.strides.w, padding_);
+  const Pooling2DOptions& po = pool.options();
+  const auto p = ops::Pool2DShape::make(b.n, s.c_out, s.h_out, s.w_out, po.pool_size.h, po.pool_size.w,
+                                        po.strides->h, po.strides->w, pool.padding());
+  const float* bias = opt_.use_bias ? b.params + s.w_size() : nullptr;
+  return ops::cuda::conv2d_forward_pooled(*e.cuda, s, p, pool.is_max(), b.x, b.params, bias, act, b.y, pooled);
+#else
+  (void)e, (void)b, (void)pool, (void)pooled;
+  return false;
+#endif
+}
+
 ActivationSpec Conv2D::activation_for_layer_above() const {
   return !logits_ && ops::pool_backward_takes_activation(act_) ? act_ : ActivationSpec{};
 }

@@ -108,6 +108,8 @@ class Runner {
   // The Dense layers from `i` that forward runs as one kernel (State::dense_chain), or 0.
   int dense_chain_at(size_t i) const;
   void forward_dense_chain(int n, size_t first, int count, const T* x);
+  // Layers i (Conv2D) and i + 1 (pooling) in one kernel where it can; whether it did.
+  bool forward_conv_with_pooling(int n, bool training, size_t i, const T* x);
   // Data-parallel with buckets (FitOptions::allreduce_bucket_bytes): after layer i's backward,
   // the gradients from its first value up to the first one not yet sent go out as one bucket
   // once they are at least that large (always at layer 0, and for the layers backward skipped).

@@ -209,6 +209,10 @@ void Sequential::compile(const CompileOptions& o) {
   if (s.fused) layers_.back()->emit_logits(true);
 
   s.dense_chain = plan_dense_chains(layers_);
+  s.conv_then_pool.assign(layers_.size(), false);
+  for (size_t i = 0; i + 1 < layers_.size(); ++i)
+    s.conv_then_pool[i] = dynamic_cast<const Conv2D*>(layers_[i].get()) &&
+                          dynamic_cast<const Pooling2D*>(layers_[i + 1].get());
 
   // Parameter layout and initial values (each layer seeded on its own, so adding a layer
   // does not change the ones before it).

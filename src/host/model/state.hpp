@@ -59,6 +59,9 @@ struct Sequential::State {
   // Per layer: how many Dense layers from here on the GPU's fp32 step runs forward as one
   // kernel (ops::dense_chain_forward; 2 to kDenseChainMaxLayers), else 0 (plan_dense_chains).
   std::vector<int> dense_chain;
+  // Per layer: a Conv2D with a pooling layer right after it, which the GPU step may run in the
+  // conv's kernel (Conv2D::forward_with_pooling).
+  std::vector<bool> conv_then_pool;
 
   Device device = Device::CPU;
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA

@@ -143,6 +143,25 @@ void Runner<T>::forward_dense_chain(int n, size_t first, int count, const T* x) 
   fail("dense_chain_forward: a chain of Dense layers runs on CUDA only");
 }
 
+// The GPU's fp32 forward runs a Conv2D and the pooling after it in one kernel where the
+// conv's kernels allow (the fast direct kernel); false: run them one by one.
+template <class T>
+bool Runner<T>::forward_conv_with_pooling(int n, bool training, size_t i, const T* x) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (device_ != Device::CUDA || (owns_model_buffers_ && s_.profile) || !s_.conv_then_pool[i]) return false;
+    LayerBuffers<float> b;
+    b.n = n;
+    b.x = x;
+    b.y = arena_.act(i);
+    b.params = params() + s_.param_offset[i];
+    auto& conv = static_cast<Conv2D&>(model_.layer(i));
+    return conv.forward_with_pooling(layer_exec(exec(training), i), b, static_cast<const Pooling2D&>(model_.layer(i + 1)),
+                                     arena_.act(i + 1));
+  }
+  (void)n, (void)training, (void)i, (void)x;
+  return false;
+}
+
 template <class T>
 void Runner<T>::forward(int n, bool training, size_t begin, const T* x) {
   const Exec e = exec(training);
@@ -153,6 +172,10 @@ void Runner<T>::forward(int n, bool training, size_t begin, const T* x) {
       forward_dense_chain(n, i, chain, x);
       i += size_t(chain) - 1;
       x = arena_.act(i);
+      continue;
+    }
+    if (forward_conv_with_pooling(n, training, i, x)) {  // layers i and i + 1 in one kernel
+      x = arena_.act(++i);
       continue;
     }
     LayerBuffers<T> b;

@@ -388,6 +388,13 @@ void backward_params_gemm(Context& ctx, const Conv2DShape& s, const float* x, co
 
 }  // namespace
 
+bool conv2d_forward_pooled(Context& ctx, const Conv2DShape& s, const Pool2DShape& p, bool max_pool, const float* x,
+                           const float* w, const float* bias, ActivationSpec act, float* y, float* pooled) {
+  if (ctx.conv_kernels != ConvKernels::Fast || !direct_forward_pooled_takes(s, p)) return false;
+  conv2d_forward_direct_pooled(ctx, s, p, max_pool, x, w, bias, act, y, pooled);
+  return true;
+}
+
 // Each pass: the specialised kernel when the context asks for it and the shape passes its
 // rule (Fast), the tuner's choice between them (Tuned), else the implicit GEMM.
 void conv2d_forward(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,

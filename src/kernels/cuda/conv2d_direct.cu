@@ -24,29 +24,45 @@ constexpr size_t kSharedLimit = 48 * 1024;
 
 // One block's band: `rows` output rows (about one output pixel per thread), the input rows
 // and columns they read including the padding, and the shared memory for those plus weights.
+// With a fused pooling of window `pool_size`, the band is a whole number of windows high and
+// its outputs are kept in shared memory too, for the pooled epilogue.
 struct DirectBand {
   int rows, in_rows, in_cols;
   size_t shared_bytes;
 };
 
-DirectBand direct_band(const Conv2DShape& s) {
+DirectBand direct_band(const Conv2DShape& s, int pool_size = 0) {
   DirectBand b;
   b.rows = std::clamp(kThreads / std::max(s.w_out, 1), 1, std::max(s.h_out, 1));
+  if (pool_size > 1) b.rows = std::max(pool_size, b.rows - b.rows % pool_size);
   b.in_rows = (b.rows - 1) * s.stride_h + s.k_h;
   b.in_cols = (s.w_out - 1) * s.stride_w + s.k_w;
-  b.shared_bytes =
-      sizeof(float) * (size_t(s.c_in) * b.in_rows * b.in_cols + size_t(kChannelGroup) * s.c_in * s.k_h * s.k_w);
+  const size_t pooled = pool_size > 1 ? size_t(kChannelGroup) * b.rows * s.w_out : 0;
+  b.shared_bytes = sizeof(float) * (size_t(s.c_in) * b.in_rows * b.in_cols +
+                                    size_t(kChannelGroup) * s.c_in * s.k_h * s.k_w + pooled);
   return b;
 }
+
+// The pooling layer after the convolution, fused into its epilogue (conv2d_forward_pooled):
+// window = stride = size, no padding, average or max, computed as the pooling kernels compute
+// them (the same window order), so the pooled output has their bits.
+struct DirectPool {
+  int size = 0;  // 0: no pooling
+  bool max = false;
+  int h_out = 0, w_out = 0;
+  float* y = nullptr;
+};
 
 // Block (band, group, image): output rows [band * rows, +rows), channels [group * 8, +8).
 __global__ void __launch_bounds__(kThreads)
     conv_direct_forward_kernel(Conv2DShape s, DirectBand band, const float* __restrict__ x, const float* __restrict__ w,
-                               const float* __restrict__ bias, ActivationSpec act, float* __restrict__ y) {
+                               const float* __restrict__ bias, ActivationSpec act, float* __restrict__ y,
+                               DirectPool pool) {
   extern __shared__ float shared[];
   const int taps = s.k_h * s.k_w, per_filter = s.c_in * taps;
   float* tile = shared;                                            // [c_in][in_rows][in_cols]
   float* filters = shared + s.c_in * band.in_rows * band.in_cols;  // [8][c_in * taps]
+  float* outs = filters + kChannelGroup * per_filter;              // pooling: [8][rows][w_out]
   const int oh0 = int(blockIdx.x) * band.rows, co0 = int(blockIdx.y) * kChannelGroup, img = int(blockIdx.z);
   const int ih0 = oh0 * s.stride_h - s.pad_top;
   const float* image = x + int64_t(img) * s.c_in * s.h_in * s.w_in;
@@ -83,10 +99,34 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int g = 0; g < kChannelGroup; ++g) {
       const int co = co0 + g;
-      if (co < s.c_out)
-        y[((int64_t(img) * s.c_out + co) * s.h_out + oh) * s.w_out + ow] =
-            formulas::activate(act, acc[g] + (bias ? bias[co] : 0.f));
+      if (co < s.c_out) {
+        const float v = formulas::activate(act, acc[g] + (bias ? bias[co] : 0.f));
+        y[((int64_t(img) * s.c_out + co) * s.h_out + oh) * s.w_out + ow] = v;
+        if (pool.size) outs[(g * band.rows + r) * s.w_out + ow] = v;
+      }
     }
+  }
+  if (!pool.size) return;  // the same for the whole block
+  __syncthreads();
+  const int p = pool.size, prows = rows_here / p, pooled = kChannelGroup * prows * pool.w_out;
+  for (int q = int(threadIdx.x); q < pooled; q += kThreads) {
+    const int pc = q % pool.w_out, rest = q / pool.w_out, pr = rest % prows, g = rest / prows;
+    const int co = co0 + g;
+    if (co >= s.c_out) continue;
+    const float* win = outs + (g * band.rows + pr * p) * s.w_out + pc * p;
+    float v;
+    if (pool.max) {  // maxpool2d_forward_kernel: the first maximum, row-major
+      v = win[0];
+      for (int i = 0; i < p; ++i)
+        for (int j = 0; j < p; ++j)
+          if (win[i * s.w_out + j] > v) v = win[i * s.w_out + j];
+    } else {  // avgpool2d_forward_kernel: the row-major sum over the window's count
+      float sum = 0.f;
+      for (int i = 0; i < p; ++i)
+        for (int j = 0; j < p; ++j) sum += win[i * s.w_out + j];
+      v = sum / float(p * p);
+    }
+    pool.y[((int64_t(img) * s.c_out + co) * pool.h_out + oh0 / p + pr) * pool.w_out + pc] = v;
   }
 }
 
@@ -179,7 +219,28 @@ void conv2d_forward_direct(Context& ctx, const Conv2DShape& s, const float* x, c
             "x", s.w_in, " -> ", s.c_out, ", kernel ", s.k_h, "x", s.k_w, ")");
   const DirectBand band = direct_band(s);
   const dim3 grid(unsigned(ceil_div(s.h_out, band.rows)), unsigned(ceil_div(s.c_out, kChannelGroup)), unsigned(s.n));
-  conv_direct_forward_kernel<<<grid, kThreads, band.shared_bytes, ctx.stream>>>(s, band, x, w, bias, act, y);
+  conv_direct_forward_kernel<<<grid, kThreads, band.shared_bytes, ctx.stream>>>(s, band, x, w, bias, act, y,
+                                                                                DirectPool{});
+  CNN_CUDA_CHECK_LAUNCH("conv_direct_forward_kernel");
+}
+
+bool direct_forward_pooled_takes(const Conv2DShape& s, const Pool2DShape& p) {
+  const int size = p.k_h;
+  const bool windows = size >= 2 && p.k_w == size && p.stride_h == size && p.stride_w == size && p.pad_top == 0 &&
+                       p.pad_left == 0 && p.h_out == s.h_out / size && p.w_out == s.w_out / size;
+  const bool chained = p.n == s.n && p.c == s.c_out && p.h_in == s.h_out && p.w_in == s.w_out;
+  return windows && chained && direct_forward_takes(s) && direct_band(s, size).shared_bytes <= kSharedLimit;
+}
+
+void conv2d_forward_direct_pooled(Context& ctx, const Conv2DShape& s, const Pool2DShape& p, bool max_pool,
+                                  const float* x, const float* w, const float* bias, ActivationSpec act, float* y,
+                                  float* pooled) {
+  check_elementwise(act, "conv2d_forward_direct_pooled");
+  CNN_CHECK(direct_forward_pooled_takes(s, p), "conv2d_forward_direct_pooled: shapes outside the kernel's rule");
+  const DirectBand band = direct_band(s, p.k_h);
+  const dim3 grid(unsigned(ceil_div(s.h_out, band.rows)), unsigned(ceil_div(s.c_out, kChannelGroup)), unsigned(s.n));
+  conv_direct_forward_kernel<<<grid, kThreads, band.shared_bytes, ctx.stream>>>(
+      s, band, x, w, bias, act, y, DirectPool{p.k_h, max_pool, p.h_out, p.w_out, pooled});
   CNN_CUDA_CHECK_LAUNCH("conv_direct_forward_kernel");
 }
 

@@ -19,6 +19,13 @@ bool direct_forward_takes(const Conv2DShape& s);
 void conv2d_forward_direct(Context& ctx, const Conv2DShape& s, const float* x, const float* w, const float* bias,
                            ActivationSpec act, float* y);
 
+// The direct forward with the pooling layer after it in its epilogue (window = stride >= 2,
+// 'valid'), writing y and the pooled output with the two kernels' bits.
+bool direct_forward_pooled_takes(const Conv2DShape& s, const Pool2DShape& p);
+void conv2d_forward_direct_pooled(Context& ctx, const Conv2DShape& s, const Pool2DShape& p, bool max_pool,
+                                  const float* x, const float* w, const float* bias, ActivationSpec act, float* y,
+                                  float* pooled);
+
 // Direct backward input (conv2d_direct.cu), the forward's twin: takes c_in <= 8 (all of dx's
 // channels in one thread's accumulators) when a band's dy rows and all weights fit 48 KB.
 bool direct_backward_input_takes(const Conv2DShape& s);
