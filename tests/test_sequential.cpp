@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -213,28 +214,36 @@ TEST(Sequential, TwoRunsWithOneSeedGiveIdenticalWeights) {
 // Flatten in a training step shares its input's buffer and is skipped (no copy forward or
 // backward); an arena that keeps every layer's input gradient (the checkers') copies. The
 // gradients come out bit for bit the same either way.
+// One CPU training step's parameter gradients (labels r % 3) through a checker-style runner on
+// its own arena: the training step's (keep false) or the checkers' (keep true, every layer's
+// input gradient kept and every layer run whole). `inspect` sees the arena after the step.
+std::vector<float> step_gradients(Sequential& m, const Tensor& x, int n, bool keep,
+                                  const std::function<void(Arena<float>&)>& inspect = {}) {
+  std::vector<float> params = m.parameters().to_vector(), grads(params.size());
+  Arena<float> arena;
+  arena.keep_input_grads = keep;
+  Runner<float> runner(m, arena, Device::CPU, params.data(), grads.data());
+  runner.plan(n);
+  for (int r = 0; r < n; ++r) arena.labels.data()[r] = r % 3;
+  runner.forward(n, true, 0, x.data());
+  runner.loss_and_gradient(ops::TargetKind::Labels, n);
+  runner.backward(n);
+  if (inspect) inspect(arena);
+  return grads;
+}
+
 TEST(Sequential, FlattenSharesItsInputsBufferInTheTrainingStep) {
   Sequential m({Conv2D(4, 3, 1, "same", "relu"), MaxPooling2D(2), Flatten(), Dense(5, "relu"), Dense(3, "softmax")});
   m.compile("sgd", "scce", 0.1f, {2, 6, 6});
   const int n = 4;
   const auto data = test::make_quadrant_data(n, 2, 6, 6, 3);
-  std::vector<float> params = m.parameters().to_vector();
   auto gradients = [&](bool keep) {
-    Arena<float> arena;
-    arena.keep_input_grads = keep;
-    std::vector<float> grads(params.size());
-    Runner<float> runner(m, arena, Device::CPU, params.data(), grads.data());
-    runner.plan(n);
-    EXPECT_EQ(arena.act(2) == arena.act(1), !keep) << "keep_input_grads " << keep;
-    EXPECT_NE(arena.act(3), arena.act(2));
-    for (int r = 0; r < n; ++r) arena.labels.data()[r] = int32_t(data.y.to_vector()[size_t(r)]) % 3;
-    runner.forward(n, true, 0, data.x.data());
-    runner.loss_and_gradient(ops::TargetKind::Labels, n);
-    runner.backward(n);
-    const std::vector<float> flat(arena.act(2), arena.act(2) + n * 36);
-    const std::vector<float> pooled(arena.act(1), arena.act(1) + n * 36);
-    EXPECT_EQ(flat, pooled);
-    return grads;
+    return step_gradients(m, data.x, n, keep, [&](Arena<float>& arena) {
+      EXPECT_EQ(arena.act(2) == arena.act(1), !keep) << "keep_input_grads " << keep;
+      EXPECT_NE(arena.act(3), arena.act(2));
+      EXPECT_EQ(std::vector<float>(arena.act(2), arena.act(2) + n * 36),
+                std::vector<float>(arena.act(1), arena.act(1) + n * 36));
+    });
   };
   const std::vector<float> shared = gradients(false), copied = gradients(true);
   EXPECT_EQ(shared, copied);
@@ -264,20 +273,7 @@ TEST(Sequential, ConvActivationGradientFoldedIntoThePoolingAboveIt) {
       EXPECT_EQ(m.state().activation_below[2].kind, Activation::Linear);
       const int n = 3;
       const auto data = test::make_quadrant_data(n, 2, 8, 8, 4);
-      std::vector<float> params = m.parameters().to_vector();
-      auto gradients = [&](bool keep) {
-        Arena<float> arena;
-        arena.keep_input_grads = keep;
-        std::vector<float> grads(params.size());
-        Runner<float> runner(m, arena, Device::CPU, params.data(), grads.data());
-        runner.plan(n);
-        for (int r = 0; r < n; ++r) arena.labels.data()[r] = r % 3;
-        runner.forward(n, true, 0, data.x.data());
-        runner.loss_and_gradient(ops::TargetKind::Labels, n);
-        runner.backward(n);
-        return grads;
-      };
-      const std::vector<float> folded = gradients(false), whole = gradients(true);
+      const std::vector<float> folded = step_gradients(m, data.x, n, false), whole = step_gradients(m, data.x, n, true);
       EXPECT_EQ(folded, whole);
       EXPECT_GT(*std::max_element(folded.begin(), folded.end()), 0.0f);
     }
