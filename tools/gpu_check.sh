@@ -159,7 +159,7 @@ if part sanitizers && [ -z "${SKIP_SANITIZERS:-}" ] && [ -n "$gpu_tests" ]; then
   step memcheck 300 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 "$gpu_tests" \
     --gtest_filter=-*256*:GpuModel.*
   step racecheck 300 compute-sanitizer --tool racecheck --error-exitcode 1 "$gpu_tests" \
-    --gtest_filter=*Softmax*:*Metric*:*BatchNorm*:*Pool*:*Loss*:*Conv2DGpu*batch7*:*Conv2DGpu*64ch*:*MmaConvGpu.*batch7*:*MmaConvGpu.*batch1_c8*:-*256*
+    --gtest_filter=*Softmax*:*DenseChain*:*BiasGrad*:*Metric*:*BatchNorm*:*Pool*:*Loss*:*Conv2DGpu*batch7*:*Conv2DGpu*64ch*:*MmaConvGpu.*batch7*:*MmaConvGpu.*batch1_c8*:-*256*
 fi
 
 # Data: the CIFAR-10 batches found, else a synthetic set of CIFAR's shape and layout.
