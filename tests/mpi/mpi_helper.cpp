@@ -3,7 +3,8 @@
 // image set through the C++ API. Every rank writes its final parameters to
 // <out>/weights.<rank> (raw floats) and rank 0 its epoch losses to <out>/loss.txt.
 //   cnn_mpi_helper <out> [key=value ...]
-// keys: rows, batch, epochs, seed, checkpoint, resume, validation (split, e.g. 0.2),
+// keys: rows, batch, epochs (may be fractional), drop_last (1: whole global batches only), seed,
+//       checkpoint, resume, validation (split, e.g. 0.2),
 //       batch_norm (1: a BatchNormalization layer after the convolution), sync_batchnorm (1: its
 //       statistics over all ranks), bucket_bytes (FitOptions::allreduce_bucket_bytes),
 //       batch_rank1 (rank 1's batch size, for the agreement test),
@@ -72,7 +73,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> kv = {{"rows", "200"}, {"batch", "8"},   {"epochs", "2"},    {"seed", "7"},
                                            {"fault", ""},   {"fault_rank", "1"}, {"fault_step", "-1"},
                                            {"checkpoint", ""}, {"resume", ""}, {"validation", "0"}, {"batch_rank1", "0"},
-                                           {"batch_norm", "0"}, {"sync_batchnorm", "0"}, {"bucket_bytes", "-1"}};
+                                           {"batch_norm", "0"}, {"sync_batchnorm", "0"}, {"bucket_bytes", "-1"},
+                                           {"drop_last", "0"}};
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     const size_t eq = a.find('=');
@@ -89,7 +91,8 @@ int main(int argc, char** argv) {
     Sequential model = small_cnn(std::stoull(kv["seed"]) + uint64_t(rank), kv["batch_norm"] == "1");
     test::SmallData data = test::make_quadrant_data(std::stoi(kv["rows"]), 1, 10, 10, 11);
     FitOptions f;
-    f.epochs = std::stoi(kv["epochs"]);
+    f.epochs = std::stod(kv["epochs"]);
+    f.drop_last = kv["drop_last"] == "1";
     f.batch_size = std::stoi(kv["batch"]);
     if (rank == 1 && std::stoi(kv["batch_rank1"]) > 0) f.batch_size = std::stoi(kv["batch_rank1"]);
     f.seed = 5;

@@ -128,6 +128,22 @@ TEST(MpiFit, TwoRanksAtBatchBMatchOneProcessAtBatch2B) { expect_matches_double_b
 // by its row count so the result is still the mean over the 11 rows.
 TEST(MpiFit, UnevenLastBatchIsWeightedByRows) { expect_matches_double_batch(203); }
 
+// drop_last drops the rows past the last whole GLOBAL batch (203 = 12 x 16 + 11: the 11), and
+// 1.5 epochs train ceil(1.5 x 12) = 18 steps, on 2 ranks as on one process at twice the batch.
+TEST(MpiFit, FractionalEpochsOfWholeGlobalBatchesMatchOneProcessAtBatch2B) {
+  float d = 1;
+  double_batch_difference("rows=203 epochs=1.5 drop_last=1", "", &d);
+  EXPECT_LE(d, 2e-6f);
+  float without = 1;  // without drop_last: 13 steps an epoch, the last one of 11 rows split 5 / 6
+  double_batch_difference("rows=203 epochs=1.5", "", &without);
+  EXPECT_LE(without, 2e-6f);
+  // The 11 rows do matter, so dropping them is seen: the two single-process runs differ.
+  const fs::path a = fresh_dir("drop_a"), b = fresh_dir("drop_b");
+  ASSERT_EQ(helper(0, a, "rows=203 epochs=1.5 drop_last=1 batch=16").code, 0);
+  ASSERT_EQ(helper(0, b, "rows=203 epochs=1.5 batch=16").code, 0);
+  EXPECT_GT(max_abs_diff(weights(a, 0), weights(b, 0)), 1e-4f);
+}
+
 TEST(MpiFit, ValidationAndLossAreReducedOverRanks) {
   const fs::path one = fresh_dir("val_one"), two = fresh_dir("val_two");
   ASSERT_EQ(helper(0, one, "validation=0.25 batch=16").code, 0);
