@@ -81,6 +81,8 @@ struct LayerBuffers {
   // activation, and the layer below gets dy_before_activation (its dy is that already).
   ActivationSpec dx_activation{};
   bool dy_before_activation = false;
+  // Backward: the bias gradient is written already (the last Dense layer's, by the fused loss).
+  bool bias_grad_done = false;
 };
 
 class Layer {

@@ -418,10 +418,13 @@ void accumulate_metrics(Context& ctx, int rows, int cols, const float* row_loss,
 // limit is set on paper: one block's 16 warps take rows / 16 rows each, against the loss
 // kernel's warp per row, so past a few hundred rows the two parallel launches are faster.
 constexpr int kSoftmaxCrossEntropyMetricsMaxRows = 512;
+// With dbias (not null) the one-block kernel also writes dlogits' column sums there, in the
+// order of Dense's bias gradient (the last Dense layer's, with its bits); returns whether it
+// did (false on the two-op path, which leaves dbias alone).
 bool softmax_cross_entropy_metrics_takes(int rows);
-void softmax_cross_entropy_with_metrics(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
+bool softmax_cross_entropy_with_metrics(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
                                         const int32_t* labels, const float* targets, float smoothing, float* row_loss,
-                                        float* dlogits, double* accum);
+                                        float* dlogits, double* accum, float* dbias = nullptr);
 
 // -- Optimizers and weight averaging
 void sgd_update(Context& ctx, int64_t count, float* param, const float* grad, float* velocity,

@@ -254,6 +254,46 @@ TEST_P(LossGpu, SoftmaxCrossEntropyWithMetricsIsTheTwoOpsBitForBit) {
     }
 }
 
+// The fused loss can also write the last Dense layer's bias gradient, the column sums of
+// dlogits: the bits of dense_backward_params' column sum over the same dlogits, one launch
+// in all; on the two-op path (over kSoftmaxCrossEntropyMetricsMaxRows rows) it declines and
+// leaves dbias alone (NaN-poisoned here).
+TEST_P(LossGpu, SoftmaxCrossEntropyWithMetricsWritesTheLastBiasGradientBitForBit) {
+  using gputest::DeviceBuffer;
+  const LossCase c = GetParam();
+  const int64_t count = int64_t(c.rows) * c.cols;
+  OpCheck op(ctx(), 68);
+  const std::vector<float> z = op.random(count, -3, 3);
+  const std::vector<int32_t> labels = random_labels(op, c.rows, c.cols);
+  DeviceBuffer dz(size_t(count) * 4), dlbl(labels.size() * 4), dloss(size_t(c.rows) * 4), dg(size_t(count) * 4),
+      dacc(2 * sizeof(double)), db(size_t(c.cols) * 4), db_ref(size_t(c.cols) * 4), dw(size_t(c.cols) * 4),
+      ones(size_t(c.rows) * 4);
+  dz.upload(z);
+  dlbl.upload(labels);
+  dacc.upload(std::vector<double>{0.0, 0.0});
+  db.upload(std::vector<float>(size_t(c.cols), std::nanf("")));
+  db_ref.upload(std::vector<float>(size_t(c.cols), std::nanf("")));
+  ones.upload(std::vector<float>(size_t(c.rows), 1.f));
+  auto* gp = static_cast<float*>(dg.get());
+  const int64_t launches = cuda_kernel_launches();
+  const bool wrote = gpu::softmax_cross_entropy_with_metrics(
+      ctx(), c.rows, c.cols, static_cast<float*>(dz.get()), TargetKind::Labels, static_cast<int32_t*>(dlbl.get()),
+      nullptr, 0.1f, static_cast<float*>(dloss.get()), gp, static_cast<double*>(dacc.get()), static_cast<float*>(db.get()));
+  const bool fused = gpu::softmax_cross_entropy_metrics_takes(c.rows);
+  EXPECT_EQ(wrote, fused);
+  EXPECT_EQ(cuda_kernel_launches() - launches, fused ? 1 : 2);
+  // The reference: Dense's own bias gradient of a 1-input layer over the same dlogits.
+  gpu::dense_backward_params(ctx(), c.rows, 1, c.cols, static_cast<float*>(ones.get()), gp,
+                             static_cast<float*>(dw.get()), static_cast<float*>(db_ref.get()));
+  cuda::synchronize(ctx());
+  const std::vector<float> got = db.download<float>(), want = db_ref.download<float>();
+  if (fused) {
+    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
+  } else {
+    for (float v : got) ASSERT_TRUE(std::isnan(v));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, LossGpu,
                          ::testing::Values(LossCase{1, 10}, LossCase{7, 33}, LossCase{256, 10}, LossCase{5, 1000},
                                            LossCase{3, 1}, LossCase{1000, 3}),

@@ -76,7 +76,7 @@ void Dense::backward_t(const Exec& e, const LayerBuffers<T>& b) {
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   const int64_t count = int64_t(b.n) * opt_.units;
   T* dz = b.dy;
-  T* dbias = trainable && opt_.use_bias ? b.grads + int64_t(opt_.units) * in_ : nullptr;
+  T* dbias = trainable && opt_.use_bias && !b.bias_grad_done ? b.grads + int64_t(opt_.units) * in_ : nullptr;
   // The bias gradient may come with the activation's (one kernel on the GPU) when nothing
   // changes dz in between: no scale, no rounding policy.
   const bool bias_with_activation = dbias && act.kind != Activation::Linear && act.kind != Activation::Softmax &&

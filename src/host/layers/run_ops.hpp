@@ -210,6 +210,15 @@ void softmax_cross_entropy_with_metrics(const Exec& e, const A&... a) {
   run_op<T>(e, [&] { ops::cpu::softmax_cross_entropy_with_metrics<T>(a...); },
             [&](auto& c) { ops::cuda::softmax_cross_entropy_with_metrics(c, a...); });
 }
+// The same, and on CUDA the column sums of the gradient into dbias where its one kernel can
+// (ops.hpp); returns whether dbias was written (never on the CPU).
+template <class T, class... A>
+bool softmax_cross_entropy_with_metrics_and_bias(const Exec& e, T* dbias, const A&... a) {
+  bool wrote = false;
+  run_op<T>(e, [&] { ops::cpu::softmax_cross_entropy_with_metrics<T>(a...); },
+            [&](auto& c) { wrote = ops::cuda::softmax_cross_entropy_with_metrics(c, a..., dbias); });
+  return wrote;
+}
 
 // ---- Optimizers and weight averaging -----------------------------------------------------
 template <class T, class... A>

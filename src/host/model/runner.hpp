@@ -124,6 +124,7 @@ class Runner {
   bool owns_model_buffers_;  // the model's own arena, parameters, profiling and graphs
   T* params_ = nullptr;      // a checker's arrays
   T* grads_ = nullptr;
+  bool loss_wrote_last_bias_ = false;  // loss_with_metrics wrote the last layer's bias gradient
 };
 
 }  // namespace cnn

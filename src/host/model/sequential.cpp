@@ -209,6 +209,9 @@ void Sequential::compile(const CompileOptions& o) {
   if (s.fused) layers_.back()->emit_logits(true);
 
   s.dense_chain = plan_dense_chains(layers_);
+  const auto* last_dense = layers_.empty() ? nullptr : dynamic_cast<const Dense*>(layers_.back().get());
+  s.last_bias_from_loss = s.fused && (s.loss == LossKind::CategoricalCE || s.loss == LossKind::SparseCategoricalCE) &&
+                          last_dense && last_dense->options().use_bias && last_dense->options().scale == 1.0f;
   s.conv_then_pool.assign(layers_.size(), false);
   for (size_t i = 0; i + 1 < layers_.size(); ++i)
     s.conv_then_pool[i] = dynamic_cast<const Conv2D*>(layers_[i].get()) &&

@@ -62,6 +62,9 @@ struct Sequential::State {
   // Per layer: a Conv2D with a pooling layer right after it, which the GPU step may run in the
   // conv's kernel (Conv2D::forward_with_pooling).
   std::vector<bool> conv_then_pool;
+  // The last layer is a Dense layer with a bias and scale 1 whose logits the fused softmax
+  // cross-entropy takes: that loss may write its bias gradient (Runner::loss_with_metrics).
+  bool last_bias_from_loss = false;
 
   Device device = Device::CPU;
   std::shared_ptr<cuda::Context> cuda;  // owned; set on CUDA

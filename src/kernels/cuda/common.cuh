@@ -30,6 +30,24 @@ inline void check_elementwise(ops::ActivationSpec act, const char* op) {
 }
 
 // ---- Reductions -----------------------------------------------------------------------------
+// Dense's bias-gradient order, shared by every kernel that writes one (the column sum, the
+// fused loss): the sum of a column over `rows` is kColumnPartials partial sums, partial p over
+// rows p, p + kColumnPartials, ..., added in order p = 0, 1, ...
+constexpr int kColumnPartials = 8;
+template <class Load>  // load(r): the column's value in row r
+__device__ __forceinline__ float column_partial(int rows, int p, Load load) {
+  float sum = 0.f;
+  for (int r = p; r < rows; r += kColumnPartials) sum += load(r);
+  return sum;
+}
+template <int kStride>  // partials[p * kStride]: partial p
+__device__ __forceinline__ float column_total(const float* partials) {
+  float total = 0.f;
+#pragma unroll
+  for (int p = 0; p < kColumnPartials; ++p) total += partials[p * kStride];
+  return total;
+}
+
 // Butterfly (xor) shuffles: every lane ends with the same, order-independent-of-timing result.
 // All 32 lanes of the warp must call them.
 

@@ -38,30 +38,26 @@ __global__ void bias_activation_kernel(int64_t count, int cols, const float* __r
 // With dz (not null): each element first becomes act'(.) dy, written to dz (which may be dy:
 // each thread rewrites only what it read), as activation_backward_kernel computes it, and the
 // sums are over those: the same bits as that kernel then this one.
-constexpr int kSumCols = 32, kSumRows = 8;
+constexpr int kSumCols = 32, kSumRows = kColumnPartials;
 __global__ void column_sum_kernel(const float* dy, int rows, int cols, float* __restrict__ out, ActivationSpec act,
                                   const float* z, const float* y, float* dz) {
   __shared__ float partial[kSumRows][kSumCols + 1];
   const int col = int(blockIdx.x) * kSumCols + int(threadIdx.x);
   float sum = 0.f;
   if (col < cols) {
-    for (int r = int(threadIdx.y); r < rows; r += kSumRows) {
+    sum = column_partial(rows, int(threadIdx.y), [&](int r) {
       const int64_t i = int64_t(r) * cols + col;
       float d = dy[i];
       if (dz) {
         d = formulas::activation_grad(act, z, i, y[i], d);
         dz[i] = d;
       }
-      sum += d;
-    }
+      return d;
+    });
   }
   partial[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
-  if (threadIdx.y == 0 && col < cols) {
-    float total = 0.f;
-    for (int i = 0; i < kSumRows; ++i) total += partial[i][threadIdx.x];
-    out[col] = total;
-  }
+  if (threadIdx.y == 0 && col < cols) out[col] = column_total<kSumCols + 1>(&partial[0][threadIdx.x]);
 }
 
 // ---- A chain of small Dense layers, forward, in one kernel --------------------------------

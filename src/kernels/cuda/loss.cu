@@ -190,10 +190,14 @@ __global__ void __launch_bounds__(kMetricThreads)
 // the metrics kernel's rows (warp, warp + 16, ...) and computes their losses and gradients
 // as the loss kernel's warps do, so row_loss, dlogits and accum get the same bits as the two
 // kernels give. The predictions are read before the row's gradients are written.
+//
+// With dbias (not null), the block then sums dlogits' columns into it in Dense's bias-gradient
+// order (column_partial / column_total), the last Dense layer's bias gradient: the bits its
+// column sum would give, one launch fewer.
 __global__ void __launch_bounds__(kMetricThreads, 1)
     softmax_cross_entropy_metrics_kernel(int rows, int cols, const float* logits, TargetKind kind,
                                          const int32_t* labels, const float* targets, float smoothing,
-                                         float* row_loss, float* dlogits, double* accum) {
+                                         float* row_loss, float* dlogits, double* accum, float* dbias) {
   const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
   double loss = 0.0, correct = 0.0;
   for (int r = warp; r < rows; r += kMetricWarps) {
@@ -206,6 +210,19 @@ __global__ void __launch_bounds__(kMetricThreads, 1)
     correct += predicted == expected ? 1.0 : 0.0;
   }
   add_warp_totals(warp, lane, loss, correct, accum);
+  if (!dbias) return;  // the same for the whole block
+  __syncthreads();     // every row's dlogits written (by this block)
+  __shared__ float partial[kColumnPartials][kWarpSize + 1];
+  const int p = int(threadIdx.x) / kWarpSize;  // warps 0..7 take a partial each
+  for (int col0 = 0; col0 < cols; col0 += kWarpSize) {
+    const int col = col0 + lane;
+    if (p < kColumnPartials)
+      partial[p][lane] =
+          col < cols ? column_partial(rows, p, [&](int r) { return dlogits[int64_t(r) * cols + col]; }) : 0.f;
+    __syncthreads();
+    if (p == 0 && col < cols) dbias[col] = column_total<kWarpSize + 1>(&partial[0][lane]);
+    __syncthreads();
+  }
 }
 
 }  // namespace
@@ -220,19 +237,20 @@ void softmax_cross_entropy(Context& ctx, int rows, int cols, const float* logits
 
 bool softmax_cross_entropy_metrics_takes(int rows) { return rows <= kSoftmaxCrossEntropyMetricsMaxRows; }
 
-void softmax_cross_entropy_with_metrics(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
+bool softmax_cross_entropy_with_metrics(Context& ctx, int rows, int cols, const float* logits, TargetKind kind,
                                         const int32_t* labels, const float* targets, float smoothing, float* row_loss,
-                                        float* dlogits, double* accum) {
+                                        float* dlogits, double* accum, float* dbias) {
   CNN_CHECK(kind != TargetKind::Binary, "softmax_cross_entropy_with_metrics: class targets only (labels or distributions)");
-  if (rows <= 0 || cols <= 0) return;
+  if (rows <= 0 || cols <= 0) return false;
   if (!softmax_cross_entropy_metrics_takes(rows)) {
     softmax_cross_entropy(ctx, rows, cols, logits, kind, labels, targets, smoothing, row_loss, dlogits);
     accumulate_metrics(ctx, rows, cols, row_loss, logits, kind, labels, targets, false, accum);
-    return;
+    return false;
   }
   softmax_cross_entropy_metrics_kernel<<<1, kMetricThreads, 0, ctx.stream>>>(rows, cols, logits, kind, labels, targets,
-                                                                           smoothing, row_loss, dlogits, accum);
+                                                                           smoothing, row_loss, dlogits, accum, dbias);
   CNN_CUDA_CHECK_LAUNCH("softmax_cross_entropy_metrics_kernel");
+  return dbias != nullptr;
 }
 
 void cross_entropy(Context& ctx, int rows, int cols, const float* probs, TargetKind kind, const int32_t* labels,
