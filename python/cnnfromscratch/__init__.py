@@ -7,7 +7,7 @@
 """
 from . import datasets, distributed
 from ._core import built_with_cuda, built_with_protobuf, cuda_available, plot_training_curves
-from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard
+from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard, WeightAveraging
 from .datasets import to_categorical
 from .layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                      GlobalAveragePooling2D, GlobalMaxPooling2D, Layer, MaxPooling2D)
@@ -15,5 +15,6 @@ from .models import History, Sequential, load_model
 
 __all__ = ["Activation", "AveragePooling2D", "BatchNormalization", "CSVLogger", "Callback", "Conv2D", "Dense",
            "Dropout", "EarlyStopping", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "History", "Layer",
-           "MaxPooling2D", "ModelCheckpoint", "Sequential", "TensorBoard", "built_with_cuda", "built_with_protobuf",
-           "cuda_available", "datasets", "load_model", "plot_training_curves", "to_categorical"]
+           "MaxPooling2D", "ModelCheckpoint", "Sequential", "TensorBoard", "WeightAveraging", "built_with_cuda",
+           "built_with_protobuf", "cuda_available", "datasets", "load_model", "plot_training_curves",
+           "to_categorical"]

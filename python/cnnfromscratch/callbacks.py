@@ -54,6 +54,20 @@ class CSVLogger(_NativeCallback):
         self._native = _core.csv_logger(os.fspath(filename), append)
 
 
+class WeightAveraging(_NativeCallback):
+    """Weight averaging during training, on the model's device (the model files'
+    training.weight_averaging): 'ema' keeps avg = decay avg + (1 - decay) w after every step;
+    'lookahead' every `every` steps moves the slow weights towards the fast ones by alpha
+    (1 - alpha_decay p^alpha_decay_power), p the fraction of fit's steps done, and resets the
+    fast ones to them (airbench94: alpha 1, alpha_decay 0.95**5, power 3, every 5). With
+    use_average_at_end the average replaces the weights when fit ends."""
+
+    def __init__(self, method: str = "ema", decay: float = 0.999, every: int = 5, alpha: float = 0.5,
+                 alpha_decay: float = 0.0, alpha_decay_power: float = 3.0, use_average_at_end: bool = True) -> None:
+        self._native = _core.weight_averaging(method, decay, every, alpha, alpha_decay, alpha_decay_power,
+                                              use_average_at_end)
+
+
 class TensorBoard(_NativeCallback):
     """Writes TensorBoard event files into log_dir (a new file per fit, so a resumed run
     appends): per epoch epoch/loss, epoch/accuracy, epoch/val_loss, epoch/val_accuracy,

@@ -206,6 +206,11 @@ NB_MODULE(_core, m) {
   m.def("tensorboard", [](std::string log_dir, int every_steps, bool write_filters) {
     return cnn::tensorboard({std::move(log_dir), every_steps, write_filters});
   });
+  m.def("weight_averaging", [](std::string method, float decay, int every, float alpha, float alpha_decay,
+                               float alpha_decay_power, bool use_average_at_end) {
+    return cnn::weight_averaging(
+        {std::move(method), decay, every, alpha, alpha_decay, alpha_decay_power, use_average_at_end});
+  });
 
   nb::class_<cnn::LRSchedule>(m, "LRSchedule")
       .def(nb::init<>())

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnfromscratch import Callback, Conv2D, Dense, Flatten, Sequential, _core
+from cnnfromscratch import Callback, Conv2D, Dense, Flatten, Sequential, WeightAveraging, _core
 
 
 def tiny_model():
@@ -191,6 +191,25 @@ def test_fractional_epochs_and_drop_last():
         assert counts == batches, (drop_last, counts)
     with pytest.raises(Exception, match="fit: epochs must be a number"):
         tiny_model().fit(x, y, epochs=float("nan"), verbose=0)
+
+
+def test_weight_averaging():
+    x, y = tiny_data()
+
+    def trained(callbacks):
+        model = tiny_model()
+        model.fit(x, y, epochs=2, batch_size=16, callbacks=callbacks, verbose=0)
+        return np.concatenate([w.ravel() for w in model.get_weights()])
+
+    plain = trained([])
+    # An EMA with decay 0 is the weights themselves; with decay 0.9 the average is not.
+    assert np.array_equal(trained([WeightAveraging("ema", decay=0.0)]), plain)
+    assert not np.allclose(trained([WeightAveraging("ema", decay=0.9)]), plain)
+    assert not np.allclose(trained([WeightAveraging("lookahead", every=2, alpha=0.5, alpha_decay=0.77)]), plain)
+    with pytest.raises(Exception, match="weight_averaging: decay must be in"):
+        WeightAveraging("ema", decay=1.5)
+    with pytest.raises(Exception, match="sma"):
+        WeightAveraging("sma")
 
 
 def _tfrecords(path):
