@@ -12,6 +12,12 @@
 namespace cnn {
 
 namespace {
+
+// The op-level shape of a batch of n through a built Conv2D (its forward, backward and fused forward).
+ops::Conv2DShape batch_shape(const Shape& in, const Conv2DOptions& o, Padding padding, int n) {
+  return ops::Conv2DShape::make(n, int(in[0]), int(in[1]), int(in[2]), o.filters, o.kernel_size.h, o.kernel_size.w,
+                                o.strides.h, o.strides.w, padding);
+}
 constexpr const char* kPatchWhitening = "patch_whitening";
 }
 
@@ -84,9 +90,7 @@ nlohmann::json Conv2D::config() const {
 
 template <class T>
 void Conv2D::forward_t(const Exec& e, const LayerBuffers<T>& b) {
-  const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
-                                        opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
-                                        opt_.strides.w, padding_);
+  const auto s = batch_shape(input_shape_, opt_, padding_, b.n);
   const T* bias = opt_.use_bias ? b.params + s.w_size() : nullptr;
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   // GELU's gradient needs the pre-activation: the product writes it, the activation follows.
@@ -103,9 +107,7 @@ bool Conv2D::forward_with_pooling(const Exec& e, const LayerBuffers<float>& b, c
 #if CNN_WITH_CUDA
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   if (!e.on_cuda() || e.precision != Precision::FP32 || gradient_needs_input(act.kind)) return false;
-  const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
-                                        opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
-                                        opt_.strides.w, padding_);
+  const auto s = batch_shape(input_shape_, opt_, padding_, b.n);
   const Pooling2DOptions& po = pool.options();
   const auto p = ops::Pool2DShape::make(b.n, s.c_out, s.h_out, s.w_out, po.pool_size.h, po.pool_size.w,
                                         po.strides->h, po.strides->w, pool.padding());
@@ -123,9 +125,7 @@ ActivationSpec Conv2D::activation_for_layer_above() const {
 
 template <class T>
 void Conv2D::backward_t(const Exec& e, const LayerBuffers<T>& b) {
-  const auto s = ops::Conv2DShape::make(b.n, int(input_shape_[0]), int(input_shape_[1]), int(input_shape_[2]),
-                                        opt_.filters, opt_.kernel_size.h, opt_.kernel_size.w, opt_.strides.h,
-                                        opt_.strides.w, padding_);
+  const auto s = batch_shape(input_shape_, opt_, padding_, b.n);
   const ActivationSpec act = logits_ ? ActivationSpec{} : act_;
   if (act.kind != Activation::Linear && !b.dy_before_activation) {
     const T* z = gradient_needs_input(act.kind) ? pre_activation_.get<T>(s.y_size(), e.device) : nullptr;
